@@ -1,0 +1,1 @@
+"""Calibration functions of the analysis (registered with cf.functions)."""

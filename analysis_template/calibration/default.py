@@ -1,0 +1,70 @@
+"""Jet energy calibration of the analysis: a nominal correction and its uncertainty shifts.
+
+The correction model is a stand-in with realistic shape (larger at low pt and high |eta|) for the real
+JEC of a CMS analysis; replace it with correctionlib evaluations of the official JEC files in a real fork.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from cf.columnar_util import set_ak_column
+from cf.functions import ColumnContext, calibrator
+
+JET_COLUMNS = {"Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass"}
+CALIBRATED_COLUMNS = {"Jet.pt", "Jet.mass", "Jet.pt_raw", "Jet.mass_raw"}
+
+
+def residual_correction(pt: ak.Array, eta: ak.Array) -> ak.Array:
+    """The nominal scale factor: a few percent at low pt, vanishing at high pt."""
+    return 1.0 + 0.03 * np.exp(-pt / 60.0) + 0.005 * np.abs(eta)
+
+
+def jec_uncertainty(pt: ak.Array, eta: ak.Array) -> ak.Array:
+    """The relative uncertainty of the correction: about 2% central and high pt, up to ~6% forward / soft."""
+    return 0.02 + 0.015 * np.abs(eta) / 2.5 + 1.0 / np.maximum(pt, 10.0)
+
+
+def scale_jets(events: ak.Array, scale: ak.Array) -> ak.Array:
+    """Scale jet pt and mass, keeping the uncalibrated values in ``pt_raw`` and ``mass_raw``."""
+    jets = events.Jet
+    raw_pt = jets.pt_raw if "pt_raw" in ak.fields(jets) else jets.pt
+    raw_mass = jets.mass_raw if "mass_raw" in ak.fields(jets) else jets.mass
+    events = set_ak_column(events, "Jet.pt_raw", raw_pt, value_type=np.float32)
+    events = set_ak_column(events, "Jet.mass_raw", raw_mass, value_type=np.float32)
+    events = set_ak_column(events, "Jet.pt", raw_pt * scale, value_type=np.float32)
+    return set_ak_column(events, "Jet.mass", raw_mass * scale, value_type=np.float32)
+
+
+def propagate_to_met(events: ak.Array, old_pt: ak.Array) -> ak.Array:
+    """Type-1-like MET update: the change of the jets' transverse momenta is subtracted from MET."""
+    delta_pt = events.Jet.pt - old_pt
+    dx = ak.sum(delta_pt * np.cos(events.Jet.phi), axis=1)
+    dy = ak.sum(delta_pt * np.sin(events.Jet.phi), axis=1)
+    met_x = events.MET.pt * np.cos(events.MET.phi) - dx
+    met_y = events.MET.pt * np.sin(events.MET.phi) - dy
+    events = set_ak_column(events, "MET.pt", np.hypot(met_x, met_y), value_type=np.float32)
+    return set_ak_column(events, "MET.phi", np.arctan2(met_y, met_x), value_type=np.float32)
+
+
+@calibrator(uses=JET_COLUMNS, produces=CALIBRATED_COLUMNS)
+def skip_jecunc(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Nominal jet calibration without uncertainty sources (data and MC)."""
+    return scale_jets(events, residual_correction(events.Jet.pt, events.Jet.eta))
+
+
+@calibrator(
+    uses=JET_COLUMNS | {"MET.pt", "MET.phi"},
+    produces=CALIBRATED_COLUMNS | {"MET.pt", "MET.phi"},
+    shifts={"jec_up", "jec_down"},
+)
+def jec(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``, also in MET."""
+    scale = residual_correction(events.Jet.pt, events.Jet.eta)
+    if ctx.shift in {"jec_up", "jec_down"} and not ctx.dataset_inst.is_data:
+        sign = 1.0 if ctx.shift == "jec_up" else -1.0
+        scale = scale * (1.0 + sign * jec_uncertainty(events.Jet.pt * scale, events.Jet.eta))
+    old_pt = events.Jet.pt
+    events = scale_jets(events, scale)
+    return propagate_to_met(events, old_pt)

@@ -1,0 +1,191 @@
+"""Builds an analysis config for a 2017 campaign: processes, datasets, variables, shifts, categories and defaults."""
+
+from __future__ import annotations
+
+import order as od
+from scinum import Number
+
+from analysis_template.config import processes as procs
+from cf.columnar_util import EMPTY_FLOAT
+
+__all__ = ["LUMINOSITY", "add_config"]
+
+# in pb^-1: a slice of lumi sections of 2017 instead of the full 41.5 fb^-1, so that the pseudo-data (drawn at this
+# luminosity) stays small; 2.3% is the uncertainty on the 2017 luminosity
+LUMINOSITY = Number(5.0, {"lumi_13TeV_2017": 0.023j})
+
+#: Columns kept by the event reduction, as routes into the NanoAOD event structure.
+KEEP_COLUMNS: list[str] = [
+    "run",
+    "luminosityBlock",
+    "event",
+    "genWeight",
+    "PV.npvs",
+    "MET.pt",
+    "MET.phi",
+    *(f"Jet.{field}" for field in ("pt", "eta", "phi", "mass", "btagDeepFlavB", "hadronFlavour")),
+    *(f"Electron.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+    *(f"Muon.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+    *(f"Tau.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "decayMode")),
+]
+
+
+def add_config(
+    analysis: od.Analysis,
+    campaign: od.Campaign,
+    config_name: str,
+    config_id: int,
+    limit_dataset_files: int | None = None,
+) -> od.Config:
+    """Create a config for ``campaign`` and register it in ``analysis``.
+
+    Args:
+        analysis: The analysis the config belongs to.
+        campaign: The campaign whose datasets the config uses.
+        config_name: Name of the config.
+        config_id: Id of the config, unique within the analysis.
+        limit_dataset_files: If set, the maximum number of files per dataset. The nominal info of the campaign's
+            datasets is shortened in place (keys, ``n_files`` and ``n_events``).
+
+    Returns:
+        The new config.
+    """
+    config = od.Config(name=config_name, id=config_id, campaign=campaign, analysis=analysis)
+
+    for process in (procs.data, procs.hh_ggf_bbtautau, procs.tt, procs.dy):
+        config.add_process(process)
+
+    for dataset in campaign.datasets:
+        if limit_dataset_files is not None:
+            _limit_files(dataset, limit_dataset_files)
+        config.add_dataset(dataset)
+
+    config.x.luminosity = LUMINOSITY
+    config.x.keep_columns = {"cf.ReduceEvents": list(KEEP_COLUMNS)}
+    config.x.default_calibrators = ("skip_jecunc",)
+    config.x.default_selector = "default"
+    config.x.default_producers = ("default",)
+
+    _add_shifts(config)
+    _add_categories(config)
+    _add_variables(config)
+    return config
+
+
+def _limit_files(dataset: od.Dataset, n_files: int) -> None:
+    """Keep only the first ``n_files`` files of the nominal info of ``dataset``.
+
+    Args:
+        dataset: The dataset to shorten.
+        n_files: The maximum number of files, at least 1.
+
+    Raises:
+        ValueError: If ``n_files`` is smaller than 1.
+    """
+    if n_files < 1:
+        raise ValueError(f"limit_dataset_files must be at least 1, got {n_files}")
+    info = dataset.get_info("nominal")
+    counts = info.x.n_events_per_file[:n_files]
+    info.keys = info.keys[:n_files]
+    info.n_files = len(counts)
+    info.n_events = sum(counts)
+    info.x.n_events_per_file = counts
+
+
+def _add_shifts(config: od.Config) -> None:
+    """Add the nominal shift and the shape-changing jet energy correction shifts (source ``jec``).
+
+    Args:
+        config: The config to fill.
+    """
+    config.add_shift(name="nominal", id=0)
+    config.add_shift(name="jec_up", id=1, type="shape")
+    config.add_shift(name="jec_down", id=2, type="shape")
+
+
+def _add_categories(config: od.Config) -> None:
+    """Add the analysis categories; producers decide the membership by category name.
+
+    Args:
+        config: The config to fill.
+    """
+    config.add_category(
+        name="incl",
+        id=1,
+        label="inclusive",
+        aux={"selection_doc": "all events passing the event selection"},
+    )
+    config.add_category(
+        name="sr",
+        id=2,
+        label=r"$\geq$2 jets, $\geq$1 b, $\tau\tau$ pair",
+        aux={
+            "selection_doc": (
+                "HH -> bb tautau like: at least two jets, at least one of them b-tagged, and two hadronic taus of "
+                "opposite charge"
+            ),
+        },
+    )
+    config.add_category(
+        name="cr_tt",
+        id=3,
+        label=r"1 lepton, $\geq$4 jets",
+        aux={"selection_doc": "ttbar control region: exactly one electron or muon and at least four jets"},
+    )
+    config.add_category(
+        name="cr_dy",
+        id=4,
+        label=r"2 OS SF leptons, $|m_{\ell\ell} - m_{Z}| < 15$ GeV",
+        aux={
+            "selection_doc": (
+                "Drell-Yan control region: two electrons or two muons of opposite charge whose invariant mass lies "
+                "within 15 GeV of the Z boson mass"
+            ),
+        },
+    )
+
+
+def _add_variables(config: od.Config) -> None:
+    """Add the plotted variables, each evaluated from a column route on the event array.
+
+    Object variables read a missing object (e.g. the second jet of a one-jet event) as ``EMPTY_FLOAT``.
+
+    Args:
+        config: The config to fill.
+    """
+    counts = (
+        ("n_jet", 1, "Number of jets", 11),
+        ("n_btag", 2, "Number of b-tagged jets", 6),
+        ("n_electron", 3, "Number of electrons", 5),
+        ("n_muon", 4, "Number of muons", 5),
+        ("n_tau", 5, "Number of hadronic taus", 5),
+    )
+    for name, var_id, title, n_bins in counts:
+        config.add_variable(
+            name=name,
+            id=var_id,
+            expression=name,
+            binning=(n_bins, -0.5, n_bins - 0.5),
+            x_title=title,
+            x_discrete=True,
+        )
+
+    continuous = (
+        ("jet1_pt", 6, "Jet.pt[:,0]", (40, 0.0, 400.0), r"Leading jet $p_{T}$", "GeV"),
+        ("jet1_eta", 7, "Jet.eta[:,0]", (50, -2.5, 2.5), r"Leading jet $\eta$", "1"),
+        ("jet2_pt", 8, "Jet.pt[:,1]", (40, 0.0, 400.0), r"Subleading jet $p_{T}$", "GeV"),
+        ("ht", 9, "ht", (50, 0.0, 1000.0), r"$H_{T}$", "GeV"),
+        ("met_pt", 10, "MET.pt", (40, 0.0, 400.0), r"$p_{T}^{miss}$", "GeV"),
+        ("m_bb", 11, "m_bb", (40, 0.0, 400.0), r"$m_{bb}$", "GeV"),
+        ("m_ll", 12, "m_ll", (40, 0.0, 200.0), r"$m_{\ell\ell}$", "GeV"),
+    )
+    for name, var_id, expression, binning, title, unit in continuous:
+        config.add_variable(
+            name=name,
+            id=var_id,
+            expression=expression,
+            binning=binning,
+            x_title=title,
+            unit=unit,
+            null_value=EMPTY_FLOAT,
+        )

@@ -1,0 +1,99 @@
+"""Physics processes of the analysis with their 13 TeV cross sections (in pb) and plotting styles.
+
+Process ids are stable: histograms and datacards refer to them, so never renumber an existing process.
+"""
+
+from __future__ import annotations
+
+import order as od
+from scinum import Number
+
+__all__ = [
+    "BR_H_BB",
+    "BR_H_TAUTAU",
+    "BR_W_HAD",
+    "BR_W_LEP",
+    "ECM",
+    "data",
+    "dy",
+    "dy_lep_m50",
+    "hh_ggf_bbtautau",
+    "tt",
+    "tt_dl",
+    "tt_sl",
+]
+
+#: Center-of-mass energy in TeV under which the cross sections are stored.
+ECM = 13
+
+# branching ratios for m_H = 125 GeV (LHC Higgs XS WG, YR4) and of the W boson (PDG)
+BR_H_BB: float = 0.5824
+BR_H_TAUTAU: float = 0.06272
+BR_W_HAD: float = 0.6741
+BR_W_LEP: float = 1.0 - BR_W_HAD
+
+data = od.Process(
+    name="data",
+    id=1,
+    is_data=True,
+    label="Data",
+    color1="#000000",
+)
+
+# ggF HH at kappa_lambda = 1, m_H = 125 GeV, NNLO FTapprox (LHC Higgs XS WG): 31.05 fb
+# +6% -23% (scale and m_top) +-3% (PDF and alpha_s); both Higgs bosons can be the one decaying to bb
+hh_ggf_bbtautau = od.Process(
+    name="hh_ggf_bbtautau",
+    id=100,
+    xsecs={
+        ECM: Number(0.03105, {"scale_mtop": (0.06j, 0.23j), "pdf_alpha_s": 0.03j}) * (2 * BR_H_BB * BR_H_TAUTAU),
+    },
+    label=r"$HH \rightarrow bb\tau\tau$",
+    color1="#e42536",
+    tags={"signal"},
+    aux={"is_signal": True},
+)
+
+# Top++ v2.0 NNLO+NNLL, m_top = 172.5 GeV (LHC Top WG), uncertainties in pb
+tt = od.Process(
+    name="tt",
+    id=1000,
+    xsecs={ECM: Number(833.9, {"scale": (20.5, 30.0), "pdf_alpha_s": 21.0, "mtop": (23.2, 22.5)})},
+    label=r"$t\bar{t}$",
+    color1="#f89c20",
+)
+
+tt_sl = tt.add_process(
+    name="tt_sl",
+    id=1100,
+    xsecs={ECM: tt.get_xsec(ECM) * (2 * BR_W_HAD * BR_W_LEP)},
+    label=r"$t\bar{t}$ (SL)",
+    color1="#f89c20",
+)
+
+tt_dl = tt.add_process(
+    name="tt_dl",
+    id=1200,
+    xsecs={ECM: tt.get_xsec(ECM) * BR_W_LEP**2},
+    label=r"$t\bar{t}$ (DL)",
+    color1="#964a8b",
+)
+
+dy = od.Process(
+    name="dy",
+    id=2000,
+    label="Drell-Yan",
+    color1="#5790fc",
+)
+
+# FEWZ 3.1 NNLO for Z/gamma* -> ll (l = e, mu, tau), m_ll > 50 GeV: +-1.49 pb (integration),
+# +-14.78 pb (PDF), +-2% (scale)
+dy_lep_m50 = dy.add_process(
+    name="dy_lep_m50",
+    id=2100,
+    xsecs={ECM: Number(6077.22, {"integration": 1.49, "pdf": 14.78, "scale": 0.02j})},
+    label=r"DY ($m_{\ell\ell} > 50$ GeV)",
+    color1="#5790fc",
+)
+# only the m_ll > 50 GeV slice is modelled, so the parent carries its cross section
+dy.set_xsec(ECM, dy_lep_m50.get_xsec(ECM))

@@ -1,0 +1,1 @@
+"""Production functions of the analysis (registered with cf.functions)."""

@@ -1,0 +1,114 @@
+"""Columns produced on the reduced events.
+
+Object counts, HT, di-object masses, category ids and the normalization weight; ``default`` runs them all.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from cf.columnar_util import EMPTY_FLOAT, set_ak_column
+from cf.functions import ColumnContext, producer
+
+#: DeepJet medium working point of 2017.
+BTAG_MEDIUM_2017 = 0.3040
+Z_MASS = 91.1876
+
+FOUR_VECTOR = ("pt", "eta", "phi", "mass")
+
+
+def pair_mass(first: ak.Array, second: ak.Array) -> ak.Array:
+    """Invariant mass of two objects given as records with pt, eta, phi and mass."""
+    px = first.pt * np.cos(first.phi) + second.pt * np.cos(second.phi)
+    py = first.pt * np.sin(first.phi) + second.pt * np.sin(second.phi)
+    pz = first.pt * np.sinh(first.eta) + second.pt * np.sinh(second.eta)
+    energy = np.sqrt((first.pt * np.cosh(first.eta)) ** 2 + first.mass**2) + np.sqrt(
+        (second.pt * np.cosh(second.eta)) ** 2 + second.mass**2,
+    )
+    return np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0))
+
+
+def leading_pair_mass(objects: ak.Array) -> ak.Array:
+    """Mass of the first two objects of each event; EMPTY_FLOAT where there are fewer than two."""
+    padded = ak.pad_none(objects, 2, axis=1)
+    mass = pair_mass(padded[:, 0], padded[:, 1])
+    return ak.fill_none(mass, EMPTY_FLOAT)
+
+
+def same_flavour_pairs(events: ak.Array) -> ak.Array:
+    """The two leading electrons in ee events or the two leading muons in mumu events, else empty."""
+    four_vector = dict.fromkeys((*FOUR_VECTOR, "charge"))
+    electrons = ak.zip({f: events.Electron[f] for f in four_vector})
+    muons = ak.zip({f: events.Muon[f] for f in four_vector})
+    use_muons = ak.num(muons, axis=1) >= ak.num(electrons, axis=1)
+    leptons = ak.where(use_muons, muons, electrons)
+    leptons = leptons[:, :2]
+    opposite_sign = (ak.num(leptons, axis=1) == 2) & (ak.sum(leptons.charge, axis=1) == 0)
+    return leptons[ak.local_index(leptons, axis=1) < ak.where(opposite_sign, 2, 0)]
+
+
+@producer(
+    uses={"Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass", "Jet.btagDeepFlavB", "Electron.*", "Muon.*", "Tau.pt"},
+    produces={"n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"},
+)
+def features(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Object multiplicities, HT, the mass of the two most b-like jets and of the same-flavour lepton pair."""
+    jets = events.Jet
+    events = set_ak_column(events, "n_jet", ak.num(jets, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "n_btag", ak.sum(jets.btagDeepFlavB > BTAG_MEDIUM_2017, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "n_electron", ak.num(events.Electron, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "n_muon", ak.num(events.Muon, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "n_tau", ak.num(events.Tau, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "ht", ak.sum(jets.pt, axis=1), value_type=np.float32)
+    b_ordered = jets[ak.argsort(jets.btagDeepFlavB, axis=1, ascending=False)]
+    events = set_ak_column(events, "m_bb", leading_pair_mass(b_ordered), value_type=np.float32)
+    return set_ak_column(events, "m_ll", leading_pair_mass(same_flavour_pairs(events)), value_type=np.float32)
+
+
+def category_masks(events: ak.Array) -> dict[str, ak.Array]:
+    """Membership of each category of the config, by category name (needs the ``features`` columns)."""
+    n_lepton = events.n_electron + events.n_muon
+    return {
+        "incl": np.ones(len(events), dtype=bool),
+        "sr": (events.n_jet >= 2)
+        & (events.n_btag >= 1)
+        & ((events.n_tau >= 2) | ((events.n_tau == 1) & (n_lepton == 1))),
+        "cr_tt": (n_lepton == 1) & (events.n_jet >= 4),
+        "cr_dy": (events.m_ll != EMPTY_FLOAT) & (abs(events.m_ll - Z_MASS) < 15.0),
+    }
+
+
+@producer(uses=features.produces, produces={"category_ids"})
+def category_ids(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """The ids of all categories an event belongs to (a list per event)."""
+    masks = category_masks(events)
+    ids = [np.where(ak.to_numpy(mask), ctx.config_inst.get_category(name).id, -1) for name, mask in masks.items()]
+    stacked = ak.from_regular(ak.Array(np.stack(ids, axis=1)))
+    return set_ak_column(events, "category_ids", stacked[stacked >= 0], value_type=np.int32)
+
+
+@producer(mc_uses={"genWeight"}, produces={"normalization_weight"})
+def normalization_weight(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Sigma * L * genWeight / (sum of genWeight before selection) for MC, 1 for data."""
+    if ctx.dataset_inst.is_data:
+        return set_ak_column(events, "normalization_weight", np.ones(len(events), dtype=np.float32))
+    if not ctx.selection_stats or not ctx.selection_stats.get("sum_mc_weight"):
+        raise ValueError(f"no sum of generator weights in the selection stats of dataset '{ctx.dataset_inst.name}'")
+    process = ctx.dataset_inst.processes.get_first()
+    xsec = process.get_xsec(ctx.config_inst.campaign.ecm).nominal
+    lumi = ctx.config_inst.x.luminosity.nominal
+    weight = xsec * lumi * events.genWeight / ctx.selection_stats["sum_mc_weight"]
+    return set_ak_column(events, "normalization_weight", weight, value_type=np.float32)
+
+
+@producer(
+    uses=features.uses,
+    mc_uses=normalization_weight.mc_uses,
+    produces=features.produces | category_ids.produces | normalization_weight.produces,
+)
+def default(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """features, category_ids and normalization_weight."""
+    events = features(events, ctx)
+    events = category_ids(events, ctx)
+    return normalization_weight(events, ctx)

@@ -1,0 +1,1 @@
+"""Selection functions of the analysis (registered with cf.functions)."""

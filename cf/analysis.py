@@ -1,0 +1,96 @@
+"""Loading what law.cfg names: the analysis object and the modules of column functions and models.
+
+The framework never imports the analysis packages by name; it follows the dotted paths in the
+``[analysis]`` section of law.cfg, so a fork that renames its packages only edits law.cfg.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+import law
+
+from cf.util import expand_list, import_object
+
+__all__ = [
+    "analysis_setting",
+    "get_config",
+    "get_dataset",
+    "get_shift",
+    "load_analysis",
+    "load_modules",
+]
+
+
+def analysis_setting(key: str, default: Any = None) -> Any:
+    """A value of law.cfg's ``[analysis]`` section (environment variables expanded)."""
+    return law.config.get_expanded("analysis", key, default)
+
+
+@functools.cache
+def load_analysis() -> Any:
+    """The order analysis named by ``default_analysis`` in law.cfg (a dotted path to the object)."""
+    path = analysis_setting("default_analysis")
+    if not path:
+        raise ValueError("law.cfg has no [analysis] default_analysis (a dotted path such as 'pkg.config.analysis.ana')")
+    return import_object(path)
+
+
+@functools.cache
+def load_modules(key: str) -> tuple[str, ...]:
+    """Import the modules listed under ``key`` in law.cfg (comma separated, braces expanded).
+
+    Args:
+        key: e.g. "calibration_modules", "ml_modules".
+
+    Returns:
+        The names of the imported modules.
+    """
+    names = expand_list(str(analysis_setting(key, "") or "").split(","))
+    for name in names:
+        importlib.import_module(name)
+    return tuple(names)
+
+
+def _lookup(kind: str, name: str, has: Any, get: Any, available: list[str], where: str) -> Any:
+    if not has(name):
+        raise ValueError(f"unknown {kind} '{name}' in {where}, available: {', '.join(sorted(available))}")
+    return get(name)
+
+
+def get_config(analysis_inst: Any, name: str) -> Any:
+    """The analysis' config ``name``; an unknown name is an error listing the configs."""
+    return _lookup(
+        "config",
+        name,
+        analysis_inst.has_config,
+        analysis_inst.get_config,
+        [c.name for c in analysis_inst.configs],
+        f"analysis '{analysis_inst.name}'",
+    )
+
+
+def get_dataset(config_inst: Any, name: str) -> Any:
+    """The config's dataset ``name``; an unknown name is an error listing the datasets."""
+    return _lookup(
+        "dataset",
+        name,
+        config_inst.has_dataset,
+        config_inst.get_dataset,
+        [d.name for d in config_inst.datasets],
+        f"config '{config_inst.name}'",
+    )
+
+
+def get_shift(config_inst: Any, name: str) -> Any:
+    """The config's shift ``name``; an unknown name is an error listing the shifts."""
+    return _lookup(
+        "shift",
+        name,
+        config_inst.has_shift,
+        config_inst.get_shift,
+        [s.name for s in config_inst.shifts],
+        f"config '{config_inst.name}'",
+    )

@@ -1,0 +1,244 @@
+"""Columnar helpers for awkward arrays: routes to nested columns and setting / removing them.
+
+Names and semantics follow columnflow's ``columnar_util`` so that calibrators, selectors, producers and
+ML models port by changing imports.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Union
+
+import awkward as ak
+import numpy as np
+
+__all__ = [
+    "EMPTY_FLOAT",
+    "EMPTY_INT",
+    "Route",
+    "filter_routes",
+    "flat_np_view",
+    "get_ak_routes",
+    "has_ak_column",
+    "remove_ak_column",
+    "set_ak_column",
+    "strip_unused_options",
+    "take_ak_columns",
+]
+
+#: Value for a float column where an object is missing (e.g. the second jet of a one-jet event).
+EMPTY_FLOAT: float = -99999.0
+#: Value for an integer column where an object is missing.
+EMPTY_INT: int = -99999
+
+RouteLike = Union["Route", str, Sequence[str]]
+
+_INDEX_PATTERN = re.compile(r"^(?P<path>[^\[]+)(?P<index>\[.*\])?$")
+
+
+def _parse_index(text: str) -> tuple[Any, ...]:
+    """Parse an index suffix such as ``[:,0]`` or ``[:, 1:3]`` into a tuple of ints and slices."""
+    items: list[Any] = []
+    for raw_part in text.strip("[]").split(","):
+        part = raw_part.strip()
+        if ":" in part:
+            bounds = [int(b) if b.strip() else None for b in part.split(":")]
+            items.append(slice(*bounds))
+        else:
+            items.append(int(part))
+    return tuple(items)
+
+
+class Route:
+    """The path of a (nested) column, e.g. ``Route("Jet.pt")`` or ``Route(("Jet", "pt"))``.
+
+    A route string may end with an index such as ``"Jet.pt[:,0]"`` (the leading jet's pt). Applying such a
+    route pads missing objects with a ``null_value``.
+
+    Example:
+        >>> Route("Jet.pt").fields
+        ('Jet', 'pt')
+        >>> Route("Jet.pt[:,0]").column
+        'Jet.pt'
+    """
+
+    def __init__(self, route: RouteLike) -> None:
+        if isinstance(route, Route):
+            self.fields: tuple[str, ...] = route.fields
+            self.index: tuple[Any, ...] | None = route.index
+            return
+        if isinstance(route, str):
+            match = _INDEX_PATTERN.match(route.strip())
+            if not match:
+                raise ValueError(f"invalid column route '{route}'")
+            self.fields = tuple(match.group("path").split("."))
+            self.index = _parse_index(match.group("index")) if match.group("index") else None
+        else:
+            self.fields = tuple(route)
+            self.index = None
+        if not self.fields or any(not field for field in self.fields):
+            raise ValueError(f"invalid column route '{route}': empty field name")
+
+    @property
+    def column(self) -> str:
+        """The dotted column name without index."""
+        return ".".join(self.fields)
+
+    def __str__(self) -> str:
+        return self.column if self.index is None else f"{self.column}[{self._index_text()}]"
+
+    def _index_text(self) -> str:
+        def text(item: Any) -> str:
+            if isinstance(item, slice):
+                return ":".join("" if b is None else str(b) for b in (item.start, item.stop))
+            return str(item)
+
+        return ",".join(text(item) for item in self.index or ())
+
+    def __repr__(self) -> str:
+        return f"Route('{self}')"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (str, tuple, Route)):
+            other_route = Route(other)
+            return self.fields == other_route.fields and self.index == other_route.index
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.fields, self.index))
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def apply(self, array: ak.Array, null_value: Any = None) -> ak.Array:
+        """Return the column of ``array`` at this route, indexed and padded with ``null_value`` if needed."""
+        column = array[self.fields]
+        if self.index is None:
+            return column
+        index = self.index
+        # integer positions beyond the jagged length become null_value instead of an IndexError
+        last = index[-1]
+        if isinstance(last, int) and len(index) == 2:
+            padded = ak.pad_none(column, last + 1, axis=1)
+            column = padded[index]
+            return column if null_value is None else ak.fill_none(column, null_value)
+        return column[index]
+
+
+def has_ak_column(array: ak.Array, route: RouteLike) -> bool:
+    """Whether ``array`` has the (nested) column."""
+    current = array
+    for field in Route(route).fields:
+        if field not in ak.fields(current):
+            return False
+        current = current[field]
+    return True
+
+
+def _nest(fields: Sequence[str], value: ak.Array) -> ak.Array:
+    """Wrap a value into event-level records so that it sits at ``fields``.
+
+    A new parent is always a record per event (``{pt: var * float}``), never a list of records, so that
+    columns of any structure can be added to it later.
+    """
+    for field in reversed(fields):
+        value = ak.zip({field: value}, depth_limit=1)
+    return value
+
+
+def set_ak_column(array: ak.Array, route: RouteLike, value: Any, value_type: Any = None) -> ak.Array:
+    """Return ``array`` with ``value`` at the (nested) ``route``, creating parents and overwriting a column.
+
+    Args:
+        array: The events.
+        route: Where the column goes, e.g. ``"Jet.pt_raw"`` or ``"test_model.output"``.
+        value: An awkward or numpy array broadcastable to the parent's structure.
+        value_type: Optional dtype to cast the value to (e.g. ``np.float32``).
+    """
+    if value_type is not None:
+        value = ak.values_astype(value, value_type)
+    fields = Route(route).fields
+    return _set_nested(array, fields, value)
+
+
+def _set_nested(array: ak.Array, fields: Sequence[str], value: Any) -> ak.Array:
+    head = fields[0]
+    if len(fields) == 1:
+        return ak.with_field(array, value, head)
+    has_parent = head in ak.fields(array)
+    inner = _set_nested(array[head], fields[1:], value) if has_parent else _nest(fields[1:], value)
+    return ak.with_field(array, inner, head)
+
+
+def remove_ak_column(array: ak.Array, route: RouteLike, silent: bool = False) -> ak.Array:
+    """Return ``array`` without the column; a parent record left empty is removed too.
+
+    Raises:
+        ValueError: If the column does not exist and ``silent`` is False.
+    """
+    fields = Route(route).fields
+    if not has_ak_column(array, fields):
+        if silent:
+            return array
+        raise ValueError(f"cannot remove column '{Route(route)}': it does not exist (fields: {ak.fields(array)})")
+    array = ak.without_field(array, fields)
+    parent = fields[:-1]
+    if parent and not ak.fields(array[parent]):
+        array = remove_ak_column(array, parent)
+    return array
+
+
+def get_ak_routes(array_or_form: ak.Array | ak.forms.Form) -> list[Route]:
+    """All leaf column routes of an array (or form), in field order."""
+    form = array_or_form.layout.form if isinstance(array_or_form, ak.Array) else array_or_form
+    return [Route(column) for column in form.columns()]
+
+
+def filter_routes(available: Iterable[Route], patterns: Iterable[RouteLike]) -> list[Route]:
+    """The available routes matching any pattern; a pattern may use ``*`` (``"Jet.*"``) or name a parent."""
+    pattern_texts = [Route(p).column if not isinstance(p, str) else p for p in patterns]
+    selected = []
+    for route in available:
+        column = route.column
+        for pattern in pattern_texts:
+            if fnmatch.fnmatchcase(column, pattern) or column.startswith(pattern + "."):
+                selected.append(route)
+                break
+    return selected
+
+
+def strip_unused_options(array: ak.Array) -> ak.Array:
+    """Replace option types that hold no missing value by their content (parquet projection adds them)."""
+
+    def strip(layout: ak.contents.Content, **kwargs: Any) -> ak.contents.Content | None:
+        if layout.is_option:
+            projected = layout.project()
+            if projected.length == layout.length:
+                return ak.transform(strip, projected, highlevel=False)
+        return None
+
+    return ak.transform(strip, array)
+
+
+def flat_np_view(array: ak.Array) -> np.ndarray:
+    """A flat numpy view of a (jagged) numeric column, e.g. for filling histograms."""
+    return ak.to_numpy(ak.flatten(array, axis=None))
+
+
+def take_ak_columns(array: ak.Array, patterns: Iterable[RouteLike]) -> ak.Array:
+    """A new array holding only the columns matching the patterns (``*`` wildcards, parents allowed).
+
+    Raises:
+        KeyError: If a pattern matches no column.
+    """
+    available = get_ak_routes(array)
+    result = ak.Array(ak.contents.RecordArray([], [], length=len(array)))
+    for pattern in patterns:
+        routes = filter_routes(available, [pattern])
+        if not routes:
+            raise KeyError(f"column '{pattern}' does not exist; available: {', '.join(r.column for r in available)}")
+        for route in routes:
+            result = set_ak_column(result, route, array[route.fields])
+    return result

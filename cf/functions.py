@@ -1,0 +1,180 @@
+"""The one registry pattern for pluggable column functions: calibrators, selectors and producers.
+
+A column function is a plain Python function decorated with what it reads (``uses``) and writes
+(``produces``). The declared ``uses`` drive which columns are read from disk; the ``produces`` decide
+which columns a task writes.
+
+Example:
+    >>> @producer(uses={"Jet.pt"}, produces={"ht"})
+    ... def my_ht(events, ctx):
+    ...     return set_ak_column(events, "ht", ak.sum(events.Jet.pt, axis=1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import awkward as ak
+
+__all__ = [
+    "apply_functions",
+    "ColumnContext",
+    "ColumnFunction",
+    "Registry",
+    "SelectionResult",
+    "UnknownNameError",
+    "calibrator",
+    "calibrators",
+    "producer",
+    "producers",
+    "selector",
+    "selectors",
+]
+
+
+class UnknownNameError(ValueError):
+    """A name that is not registered; the message lists the registered names."""
+
+
+@dataclass
+class ColumnContext:
+    """What a column function may need besides the events.
+
+    Attributes:
+        config_inst: The order config.
+        dataset_inst: The order dataset being processed.
+        shift: The name of the shift being processed ("nominal", "jec_up", ...).
+        selection_stats: The dataset's merged selection statistics (producers only, else None).
+    """
+
+    config_inst: Any
+    dataset_inst: Any
+    shift: str = "nominal"
+    selection_stats: dict[str, Any] | None = None
+
+
+@dataclass
+class SelectionResult:
+    """What a selector decides: the event mask and, per collection, the mask of the objects to keep.
+
+    Attributes:
+        event: Boolean array, one entry per event.
+        objects: Collection name -> jagged boolean mask of the objects kept by the reduction.
+    """
+
+    event: ak.Array
+    objects: dict[str, ak.Array] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColumnFunction:
+    """A registered calibrator, selector or producer.
+
+    Attributes:
+        name: The name used on the command line.
+        kind: "calibrator", "selector" or "producer".
+        func: ``func(events, ctx) -> events`` (selectors return ``(events, SelectionResult)``).
+        uses: Columns read (route strings, ``*`` wildcards allowed).
+        mc_uses: Columns read only for simulated datasets (e.g. ``genWeight``).
+        produces: Columns written.
+        shifts: Names of the shifts the function implements (e.g. {"jec_up", "jec_down"}).
+    """
+
+    name: str
+    kind: str
+    func: Callable[..., Any]
+    uses: frozenset[str]
+    produces: frozenset[str]
+    shifts: frozenset[str]
+    mc_uses: frozenset[str] = frozenset()
+
+    def __call__(self, events: ak.Array, ctx: ColumnContext) -> Any:
+        return self.func(events, ctx)
+
+    def columns_used(self, is_data: bool) -> frozenset[str]:
+        """The columns read for a data (``uses``) or simulated (``uses | mc_uses``) dataset."""
+        return self.uses if is_data else self.uses | self.mc_uses
+
+
+F = TypeVar("F", bound=ColumnFunction)
+
+
+class Registry(Generic[F]):
+    """Column functions of one kind, keyed by name; duplicates are rejected, unknown names listed."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._functions: dict[str, ColumnFunction] = {}
+
+    def register(self, function: ColumnFunction) -> ColumnFunction:
+        existing = self._functions.get(function.name)
+        if existing is not None and existing.func.__module__ != function.func.__module__:
+            raise ValueError(
+                f"{self.kind} '{function.name}' is defined twice: in {existing.func.__module__} and "
+                f"{function.func.__module__}",
+            )
+        self._functions[function.name] = function
+        return function
+
+    def get(self, name: str) -> ColumnFunction:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}', available: {', '.join(self.names()) or '(none registered)'}",
+            ) from None
+
+    def decorator(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        uses: Iterable[str] = (),
+        produces: Iterable[str] = (),
+        shifts: Iterable[str] = (),
+        mc_uses: Iterable[str] = (),
+    ) -> Any:
+        """Register ``func`` under ``name`` (default: the function's name); usable with or without arguments.
+
+        Calibrators and producers are ``func(events, ctx) -> events``; selectors are
+        ``func(events, ctx) -> (events, SelectionResult)``.
+        """
+
+        def register(f: Callable[..., Any]) -> ColumnFunction:
+            function = ColumnFunction(
+                name=name or f.__name__,
+                kind=self.kind,
+                func=f,
+                uses=frozenset(uses),
+                produces=frozenset(produces),
+                shifts=frozenset(shifts),
+                mc_uses=frozenset(mc_uses),
+            )
+            return self.register(function)
+
+        return register(func) if func is not None else register
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+
+calibrators: Registry[ColumnFunction] = Registry("calibrator")
+selectors: Registry[ColumnFunction] = Registry("selector")
+producers: Registry[ColumnFunction] = Registry("producer")
+
+
+def apply_functions(funcs: list[ColumnFunction], events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Apply calibrators or producers in order."""
+    for func in funcs:
+        events = func(events, ctx)
+    return events
+
+
+calibrator = calibrators.decorator
+selector = selectors.decorator
+producer = producers.decorator

@@ -1,0 +1,256 @@
+"""Chunked event I/O: NanoAOD ROOT and parquet files read by column and chunk; outputs written atomically.
+
+Tasks read several row-aligned sources at once (e.g. the NanoAOD file plus the calibrated columns); the
+later source's columns override the earlier ones. Only the columns a task declares in ``uses`` are read,
+and memory stays bounded by the chunk size, not the file size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
+
+import awkward as ak
+import pyarrow.parquet as pq
+
+from cf.columnar_util import Route, filter_routes, set_ak_column, strip_unused_options
+
+__all__ = [
+    "EventSource",
+    "ParquetSource",
+    "ParquetWriter",
+    "RootSource",
+    "atomic_path",
+    "dump_json",
+    "iter_event_chunks",
+    "load_json",
+    "open_source",
+]
+
+DEFAULT_CHUNK_SIZE = 50_000
+
+
+class EventSource(Protocol):
+    """A file of events that can be read by column and entry range."""
+
+    path: str
+    n_events: int
+
+    def routes(self) -> list[Route]: ...
+
+    def read(self, routes: list[Route], start: int, stop: int) -> ak.Array: ...
+
+
+class RootSource:
+    """The ``Events`` tree of a NanoAOD file; branches ``Jet_pt`` (with counter ``nJet``) become ``Jet.pt``."""
+
+    def __init__(self, path: str, tree_name: str = "Events") -> None:
+        import uproot
+
+        self.path = path
+        try:
+            self._file = uproot.open(path)
+        except Exception as error:
+            raise OSError(f"cannot open ROOT file '{path}': {error}") from error
+        if tree_name not in self._file:
+            raise OSError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
+        self._tree = self._file[tree_name]
+        self.n_events = int(self._tree.num_entries)
+        self._branch_of: dict[Route, str] = {}
+        names = set(self._tree.keys())
+        for name in names:
+            if name.startswith("n") and name[1:] in {n.split("_", 1)[0] for n in names if "_" in n}:
+                continue  # a collection counter such as nJet
+            head, sep, tail = name.partition("_")
+            route = Route((head, tail)) if sep else Route(name)
+            self._branch_of[route] = name
+
+    def routes(self) -> list[Route]:
+        return list(self._branch_of)
+
+    def read(self, routes: list[Route], start: int, stop: int) -> ak.Array:
+        branches = [self._branch_of[route] for route in routes]
+        try:
+            data = self._tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak", how=dict)
+        except Exception as error:
+            raise OSError(f"cannot read entries {start}-{stop} of '{self.path}': {error}") from error
+        grouped: dict[str, dict[str, ak.Array]] = {}
+        flat: dict[str, ak.Array] = {}
+        for route, branch in zip(routes, branches, strict=True):
+            if len(route) == 1:
+                flat[route.fields[0]] = data[branch]
+            else:
+                grouped.setdefault(route.fields[0], {})[route.fields[1]] = data[branch]
+        for name, columns in grouped.items():
+            flat[name] = ak.zip(columns)
+        return ak.Array(flat) if flat else ak.Array(ak.contents.RecordArray([], [], length=stop - start))
+
+
+class ParquetSource:
+    """A parquet file written by a task; entry ranges are read through the row groups that hold them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._meta = pq.ParquetFile(path).metadata
+            form = ak.metadata_from_parquet(path)["form"]
+        except Exception as error:
+            raise OSError(f"cannot open parquet file '{path}': {error}") from error
+        self.n_events = int(self._meta.num_rows)
+        self._routes = [Route(column) for column in form.columns()]
+        sizes = [self._meta.row_group(i).num_rows for i in range(self._meta.num_row_groups)]
+        self._group_starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+    def routes(self) -> list[Route]:
+        return list(self._routes)
+
+    def read(self, routes: list[Route], start: int, stop: int) -> ak.Array:
+        starts = self._group_starts
+        groups = [i for i in range(len(starts) - 1) if starts[i] < stop and starts[i + 1] > start]
+        if not routes or not groups:
+            return ak.Array(ak.contents.RecordArray([], [], length=stop - start))
+        array = ak.from_parquet(self.path, columns=[route.column for route in routes], row_groups=groups)
+        offset = starts[groups[0]]
+        return strip_unused_options(array[start - offset : stop - offset])
+
+
+def open_source(path: str) -> EventSource:
+    """Open a ROOT (``.root``, also ``root://`` URLs) or parquet file as an event source."""
+    if path.endswith(".parquet"):
+        return ParquetSource(path)
+    return RootSource(path)
+
+
+def resolve_columns(
+    sources: list[EventSource],
+    uses: Iterable[str],
+    optional: Iterable[str] = (),
+) -> list[list[Route]]:
+    """Per source, the routes to read so that every ``uses`` pattern is served by some source.
+
+    Patterns in ``optional`` are read where present and skipped silently where not.
+
+    Raises:
+        KeyError: If a pattern matches no column of any source; the message lists the files and columns.
+    """
+    patterns = sorted(set(uses))
+    per_source = [filter_routes(source.routes(), [*patterns, *optional]) for source in sources]
+    for pattern in patterns:
+        if not any(filter_routes(source.routes(), [pattern]) for source in sources):
+            available = sorted({route.column for source in sources for route in source.routes()})
+            files = ", ".join(source.path for source in sources)
+            raise KeyError(
+                f"column '{pattern}' is declared in 'uses' but not found in {files}; available columns: "
+                f"{', '.join(available)}",
+            )
+    return per_source
+
+
+def iter_event_chunks(
+    sources: list[EventSource],
+    uses: Iterable[str],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    optional: Iterable[str] = (),
+) -> Iterator[tuple[ak.Array, int, int]]:
+    """Yield ``(events, start, stop)`` chunks merged from row-aligned sources (later sources override).
+
+    Every pattern in ``uses`` must match a column; patterns in ``optional`` are read where present.
+
+    At least one (possibly empty) chunk is yielded, so that an empty file still produces an output.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk size must be positive, got {chunk_size}")
+    n_events = sources[0].n_events
+    for source in sources[1:]:
+        if source.n_events != n_events:
+            raise ValueError(
+                f"sources are not row-aligned: '{sources[0].path}' has {n_events} events, "
+                f"'{source.path}' has {source.n_events}",
+            )
+    routes_per_source = resolve_columns(sources, uses, optional)
+    for start in range(0, max(n_events, 1), chunk_size):
+        stop = min(start + chunk_size, n_events)
+        events = sources[0].read(routes_per_source[0], start, stop)
+        for source, routes in zip(sources[1:], routes_per_source[1:], strict=True):
+            if not routes:
+                continue
+            overlay = source.read(routes, start, stop)
+            for route in routes:
+                events = set_ak_column(events, route, overlay[route.fields])
+        yield events, start, stop
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary sibling path; on success it is renamed to ``path``, on error removed.
+
+    A killed process leaves at most a hidden temporary file, never a partial file at ``path``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp_path)
+        raise
+
+
+def dump_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented json, atomically."""
+    with atomic_path(path) as tmp_path, open(tmp_path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+class ParquetWriter:
+    """Streams chunks into one parquet file (one row group per chunk), renamed into place on close.
+
+    Use as a context manager; on an exception nothing is left at the destination.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._atomic = atomic_path(self.path)
+        self._tmp_path = ""
+        self._writer: pq.ParquetWriter | None = None
+        self.n_written = 0
+
+    def __enter__(self) -> ParquetWriter:  # noqa: PYI034 (no subclasses)
+        self._tmp_path = self._atomic.__enter__()
+        return self
+
+    def write(self, events: ak.Array) -> None:
+        table = ak.to_arrow_table(events, extensionarray=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd")
+        elif table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table)
+        self.n_written += len(events)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._writer is not None:
+            self._writer.close()
+        elif exc_type is None:
+            raise ValueError(f"nothing was written to '{self.path}': write() was never called")
+        return self._atomic.__exit__(exc_type, exc, tb)

@@ -1,0 +1,255 @@
+"""Base classes of all cf tasks: parameters, their validation, store paths and chunked processing.
+
+The hierarchy is short on purpose: ``AnalysisTask -> ConfigTask -> DatasetTask``, plus one parameter
+mixin per kind of choice (shift, calibrators, selector, producers). Every parameter is resolved and
+validated in ``modify_param_values`` so that a bad value fails before any task runs, with a message that
+names the value and lists the allowed ones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import law
+import luigi
+
+from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
+from cf.functions import ColumnContext, ColumnFunction, calibrators, producers, selectors
+from cf.io import DEFAULT_CHUNK_SIZE, EventSource, iter_event_chunks
+from cf.util import expand_path
+
+__all__ = [
+    "AnalysisTask",
+    "CalibratorsMixin",
+    "ConfigTask",
+    "DatasetTask",
+    "ProducersMixin",
+    "SelectorMixin",
+    "ShiftMixin",
+]
+
+
+class AnalysisTask(law.Task):
+    """A task of the analysis named in law.cfg; its outputs live under ``$CF_STORE_LOCAL``."""
+
+    task_namespace = "cf"
+
+    version = luigi.Parameter(description="version of the outputs; part of every output path")
+    chunk_size = luigi.IntParameter(
+        default=0,
+        significant=False,
+        description="events per chunk when reading files; default: chunk_size in law.cfg [analysis] (50000)",
+    )
+
+    @property
+    def analysis_inst(self) -> Any:
+        return load_analysis()
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if params.get("chunk_size", 0) <= 0:
+            params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
+        return params
+
+    def store_parts(self) -> list[str]:
+        """The directories of this task's output path, from general to specific."""
+        return [self.analysis_inst.name, self.task_family]
+
+    def local_path(self, *path: str) -> str:
+        base = expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
+        return os.path.join(base, *self.store_parts(), str(self.version), *path)
+
+    def target(self, *path: str, dir: bool = False) -> law.LocalFileTarget | law.LocalDirectoryTarget:
+        """An output target in this task's store directory."""
+        cls = law.LocalDirectoryTarget if dir else law.LocalFileTarget
+        return cls(self.local_path(*path))
+
+    def iter_chunks(
+        self,
+        sources: list[EventSource],
+        uses: set[str],
+        optional: set[str] | frozenset[str] = frozenset(),
+    ) -> Iterator[tuple[Any, int, int]]:
+        """Chunks of the row-aligned sources, with law progress and, on a terminal, a progress bar.
+
+        Every column in ``uses`` must exist; columns in ``optional`` are read where present.
+        """
+        n_chunks = max(1, math.ceil(sources[0].n_events / self.chunk_size))
+        show_bar = sys.stdout.isatty()
+        for i, chunk in enumerate(iter_event_chunks(sources, uses, self.chunk_size, optional)):
+            yield chunk
+            self.publish_progress(100.0 * (i + 1) / n_chunks)
+            if show_bar:
+                done = int(30 * (i + 1) / n_chunks)
+                sys.stdout.write(f"\r  chunks [{'#' * done}{'.' * (30 - done)}] {i + 1}/{n_chunks}")
+                sys.stdout.flush()
+        if show_bar:
+            sys.stdout.write("\n")
+
+
+class ConfigTask(AnalysisTask):
+    """A task of one config of the analysis (``--config``, default from law.cfg)."""
+
+    config = luigi.Parameter(default="", description="config name; default: default_config in law.cfg")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if "config" in params:
+            if not params["config"]:
+                params["config"] = analysis_setting("default_config")
+            get_config(load_analysis(), params["config"])
+        return params
+
+    @property
+    def config_inst(self) -> Any:
+        return get_config(self.analysis_inst, self.config)
+
+    def store_parts(self) -> list[str]:
+        return [*super().store_parts(), self.config]
+
+
+class DatasetTask(ConfigTask):
+    """A task of one dataset (``--dataset``, default from law.cfg)."""
+
+    dataset = luigi.Parameter(default="", description="dataset name; default: default_dataset in law.cfg")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if "dataset" in params:
+            if not params["dataset"]:
+                params["dataset"] = analysis_setting("default_dataset")
+            get_dataset(get_config(load_analysis(), params["config"]), params["dataset"])
+        return params
+
+    @property
+    def dataset_inst(self) -> Any:
+        return get_dataset(self.config_inst, self.dataset)
+
+    def store_parts(self) -> list[str]:
+        parts = super().store_parts()
+        if isinstance(self, ShiftMixin):
+            parts.append(self.effective_shift)
+        return [*parts, self.dataset, *self.function_store_parts()]
+
+    def function_store_parts(self) -> list[str]:
+        """The calib / sel / prod directories, in this order, for the mixins the task has."""
+        parts = []
+        if isinstance(self, CalibratorsMixin):
+            parts.append("calib__" + ("__".join(self.calibrators) or "none"))
+        if isinstance(self, SelectorMixin):
+            parts.append(f"sel__{self.selector}")
+        if isinstance(self, ProducersMixin):
+            parts.append("prod__" + ("__".join(self.producers) or "none"))
+        return parts
+
+    def columns_used(self, funcs: list[ColumnFunction]) -> set[str]:
+        """The columns the functions read for this dataset (``mc_uses`` only for simulation)."""
+        return {column for func in funcs for column in func.columns_used(self.dataset_inst.is_data)}
+
+    def column_context(self, **kwargs: Any) -> ColumnContext:
+        return ColumnContext(self.config_inst, self.dataset_inst, self.effective_shift, **kwargs)
+
+
+def _config_of(params: dict[str, Any]) -> Any:
+    return get_config(load_analysis(), params["config"])
+
+
+def _column_functions(registry: Any, modules_key: str, names: tuple[str, ...]) -> list[ColumnFunction]:
+    load_modules(modules_key)
+    return [registry.get(name) for name in names]
+
+
+class CalibratorsMixin:
+    """``--calibrators a,b``: the calibrators applied in this order (default: the config's)."""
+
+    calibrators = law.CSVParameter(default=(), description="calibrators; default: the config's default_calibrators")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "calibrators" in params:
+            if not params["calibrators"]:
+                params["calibrators"] = tuple(_config_of(params).x("default_calibrators", ()))
+            _column_functions(calibrators, "calibration_modules", params["calibrators"])
+        return params
+
+    @property
+    def calibrator_funcs(self) -> list[ColumnFunction]:
+        return _column_functions(calibrators, "calibration_modules", self.calibrators)
+
+
+class SelectorMixin:
+    """``--selector name`` (default: the config's)."""
+
+    selector = luigi.Parameter(default="", description="selector; default: the config's default_selector")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "selector" in params:
+            if not params["selector"]:
+                params["selector"] = _config_of(params).x("default_selector", "default")
+            _column_functions(selectors, "selection_modules", (params["selector"],))
+        return params
+
+    @property
+    def selector_func(self) -> ColumnFunction:
+        return _column_functions(selectors, "selection_modules", (self.selector,))[0]
+
+
+class ProducersMixin:
+    """``--producers a,b``: the producers applied in this order (default: the config's)."""
+
+    producers = law.CSVParameter(default=(), description="producers; default: the config's default_producers")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "producers" in params:
+            if not params["producers"]:
+                params["producers"] = tuple(_config_of(params).x("default_producers", ()))
+            _column_functions(producers, "production_modules", params["producers"])
+        return params
+
+    @property
+    def producer_funcs(self) -> list[ColumnFunction]:
+        return _column_functions(producers, "production_modules", self.producers)
+
+
+class ShiftMixin:
+    """``--shift name``: a shift of the config; tasks whose functions do not implement it run as nominal."""
+
+    shift = luigi.Parameter(default="nominal", description="shift name; default: nominal")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "shift" in params:
+            get_shift(_config_of(params), params["shift"])
+        return params
+
+    def implemented_shifts(self) -> set[str]:
+        """Shifts implemented by the column functions this task and its inputs run."""
+        funcs: list[ColumnFunction] = []
+        if isinstance(self, CalibratorsMixin):
+            funcs += self.calibrator_funcs
+        if isinstance(self, SelectorMixin):
+            funcs.append(self.selector_func)
+        if isinstance(self, ProducersMixin):
+            funcs += self.producer_funcs
+        return {shift for func in funcs for shift in func.shifts}
+
+    @property
+    def effective_shift(self) -> str:
+        """The requested shift where it changes this task's output, else "nominal" (always for data)."""
+        dataset_inst = getattr(self, "dataset_inst", None)
+        if dataset_inst is not None and dataset_inst.is_data:
+            return "nominal"
+        return self.shift if self.shift in self.implemented_shifts() else "nominal"

@@ -1,0 +1,113 @@
+"""The files of a dataset.
+
+``cf.GetDatasetLFNs`` lists the files the chain reads; for the embedded default sample,
+``cf.CreateSampleFiles`` generates them on first use.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+import law
+
+from cf.io import dump_json
+from cf.tasks.base import DatasetTask
+from cf.util import expand_path, import_object
+
+__all__ = ["CreateSampleFiles", "DatasetWorkflow", "GetDatasetLFNs", "is_remote"]
+
+
+def is_remote(key: str) -> bool:
+    """Whether a dataset key is a URL (``root://``, ``https://``, ...) rather than a local path."""
+    return "://" in key and not key.startswith("file://")
+
+
+def sample_spec(dataset_inst: Any) -> dict[str, Any] | None:
+    """The dataset's embedded-sample generator spec (``dataset.x.sample``), or None for real data sets."""
+    return dataset_inst.x("sample", None)
+
+
+class CreateSampleFiles(DatasetTask):
+    """Generates the files of an embedded (synthetic) dataset at its keys, if they do not exist yet.
+
+    Runs only for datasets whose config carries ``x.sample = {"generator": "pkg.module:function",
+    "kwargs": {...}}``; the generator is called as ``function(path=..., file_index=i, **kwargs)`` and must
+    write each file atomically.
+    """
+
+    version = None  # the files live at the dataset's keys, not in the versioned store
+
+    def output(self) -> law.TargetCollection:
+        keys = self.dataset_inst.keys
+        return law.TargetCollection([law.LocalFileTarget(expand_path(key)) for key in keys])
+
+    def run(self) -> None:
+        spec = sample_spec(self.dataset_inst)
+        if spec is None:
+            raise ValueError(
+                f"dataset '{self.dataset}' has no embedded sample generator (x.sample); its files must exist",
+            )
+        generate = import_object(spec["generator"])
+        for file_index, target in enumerate(self.output().targets):
+            if not target.exists():
+                self.publish_message(f"generating {target.path}")
+                generate(path=target.path, file_index=file_index, **spec.get("kwargs", {}))
+
+
+class GetDatasetLFNs(DatasetTask):
+    """The list of files of a dataset (its keys, environment variables and globs expanded), as json.
+
+    Local files must exist; the number of files must equal the dataset's ``n_files``.
+    """
+
+    def requires(self) -> Any:
+        if sample_spec(self.dataset_inst) is not None:
+            return CreateSampleFiles.req(self)
+        return None
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("lfns.json")
+
+    def resolve_files(self) -> list[str]:
+        files: list[str] = []
+        for key in self.dataset_inst.keys:
+            if is_remote(key):
+                files.append(key)
+                continue
+            path = expand_path(key.removeprefix("file://"))
+            matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+            missing = [match for match in matches if not os.path.isfile(match)]
+            if not matches or missing:
+                raise FileNotFoundError(
+                    f"dataset '{self.dataset}': file(s) of key '{key}' not found: {', '.join(missing) or path}",
+                )
+            files.extend(matches)
+        n_files = self.dataset_inst.n_files
+        if len(files) != n_files:
+            raise ValueError(f"dataset '{self.dataset}' declares n_files={n_files} but its keys give {len(files)}")
+        return files
+
+    def run(self) -> None:
+        dump_json(self.output().path, {"dataset": self.dataset, "files": self.resolve_files()})
+
+
+class DatasetWorkflow(DatasetTask, law.LocalWorkflow):
+    """A workflow with one branch per file of the dataset."""
+
+    def create_branch_map(self) -> dict[int, int]:
+        return {index: index for index in range(self.dataset_inst.n_files)}
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs["lfns"] = GetDatasetLFNs.req(self)
+        return reqs
+
+    def lfns_requirement(self) -> GetDatasetLFNs:
+        return GetDatasetLFNs.req(self)
+
+    def input_file(self) -> str:
+        """The path or URL of this branch's input file, from the dataset's file list."""
+        lfns = self.lfns_requirement().output().load(formatter="json")
+        return str(lfns["files"][self.branch])

@@ -1,0 +1,116 @@
+"""Small helpers used across the framework: lazy imports, brace expansion, hashing, dotted imports."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import re
+import types
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "DotDict",
+    "MissingModule",
+    "brace_expand",
+    "expand_path",
+    "import_object",
+    "maybe_import",
+    "short_hash",
+]
+
+
+class MissingModule(types.ModuleType):
+    """Stands in for a module that is not installed; any attribute access raises a clear ImportError."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name)
+        self._reason = reason
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise ImportError(f"module '{self.__name__}' is not available in this environment ({self._reason})")
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def maybe_import(name: str) -> Any:
+    """Import a module if it is installed, otherwise return a placeholder that fails only when used.
+
+    This lets a model module be imported in the base environment (for ``law index`` and task
+    definitions) while its heavy dependencies (TensorFlow, onnxruntime) only exist in its sandbox.
+
+    Example:
+        >>> tf = maybe_import("tensorflow")  # doctest: +SKIP
+        >>> bool(tf)  # False outside the TF sandbox  # doctest: +SKIP
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        return MissingModule(name, str(error))
+
+
+def import_object(dotted: str) -> Any:
+    """Import ``"package.module:attribute"`` or ``"package.module.attribute"`` and return the attribute."""
+    if ":" in dotted:
+        module_name, attr = dotted.split(":", 1)
+    else:
+        module_name, _, attr = dotted.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"'{dotted}' is not a dotted import path like 'package.module:attribute'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"module '{module_name}' has no attribute '{attr}' (from '{dotted}')") from None
+
+
+_BRACE_PATTERN = re.compile(r"\{([^{}]*)\}")
+
+
+def brace_expand(pattern: str) -> list[str]:
+    """Expand shell-like braces: ``"ml.{test,dnn}"`` -> ``["ml.test", "ml.dnn"]``.
+
+    Several brace groups expand to their product; text without braces is returned as one item.
+    """
+    parts = _BRACE_PATTERN.split(pattern)
+    # split() alternates literal text and brace contents
+    choices = [[part] if i % 2 == 0 else part.split(",") for i, part in enumerate(parts)]
+    return ["".join(combination) for combination in itertools.product(*choices)]
+
+
+def expand_list(values: Iterable[str]) -> list[str]:
+    """Brace-expand and strip every item of a list, dropping empty items."""
+    return [item.strip() for value in values for item in brace_expand(value) if item.strip()]
+
+
+def expand_path(path: str) -> str:
+    """Expand environment variables and ``~`` in a path; an undefined variable is an error."""
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    if "$" in expanded:
+        raise ValueError(f"path '{path}' references an undefined environment variable (expanded to '{expanded}')")
+    return expanded
+
+
+def short_hash(value: Any, length: int = 10) -> str:
+    """A stable short hash of a JSON-serialisable value (dict keys are sorted)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+class DotDict(dict):
+    """A dict whose items are also attributes (``d.key``)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return self[attr]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        self[attr] = value
