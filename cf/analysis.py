@@ -12,7 +12,7 @@ from typing import Any
 
 import law
 
-from cf.util import expand_list, import_object
+from cf.util import UserError, expand_list, import_object
 
 __all__ = [
     "analysis_setting",
@@ -34,7 +34,7 @@ def load_analysis() -> Any:
     """The order analysis named by ``default_analysis`` in law.cfg (a dotted path to the object)."""
     path = analysis_setting("default_analysis")
     if not path:
-        raise ValueError("law.cfg has no [analysis] default_analysis (a dotted path such as 'pkg.config.analysis.ana')")
+        raise UserError("law.cfg has no [analysis] default_analysis (a dotted path such as 'pkg.config.analysis.ana')")
     return import_object(path)
 
 
@@ -56,7 +56,7 @@ def load_modules(key: str) -> tuple[str, ...]:
 
 def _lookup(kind: str, name: str, has: Any, get: Any, available: list[str], where: str) -> Any:
     if not has(name):
-        raise ValueError(f"unknown {kind} '{name}' in {where}, available: {', '.join(sorted(available))}")
+        raise UserError(f"unknown {kind} '{name}' in {where}, available: {', '.join(sorted(available))}")
     return get(name)
 
 

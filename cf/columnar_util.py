@@ -74,7 +74,10 @@ class Route:
             if not match:
                 raise ValueError(f"invalid column route '{route}'")
             self.fields = tuple(match.group("path").split("."))
-            self.index = _parse_index(match.group("index")) if match.group("index") else None
+            try:
+                self.index = _parse_index(match.group("index")) if match.group("index") else None
+            except ValueError:
+                raise ValueError(f"invalid column route '{route}': bad index {match.group('index')}") from None
         else:
             self.fields = tuple(route)
             self.index = None
@@ -92,7 +95,8 @@ class Route:
     def _index_text(self) -> str:
         def text(item: Any) -> str:
             if isinstance(item, slice):
-                return ":".join("" if b is None else str(b) for b in (item.start, item.stop))
+                bounds = (item.start, item.stop) if item.step is None else (item.start, item.stop, item.step)
+                return ":".join("" if b is None else str(b) for b in bounds)
             return str(item)
 
         return ",".join(text(item) for item in self.index or ())
@@ -157,6 +161,9 @@ def set_ak_column(array: ak.Array, route: RouteLike, value: Any, value_type: Any
         value: An awkward or numpy array broadcastable to the parent's structure.
         value_type: Optional dtype to cast the value to (e.g. ``np.float32``).
     """
+    if isinstance(value, np.ndarray):
+        # strided views (e.g. one column of a prediction matrix) cannot be written to arrow / parquet
+        value = np.ascontiguousarray(value)
     if value_type is not None:
         value = ak.values_astype(value, value_type)
     fields = Route(route).fields

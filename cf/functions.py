@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 
 import awkward as ak
 
+from cf.util import UserError
+
 __all__ = [
     "apply_functions",
     "ColumnContext",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(UserError):
     """A name that is not registered; the message lists the registered names."""
 
 

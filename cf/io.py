@@ -63,9 +63,10 @@ class RootSource:
         self.n_events = int(self._tree.num_entries)
         self._branch_of: dict[Route, str] = {}
         names = set(self._tree.keys())
+        heads = {n.split("_", 1)[0] for n in names if "_" in n}
         for name in names:
-            if name.startswith("n") and name[1:] in {n.split("_", 1)[0] for n in names if "_" in n}:
-                continue  # a collection counter such as nJet
+            if name.startswith("n") and (name[1:] in heads or name[1:] in names):
+                continue  # a collection counter such as nJet, or a per-branch one such as nJet_pt (uproot-written)
             head, sep, tail = name.partition("_")
             route = Route((head, tail)) if sep else Route(name)
             self._branch_of[route] = name

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "DotDict",
+    "UserError",
     "MissingModule",
     "brace_expand",
     "expand_path",
@@ -21,6 +22,10 @@ __all__ = [
     "maybe_import",
     "short_hash",
 ]
+
+
+class UserError(ValueError):
+    """Bad input from the user (a name, a setting, a file); law runs report it in one line, no traceback."""
 
 
 class MissingModule(types.ModuleType):
@@ -93,7 +98,7 @@ def expand_path(path: str) -> str:
     """Expand environment variables and ``~`` in a path; an undefined variable is an error."""
     expanded = os.path.expanduser(os.path.expandvars(path))
     if "$" in expanded:
-        raise ValueError(f"path '{path}' references an undefined environment variable (expanded to '{expanded}')")
+        raise UserError(f"path '{path}' references an undefined environment variable (expanded to '{expanded}')")
     return expanded
 
 

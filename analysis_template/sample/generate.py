@@ -10,7 +10,7 @@ NanoAOD branch layout (``nJet``, ``Jet_pt``, ...).
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +40,7 @@ TAU_TO_ELECTRON = 0.178
 TAU_DECAY_MODES = np.array([0, 1, 10, 11])
 GENUINE_DECAY_MODE_PROBS = [0.18, 0.55, 0.20, 0.07]
 FAKE_DECAY_MODE_PROBS = [0.25, 0.35, 0.30, 0.10]
+# visible-mass line shapes (peak, width, low, high) per decay mode; decay mode 0 is a single pion
 TAU_VISIBLE_LINE_SHAPES = {1: (0.775, 0.149, 0.3, 1.5), 10: (1.23, 0.42, 0.8, 1.7), 11: (1.3, 0.4, 0.9, 1.75)}
 B_SEMILEPTONIC_FRACTION = 0.2
 DY_RESONANT_FRACTION = 0.85
@@ -85,6 +86,7 @@ EVENTS_PER_LUMI_BLOCK = 500
 LUMI_BLOCKS_PER_FILE = 1000
 EVENTS_PER_FILE_MAX = 10**8
 EVENT_TREE_NAME = "Events"
+COMPRESSION = uproot.ZSTD(1)  # several times faster to write than ZLIB at a similar size
 
 # branch layout, in NanoAOD order and types
 JET_DTYPES = {
@@ -143,12 +145,32 @@ class _LeptonSpec:
     iso_field: str
     prompt_id_rate: float
     nonprompt_id_rate: float
-    dtypes: dict[str, type]
 
 
-ELECTRON = _LeptonSpec(11, M_ELECTRON, 5.0, 2.5, 0.025, 0.95, "mvaFall17V2Iso_WP90", "pfRelIso03_all", 0.9, 0.3,
-                       ELECTRON_DTYPES)  # fmt: skip
-MUON = _LeptonSpec(13, M_MUON, 5.0, 2.4, 0.015, 0.98, "tightId", "pfRelIso04_all", 0.97, 0.85, MUON_DTYPES)
+ELECTRON = _LeptonSpec(
+    pdg=11,
+    mass=M_ELECTRON,
+    pt_min=5.0,
+    abs_eta_max=2.5,
+    pt_resolution=0.025,
+    efficiency=0.95,
+    id_field="mvaFall17V2Iso_WP90",
+    iso_field="pfRelIso03_all",
+    prompt_id_rate=0.9,
+    nonprompt_id_rate=0.3,
+)
+MUON = _LeptonSpec(
+    pdg=13,
+    mass=M_MUON,
+    pt_min=5.0,
+    abs_eta_max=2.4,
+    pt_resolution=0.015,
+    efficiency=0.98,
+    id_field="tightId",
+    iso_field="pfRelIso04_all",
+    prompt_id_rate=0.97,
+    nonprompt_id_rate=0.85,
+)
 
 # (magnitude, negative fraction) of the generator weights
 _GEN_WEIGHTS = {
@@ -552,7 +574,8 @@ def _concat_objects(parts: list[_Objects], dtypes: dict[str, type]) -> _Objects:
 
 def _to_collection(objects: _Objects, n: int, dtypes: dict[str, type]) -> ak.Array:
     """Converts objects into a jagged awkward record array over n events, sorted by decreasing pt in each event."""
-    order = np.lexsort((-objects.columns["pt"], objects.event))
+    # one float key sorts by event, then by decreasing pt (1 / (1 + pt) lies in (0, 1) and falls with pt)
+    order = np.argsort(objects.event + 1.0 / (1.0 + objects.columns["pt"]))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(objects.event, minlength=n), out=offsets[1:])
     contents = [ak.contents.NumpyArray(objects.columns[name][order].astype(dtype)) for name, dtype in dtypes.items()]
@@ -855,8 +878,10 @@ def generate_events(processes: dict[str, float], seed: int, file_index: int, is_
 
 
 def _nanoaod_branches(events: ak.Array) -> dict[str, np.ndarray | ak.Array]:
-    """Flattens event records into mktree input: jagged collections stay records (giving nX / X_y branches),
-    per-event records (MET, PV) become X_y branches.
+    """Flattens event records into mktree input.
+
+    Jagged collections stay records (mktree makes nX and X_y branches of them); per-event records (MET, PV) are
+    split into X_y branches.
     """
     branches: dict[str, np.ndarray | ak.Array] = {}
     for name in events.fields:
@@ -883,14 +908,14 @@ def write_nanoaod(path: str | os.PathLike, events: ak.Array) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     branches = _nanoaod_branches(events)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    # a unique hidden sibling: same file system (atomic os.replace) and never picked up as a finished file
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with uproot.recreate(tmp_name) as output:
+        with uproot.recreate(tmp_path, compression=COMPRESSION) as output:
             output.mktree(EVENT_TREE_NAME, branches)
-        os.replace(tmp_name, path)
+        os.replace(tmp_path, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
 
 

@@ -8,6 +8,7 @@ names the value and lists the allowed ones.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -20,7 +21,7 @@ import luigi
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.functions import ColumnContext, ColumnFunction, calibrators, producers, selectors
 from cf.io import DEFAULT_CHUNK_SIZE, EventSource, iter_event_chunks
-from cf.util import expand_path
+from cf.util import UserError, expand_path
 
 __all__ = [
     "AnalysisTask",
@@ -31,6 +32,22 @@ __all__ = [
     "SelectorMixin",
     "ShiftMixin",
 ]
+
+
+class _OneLineUserErrors(logging.Filter):
+    """Shows a :class:`~cf.util.UserError` that luigi logs as one line instead of a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, UserError):
+            record.msg = f"error: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("luigi-interface").addFilter(_OneLineUserErrors())
 
 
 class AnalysisTask(law.Task):

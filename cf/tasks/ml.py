@@ -1,0 +1,449 @@
+"""The k-fold ML tasks: prepare and merge training events, train one model per fold, evaluate.
+
+    PrepareMLEvents (per file) -> MergeMLStats, MergeMLEvents (per fold) -> MLTraining (one branch per fold)
+    ReduceEvents + ProduceColumns + MLTraining -> MLEvaluation (per file) -> MergeMLEvaluation
+
+Fold ``i``'s model trains on the events of every fold but ``i`` and is the only one that scores fold-``i``
+events of its training datasets (see :func:`cf.ml.combine_fold_outputs` for the documented choice on
+other datasets). Training and evaluation run in the model's sandbox; outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import uuid
+from typing import Any
+
+import awkward as ak
+import law
+import luigi
+import numpy as np
+
+from cf.analysis import get_config, load_analysis, load_modules
+from cf.columnar_util import Route, take_ak_columns
+from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.io import ParquetWriter, dump_json, load_json, open_source
+from cf.ml import MLModel, parse_settings
+from cf.tasks.base import (
+    CalibratorsMixin,
+    ConfigTask,
+    DatasetTask,
+    ProducersMixin,
+    SelectorMixin,
+    ShiftMixin,
+)
+from cf.tasks.external import DatasetWorkflow
+from cf.tasks.production import ProduceColumns
+from cf.tasks.reduction import ReduceEvents
+from cf.util import UserError
+
+__all__ = [
+    "MLEvaluation",
+    "MLTraining",
+    "MergeMLEvaluation",
+    "MergeMLEvents",
+    "MergeMLStats",
+    "PrepareMLEvents",
+]
+
+#: Event weight column written next to the features when the producers made it.
+WEIGHT_COLUMN = "normalization_weight"
+
+
+@functools.cache
+def model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...]) -> MLModel:
+    """The registered model ``name`` for the configs, with typed ``key=value`` settings (one per process)."""
+    load_modules("ml_modules")
+    model_cls = MLModel.get_cls(name)
+    return model_cls(load_analysis(), requested_configs=list(configs), parameters=parse_settings(list(settings)))
+
+
+class MLModelMixin:
+    """``--ml-model NAME`` (a model from the law.cfg ``ml_modules``) and ``--ml-model-settings k=v,...``."""
+
+    ml_model = luigi.Parameter(description="name of the ML model (see ml_modules in law.cfg)")
+    ml_model_settings = law.CSVParameter(
+        default=(),
+        description="settings of the model as key=value pairs (int, float, true/false, a:b tuples or text)",
+    )
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "ml_model" in params:
+            try:
+                load_modules("ml_modules")
+                MLModel.get_cls(params["ml_model"])
+                parse_settings(list(params.get("ml_model_settings", ())))
+            except ValueError as error:
+                raise UserError(str(error)) from None
+        return params
+
+    def model_configs(self) -> tuple[str, ...]:
+        return (self.config,)  # type: ignore[attr-defined]
+
+    @property
+    def ml_model_inst(self) -> MLModel:
+        cached = getattr(self, "_ml_model_inst", None)
+        if cached is None:
+            try:
+                cached = model_instance(self.ml_model, tuple(self.ml_model_settings), self.model_configs())
+            except (ValueError, TypeError) as error:
+                raise UserError(str(error)) from None
+            self._ml_model_inst = cached
+        return cached
+
+    def ml_store_part(self) -> str:
+        model = self.ml_model_inst
+        part = f"ml__{model.store_name or model.cls_name}"
+        return f"{part}__{model.parameters_repr}" if model.parameters_repr else part
+
+    def function_store_parts(self) -> list[str]:
+        return [*super().function_store_parts(), self.ml_store_part()]  # type: ignore[misc]
+
+
+def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The calibrators, selector and producers the training reads, from the model's ``training_*`` hooks."""
+    return {
+        "calibrators": tuple(model.training_calibrators(config_inst, list(params["calibrators"]))),
+        "selector": model.training_selector(config_inst, params["selector"]),
+        "producers": tuple(model.training_producers(config_inst, list(params["producers"]))),
+    }
+
+
+class MLTrainingEventsMixin(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin):
+    """Training-side tasks of one dataset: the functions follow the model's ``training_*`` hooks, and the
+    dataset must be one the model trains on.
+    """
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if "ml_model" not in params or "dataset" not in params:
+            return params
+        model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
+        config_inst = get_config(load_analysis(), params["config"])
+        params.update(training_functions(model, config_inst, params))
+        allowed = sorted(dataset.name for dataset in model.datasets(config_inst))
+        if params["dataset"] not in allowed:
+            raise UserError(
+                f"ML model '{params['ml_model']}' does not train on dataset '{params['dataset']}' in config "
+                f"'{params['config']}', its datasets: {', '.join(allowed)}",
+            )
+        return params
+
+
+class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
+    """Per input file: the model's ``uses`` columns, the event weight and the fold index, one parquet per fold.
+
+    Refuses NaN or infinite feature values, naming the column.
+    """
+
+    def requires(self) -> Any:
+        return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self)}
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs["events"] = ReduceEvents.req(self)
+        reqs["columns"] = ProduceColumns.req(self)
+        return reqs
+
+    def output(self) -> dict[str, Any]:
+        folds = self.ml_model_inst.folds
+        return {
+            "folds": [self.target(f"mlevents_f{fold}of{folds}_{self.branch}.parquet") for fold in range(folds)],
+            "stats": self.target(f"stats_{self.branch}.json"),
+        }
+
+    def run(self) -> None:
+        model = self.ml_model_inst
+        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        inputs = self.input()
+        sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
+        outputs = self.output()
+        stats = {"n_events": [0] * model.folds, "sum_weights": [0.0] * model.folds}
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
+            for events, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+                check_finite(events, sorted(uses - set(FOLD_COLUMNS)), self.dataset)
+                folds = fold_indices(events, model.folds)
+                events = ak.with_field(events, folds, "fold")
+                weights = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else None
+                for fold, writer in enumerate(writers):
+                    mask = folds == fold
+                    writer.write(events[mask])
+                    stats["n_events"][fold] += int(mask.sum())
+                    stats["sum_weights"][fold] += float(weights[mask].sum()) if weights is not None else 0.0
+        dump_json(outputs["stats"].path, stats)
+
+
+def check_finite(events: ak.Array, columns: list[str], dataset: str) -> None:
+    """Raise a UserError naming the first feature column with NaN or infinite values."""
+    for column in columns:
+        values = ak.to_numpy(ak.flatten(events[Route(column).fields], axis=None))
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            n_bad = int((~np.isfinite(values)).sum())
+            raise UserError(f"ML feature '{column}' of dataset '{dataset}' has {n_bad} NaN or infinite value(s)")
+
+
+class MergeMLStats(MLTrainingEventsMixin, DatasetTask):
+    """Sums the per-file statistics of PrepareMLEvents: events and weight sums per fold."""
+
+    def requires(self) -> Any:
+        return PrepareMLEvents.req(self)
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("stats.json")
+
+    def run(self) -> None:
+        folds = self.ml_model_inst.folds
+        totals = {"n_events": [0] * folds, "sum_weights": [0.0] * folds}
+        for outputs in self.input()["collection"].targets.values():
+            stats = load_json(outputs["stats"].path)
+            for key, values in totals.items():
+                totals[key] = [a + b for a, b in zip(values, stats[key], strict=True)]
+        dump_json(self.output().path, totals)
+
+
+class MergeMLEvents(MLTrainingEventsMixin, DatasetTask):
+    """The events of one fold of a dataset, from all files, in one parquet file."""
+
+    fold = luigi.IntParameter(description="the fold to merge (0 ... folds - 1)")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if "fold" in params and "ml_model" in params:
+            folds = MLModel.get_cls(params["ml_model"]).folds
+            if not 0 <= params["fold"] < folds:
+                raise UserError(f"fold {params['fold']} does not exist, the model has folds 0 ... {folds - 1}")
+        return params
+
+    def requires(self) -> Any:
+        return PrepareMLEvents.req(self)
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target(f"mlevents_f{self.fold}of{self.ml_model_inst.folds}.parquet")
+
+    def run(self) -> None:
+        with ParquetWriter(self.output().path) as writer:
+            for outputs in self.input()["collection"].targets.values():
+                path = outputs["folds"][self.fold].path
+                writer.write(ak.from_parquet(path))
+
+
+class MLTraining(
+    MLModelMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ConfigTask,
+    law.LocalWorkflow,
+    law.SandboxTask,
+):
+    """Trains the model of each fold (one branch per fold) inside the model's sandbox.
+
+    Fold ``i`` requires the merged events of all other folds of every training dataset of every config.
+    Its output is ``model.output(task)``; ``model.train(task, input, output)`` writes into a temporary
+    sibling that is renamed into place only when training succeeded.
+    """
+
+    configs = law.CSVParameter(default=(), description="configs to train on (default: --config)")
+    dataset = law.CSVParameter(
+        default=(),
+        description="restrict the training to these of the model's datasets (default: all of them)",
+    )
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        if "configs" not in params or "ml_model" not in params:
+            return params
+        if not params["configs"]:
+            params["configs"] = (params["config"],)
+        for name in params["configs"]:
+            get_config(load_analysis(), name)
+        params["config"] = params["configs"][0]
+        model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), tuple(params["configs"]))
+        all_datasets: set[str] = set()
+        for config_inst in model.config_insts:
+            allowed = {dataset.name for dataset in model.datasets(config_inst)}
+            all_datasets |= allowed
+            unknown = sorted(set(params["dataset"]) - allowed)
+            if unknown:
+                raise UserError(
+                    f"ML model '{params['ml_model']}' does not train on dataset(s) {', '.join(unknown)} in config "
+                    f"'{config_inst.name}', its datasets: {', '.join(sorted(allowed))}",
+                )
+        # naming all datasets is the same training as naming none (one output path for both)
+        params["dataset"] = () if set(params["dataset"]) == all_datasets else tuple(sorted(params["dataset"]))
+        return params
+
+    def model_configs(self) -> tuple[str, ...]:
+        return tuple(self.configs)
+
+    @property
+    def sandbox(self) -> str:  # type: ignore[override]
+        return self.ml_model_inst.sandbox(self)
+
+    def store_parts(self) -> list[str]:
+        parts = [self.analysis_inst.name, self.task_family, "__".join(self.configs)]
+        if self.dataset:
+            parts.append("datasets__" + "__".join(sorted(self.dataset)))
+        config_inst = self.ml_model_inst.config_insts[0]
+        funcs = training_functions(self.ml_model_inst, config_inst, self.param_kwargs)
+        parts += [
+            "calib__" + ("__".join(funcs["calibrators"]) or "none"),
+            f"sel__{funcs['selector']}",
+            "prod__" + ("__".join(funcs["producers"]) or "none"),
+            self.ml_store_part(),
+        ]
+        return parts
+
+    def create_branch_map(self) -> dict[int, int]:
+        return {fold: fold for fold in range(self.ml_model_inst.folds)}
+
+    def training_datasets(self, config_inst: Any) -> list[str]:
+        names = sorted(dataset.name for dataset in self.ml_model_inst.datasets(config_inst))
+        return [name for name in names if not self.dataset or name in self.dataset]
+
+    def event_requirements(self, folds: list[int]) -> dict[str, Any]:
+        events: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+        for config_inst in self.ml_model_inst.config_insts:
+            funcs = training_functions(self.ml_model_inst, config_inst, self.param_kwargs)
+            common = {"config": config_inst.name, "ml_model": self.ml_model, **funcs}
+            events[config_inst.name] = {}
+            stats[config_inst.name] = {}
+            for dataset in self.training_datasets(config_inst):
+                events[config_inst.name][dataset] = [
+                    MergeMLEvents.req(self, dataset=dataset, fold=fold, **common) for fold in folds
+                ]
+                stats[config_inst.name][dataset] = MergeMLStats.req(self, dataset=dataset, **common)
+        return {"events": events, "stats": stats}
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs.update(self.event_requirements(list(range(self.ml_model_inst.folds))))
+        return reqs
+
+    def requires(self) -> Any:
+        folds = [fold for fold in range(self.ml_model_inst.folds) if fold != self.branch]
+        reqs = self.event_requirements(folds)
+        reqs["model"] = self.ml_model_inst.requires(self)
+        return reqs
+
+    def output(self) -> Any:
+        return self.ml_model_inst.output(self)
+
+    def run(self) -> None:
+        output = self.output()
+        temporary = law.util.map_struct(temporary_twin, output)
+        try:
+            self.ml_model_inst.train(self, self.input(), temporary)
+            for written, final in zip(law.util.flatten(temporary), law.util.flatten(output), strict=True):
+                commit_twin(written, final)
+        finally:
+            for target in law.util.flatten(temporary):
+                remove_path(target.path)
+
+
+def temporary_twin(target: law.FileSystemTarget) -> law.FileSystemTarget:
+    """A target of the same type next to ``target``, for writing before an atomic rename."""
+    directory, name = os.path.split(target.path)
+    return type(target)(os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}"))
+
+
+def commit_twin(temporary: law.FileSystemTarget, final: law.FileSystemTarget) -> None:
+    """Rename a written temporary twin into place (replacing a stale leftover)."""
+    if not os.path.exists(temporary.path):
+        raise RuntimeError(f"the training did not write its output '{final.path}'")
+    remove_path(final.path)
+    os.makedirs(os.path.dirname(final.path), exist_ok=True)
+    os.replace(temporary.path, final.path)
+
+
+def remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+class MLEvaluation(
+    MLModelMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ShiftMixin,
+    DatasetWorkflow,
+    law.SandboxTask,
+):
+    """Evaluates the fold models on the events of one file; writes only the model's ``produces`` columns.
+
+    Runs in the model's sandbox; ``events_used_in_training`` is whether the dataset is one of the model's
+    training datasets in this config.
+    """
+
+    @property
+    def sandbox(self) -> str:
+        return self.ml_model_inst.sandbox(self)
+
+    def training_requirement(self) -> MLTraining:
+        funcs = training_functions(self.ml_model_inst, self.config_inst, self.param_kwargs)
+        return MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1, **funcs)
+
+    def evaluation_producers(self) -> tuple[str, ...]:
+        return tuple(self.ml_model_inst.evaluation_producers(self.config_inst, list(self.producers)))
+
+    def input_requirements(self) -> dict[str, Any]:
+        reqs = {"models": self.training_requirement(), "events": ReduceEvents.req(self)}
+        if self.evaluation_producers():
+            reqs["columns"] = ProduceColumns.req(self, producers=self.evaluation_producers())
+        return reqs
+
+    def requires(self) -> Any:
+        return self.input_requirements()
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs.update(self.input_requirements())
+        return reqs
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        return {"mlcolumns": self.target(f"mlcolumns_{self.branch}.parquet")}
+
+    def run(self) -> None:
+        model = self.ml_model_inst
+        inputs = self.input()
+        fold_outputs = [inputs["models"]["collection"].targets[fold] for fold in range(model.folds)]
+        models = [model.open_model(target) for target in fold_outputs]
+        sources = [open_source(inputs["events"]["events"].path)]
+        if "columns" in inputs:
+            sources.append(open_source(inputs["columns"]["columns"].path))
+        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        produces = sorted(Route(column).column for column in model.produces(self.config_inst))
+        used_in_training = self.dataset in {dataset.name for dataset in model.datasets(self.config_inst)}
+        with ParquetWriter(self.output()["mlcolumns"].path) as writer:
+            for events, _, _ in self.iter_chunks(sources, uses):
+                folds = fold_indices(events, model.folds)
+                scored = model.evaluate(self, events, models, folds, events_used_in_training=used_in_training)
+                writer.write(take_ak_columns(scored, produces))
+
+
+class MergeMLEvaluation(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTask):
+    """The evaluation columns of all files of a dataset in one parquet file."""
+
+    def requires(self) -> Any:
+        return MLEvaluation.req(self)
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("mlcolumns.parquet")
+
+    def run(self) -> None:
+        with ParquetWriter(self.output().path) as writer:
+            for outputs in self.input()["collection"].targets.values():
+                writer.write(ak.from_parquet(outputs["mlcolumns"].path))
