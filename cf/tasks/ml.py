@@ -115,8 +115,10 @@ def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any])
 
 
 class MLTrainingEventsMixin(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin):
-    """Training-side tasks of one dataset: the functions follow the model's ``training_*`` hooks, and the
-    dataset must be one the model trains on.
+    """Training-side tasks of one dataset.
+
+    The calibrators, selector and producers follow the model's ``training_*`` hooks, and the dataset must be
+    one the model trains on.
     """
 
     @classmethod
@@ -167,10 +169,10 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         stats = {"n_events": [0] * model.folds, "sum_weights": [0.0] * model.folds}
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
-            for events, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
-                check_finite(events, sorted(uses - set(FOLD_COLUMNS)), self.dataset)
-                folds = fold_indices(events, model.folds)
-                events = ak.with_field(events, folds, "fold")
+            for chunk, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+                check_finite(chunk, sorted(uses - set(FOLD_COLUMNS)), self.dataset)
+                folds = fold_indices(chunk, model.folds)
+                events = ak.with_field(chunk, folds, "fold")
                 weights = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else None
                 for fold, writer in enumerate(writers):
                     mask = folds == fold

@@ -1,0 +1,184 @@
+"""Unit tests of the MLModel contract: derive, registry, settings, abstract methods, folds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from analysis_template.config.analysis import analysis_template
+from cf.folds import fold_indices
+from cf.ml import MLModel, combine_fold_outputs, parse_settings
+
+CONFIG = "run2_2017_nano_uhh_v11_limited"
+
+
+class CompleteModel(MLModel):
+    """A model implementing every abstract method (nothing is trained here)."""
+
+    epochs: int = 3
+    layers: tuple[int, ...] = (8,)
+    dataset_names: tuple[str, ...] = ("tt_sl_powheg",)
+
+    def sandbox(self, task: Any) -> str:
+        return "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
+
+    def datasets(self, config_inst: Any) -> set[Any]:
+        return {config_inst.get_dataset(name) for name in self.dataset_names}
+
+    def uses(self, config_inst: Any) -> set[str]:
+        return {"ht"}
+
+    def produces(self, config_inst: Any) -> set[str]:
+        return {f"{self.cls_name}.score"}
+
+    def output(self, task: Any) -> Any:
+        return None
+
+    def open_model(self, target: Any) -> Any:
+        return None
+
+    def train(self, task: Any, input: Any, output: Any) -> None:
+        return None
+
+    def evaluate(
+        self,
+        task: Any,
+        events: ak.Array,
+        models: list[Any],
+        fold_indices: np.ndarray,
+        events_used_in_training: bool = False,
+    ) -> ak.Array:
+        return events
+
+
+unit_model = CompleteModel.derive("unit_model", cls_dict={"folds": 4, "epochs": 7})
+
+
+def test_derive_makes_a_named_subclass_with_the_dict_as_attributes() -> None:
+    model = unit_model(analysis_template, requested_configs=[CONFIG])
+    assert unit_model.__name__ == "unit_model"
+    assert issubclass(unit_model, CompleteModel)
+    assert (model.cls_name, model.folds, model.epochs, model.layers) == ("unit_model", 4, 7, (8,))
+    assert model.config_inst.name == CONFIG
+    assert unit_model.__module__ == __name__
+
+
+def test_registry_finds_derived_models_and_lists_the_available_ones() -> None:
+    assert MLModel.get_cls("unit_model") is unit_model
+    with pytest.raises(ValueError, match=r"unknown ML model 'no_such_model', available: .*unit_model"):
+        MLModel.get_cls("no_such_model")
+
+
+def test_two_models_with_the_same_name_in_different_modules_are_an_error() -> None:
+    with pytest.raises(ValueError, match=r"two ML models are named 'unit_model': in module .*test_ml_unit and in"):
+        CompleteModel.derive("unit_model", cls_dict={"__module__": "some.other.module"})
+
+
+def test_a_model_missing_abstract_methods_fails_at_derive_naming_them() -> None:
+    class Partial(MLModel):
+        def sandbox(self, task: Any) -> str:
+            return ""
+
+    with pytest.raises(TypeError, match=r"does not implement the abstract method\(s\): datasets, evaluate, open_model"):
+        Partial.derive("partial_model")
+    with pytest.raises(TypeError, match="abstract method"):
+        Partial(analysis_template)  # type: ignore[abstract]
+    with pytest.raises(ValueError, match="unknown ML model 'Partial'"):
+        MLModel.get_cls("Partial")
+
+
+@pytest.mark.parametrize("folds", [1, 0, -2, 2.5])
+def test_fewer_than_two_folds_is_an_error(folds: Any) -> None:
+    bad = CompleteModel.derive(f"bad_folds_{abs(int(folds * 2))}", cls_dict={"folds": folds})
+    with pytest.raises(ValueError, match=r"folds must be an integer >= 2"):
+        bad(analysis_template, requested_configs=[CONFIG])
+
+
+def test_settings_are_typed() -> None:
+    settings = parse_settings("epochs=3,layers=64:32,learning_rate=0.01,batch_norm=false,name=abc,flag=True")
+    assert settings == {
+        "epochs": 3,
+        "layers": (64, 32),
+        "learning_rate": 0.01,
+        "batch_norm": False,
+        "name": "abc",
+        "flag": True,
+    }
+    assert isinstance(settings["epochs"], int)
+    with pytest.raises(ValueError, match="'epochs' is not of the form key=value"):
+        parse_settings(["epochs"])
+
+
+def test_settings_override_attributes_and_hash_into_a_stable_repr() -> None:
+    plain = unit_model(analysis_template, requested_configs=[CONFIG])
+    tuned = unit_model(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 2, "layers": (4, 4)})
+    same = unit_model(analysis_template, requested_configs=[CONFIG], parameters={"layers": (4, 4), "epochs": 2})
+    other = unit_model(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 3})
+    assert (tuned.epochs, tuned.layers, tuned.parameters) == (2, (4, 4), {"epochs": 2, "layers": (4, 4)})
+    assert plain.parameters_repr == ""
+    assert tuned.parameters_repr == same.parameters_repr != other.parameters_repr
+    assert len(tuned.parameters_repr) == 10
+
+
+def test_an_unknown_setting_is_an_error_listing_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown setting 'epoch' for ML model 'unit_model', allowed: .*epochs"):
+        unit_model(analysis_template, requested_configs=[CONFIG], parameters={"epoch": 3})
+
+
+def test_config_inst_with_several_configs_is_an_error() -> None:
+    model = unit_model(analysis_template, requested_configs=[CONFIG])
+    model.config_insts = [model.config_inst, model.config_inst]
+    with pytest.raises(RuntimeError, match="has 2 configs"):
+        _ = model.config_inst
+
+
+def identity(n: int, seed: int = 0) -> ak.Array:
+    rng = np.random.default_rng(seed)
+    return ak.Array(
+        {
+            "run": np.full(n, 1, dtype=np.uint32),
+            "luminosityBlock": rng.integers(1, 1000, n).astype(np.uint32),
+            "event": rng.permutation(np.arange(1, n + 1, dtype=np.uint64)),
+        },
+    )
+
+
+def test_fold_indices_do_not_depend_on_chunking_or_order() -> None:
+    events = identity(10_000)
+    whole = fold_indices(events, 3)
+    chunked = np.concatenate([fold_indices(events[start : start + 777], 3) for start in range(0, 10_000, 777)])
+    order = np.random.default_rng(1).permutation(10_000)
+    np.testing.assert_array_equal(whole, chunked)
+    np.testing.assert_array_equal(whole[order], fold_indices(events[order], 3))
+
+
+def test_fold_indices_are_balanced_and_in_range() -> None:
+    folds = fold_indices(identity(30_000), 5)
+    counts = np.bincount(folds, minlength=5)
+    assert folds.min() == 0 and folds.max() == 4
+    assert np.all(np.abs(counts - 6000) < 6000 * 0.05), counts
+
+
+def test_fold_indices_use_every_identity_column() -> None:
+    events = identity(5000)
+    base = fold_indices(events, 2)
+    for column in ("run", "luminosityBlock", "event"):
+        shifted = ak.with_field(events, events[column] + 1, column)
+        assert np.mean(fold_indices(shifted, 2) != base) > 0.3, column
+
+
+def test_fold_indices_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        fold_indices(identity(3), 1)
+    with pytest.raises(KeyError, match="missing: \\['luminosityBlock'\\]"):
+        fold_indices(ak.Array({"run": [1], "event": [1]}), 2)
+
+
+def test_combine_fold_outputs_uses_the_own_fold_model_for_training_datasets() -> None:
+    outputs = [np.full((4, 2), float(k)) for k in range(3)]
+    folds = np.array([2, 0, 1, 2])
+    np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, True)[:, 0], [2.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, False), np.full((4, 2), 1.0))
