@@ -12,7 +12,7 @@ from typing import Any
 
 import law
 
-from cf.util import UserError, expand_list, import_object
+from cf.util import UserError, expand_list, import_object, split_outside_braces
 
 __all__ = [
     "analysis_setting",
@@ -48,7 +48,7 @@ def load_modules(key: str) -> tuple[str, ...]:
     Returns:
         The names of the imported modules.
     """
-    names = expand_list(str(analysis_setting(key, "") or "").split(","))
+    names = expand_list(split_outside_braces(str(analysis_setting(key, "") or "")))
     for name in names:
         importlib.import_module(name)
     return tuple(names)

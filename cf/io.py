@@ -19,9 +19,12 @@ import awkward as ak
 import pyarrow.parquet as pq
 
 from cf.columnar_util import Route, filter_routes, set_ak_column, strip_unused_options
+from cf.util import UserError
 
 __all__ = [
     "EventSource",
+    "InputFileError",
+    "MissingColumnError",
     "ParquetSource",
     "ParquetWriter",
     "RootSource",
@@ -33,6 +36,17 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 50_000
+
+
+class InputFileError(OSError):
+    """An input file that is missing, corrupt or unreadable (the message names it)."""
+
+
+class MissingColumnError(UserError, KeyError):
+    """A column that a function declares in ``uses`` is in none of the files read."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class EventSource(Protocol):
@@ -56,9 +70,9 @@ class RootSource:
         try:
             self._file = uproot.open(path)
         except Exception as error:
-            raise OSError(f"cannot open ROOT file '{path}': {error}") from error
+            raise InputFileError(f"cannot open ROOT file '{path}': {error}") from error
         if tree_name not in self._file:
-            raise OSError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
+            raise InputFileError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
         self._tree = self._file[tree_name]
         self.n_events = int(self._tree.num_entries)
         self._branch_of: dict[Route, str] = {}
@@ -79,7 +93,7 @@ class RootSource:
         try:
             data = self._tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak", how=dict)
         except Exception as error:
-            raise OSError(f"cannot read entries {start}-{stop} of '{self.path}': {error}") from error
+            raise InputFileError(f"cannot read entries {start}-{stop} of '{self.path}': {error}") from error
         grouped: dict[str, dict[str, ak.Array]] = {}
         flat: dict[str, ak.Array] = {}
         for route, branch in zip(routes, branches, strict=True):
@@ -101,7 +115,7 @@ class ParquetSource:
             self._meta = pq.ParquetFile(path).metadata
             form = ak.metadata_from_parquet(path)["form"]
         except Exception as error:
-            raise OSError(f"cannot open parquet file '{path}': {error}") from error
+            raise InputFileError(f"cannot open parquet file '{path}': {error}") from error
         self.n_events = int(self._meta.num_rows)
         self._routes = [Route(column) for column in form.columns()]
         sizes = [self._meta.row_group(i).num_rows for i in range(self._meta.num_row_groups)]
@@ -137,7 +151,7 @@ def resolve_columns(
     Patterns in ``optional`` are read where present and skipped silently where not.
 
     Raises:
-        KeyError: If a pattern matches no column of any source; the message lists the files and columns.
+        MissingColumnError: If a pattern matches no column of any source (names the files and columns).
     """
     patterns = sorted(set(uses))
     per_source = [filter_routes(source.routes(), [*patterns, *optional]) for source in sources]
@@ -145,7 +159,7 @@ def resolve_columns(
         if not any(filter_routes(source.routes(), [pattern]) for source in sources):
             available = sorted({route.column for source in sources for route in source.routes()})
             files = ", ".join(source.path for source in sources)
-            raise KeyError(
+            raise MissingColumnError(
                 f"column '{pattern}' is declared in 'uses' but not found in {files}; available columns: "
                 f"{', '.join(available)}",
             )

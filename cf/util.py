@@ -17,10 +17,12 @@ __all__ = [
     "UserError",
     "MissingModule",
     "brace_expand",
+    "expand_list",
     "expand_path",
     "import_object",
     "maybe_import",
     "short_hash",
+    "split_outside_braces",
 ]
 
 
@@ -87,6 +89,20 @@ def brace_expand(pattern: str) -> list[str]:
     # split() alternates literal text and brace contents
     choices = [[part] if i % 2 == 0 else part.split(",") for i, part in enumerate(parts)]
     return ["".join(combination) for combination in itertools.product(*choices)]
+
+
+def split_outside_braces(text: str, separator: str = ",") -> list[str]:
+    """Split ``text`` at separators that are not inside braces: ``"a,b.{c,d}"`` -> ``["a", "b.{c,d}"]``."""
+    items, depth, current = [], 0, []
+    for char in text:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == separator and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return items
 
 
 def expand_list(values: Iterable[str]) -> list[str]:

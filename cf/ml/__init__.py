@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import awkward as ak
 import numpy as np
 
-from cf.util import short_hash
+from cf.util import UserError, short_hash
 
 __all__ = ["MLModel", "combine_fold_outputs", "parse_settings"]
 
@@ -49,7 +49,7 @@ def parse_settings(items: Sequence[str] | str) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"ML model setting '{item}' is not of the form key=value")
+            raise UserError(f"ML model setting '{item}' is not of the form key=value")
         settings[key.strip()] = _parse_value(value.strip())
     return settings
 
@@ -106,12 +106,12 @@ class MLModel(abc.ABC):
         self.analysis_inst = analysis_inst
         self.parameters = self._apply_parameters(dict(parameters or {}))
         if not isinstance(self.folds, int) or self.folds < 2:
-            raise ValueError(f"ML model '{self.cls_name}': folds must be an integer >= 2, got {self.folds!r}")
+            raise UserError(f"ML model '{self.cls_name}': folds must be an integer >= 2, got {self.folds!r}")
         requested = list(requested_configs or [])
         configs = self.training_configs(requested) if requested else requested
         self.config_insts = [analysis_inst.get_config(name) for name in configs]
         if self.single_config and len(self.config_insts) > 1:
-            raise ValueError(f"ML model '{self.cls_name}' uses a single config, got {configs}")
+            raise UserError(f"ML model '{self.cls_name}' uses a single config, got {configs}")
         self.setup()
 
     # registry and derivation
@@ -147,7 +147,7 @@ class MLModel(abc.ABC):
         model_cls = MLModel._registry.get(name)
         if model_cls is None or getattr(model_cls, "__abstractmethods__", None):
             available = sorted(n for n, c in MLModel._registry.items() if not getattr(c, "__abstractmethods__", None))
-            raise ValueError(f"unknown ML model '{name}', available: {', '.join(available) or '(none)'}")
+            raise UserError(f"unknown ML model '{name}', available: {', '.join(available) or '(none)'}")
         return model_cls
 
     @property
@@ -163,7 +163,7 @@ class MLModel(abc.ABC):
         )
         for key, value in parameters.items():
             if key not in allowed:
-                raise ValueError(
+                raise UserError(
                     f"unknown setting '{key}' for ML model '{self.cls_name}', allowed: {', '.join(allowed)}",
                 )
             setattr(self, key, value)

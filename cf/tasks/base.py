@@ -20,7 +20,7 @@ import luigi
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.functions import ColumnContext, ColumnFunction, calibrators, producers, selectors
-from cf.io import DEFAULT_CHUNK_SIZE, EventSource, iter_event_chunks
+from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks
 from cf.util import UserError, expand_path
 
 __all__ = [
@@ -35,11 +35,11 @@ __all__ = [
 
 
 class _OneLineUserErrors(logging.Filter):
-    """Shows a :class:`~cf.util.UserError` that luigi logs as one line instead of a traceback."""
+    """Shows a bad input (:class:`~cf.util.UserError`, unreadable input file) as one line, not a traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, UserError):
+        if isinstance(error, (UserError, InputFileError)):
             record.msg = f"error: {error}"
             record.args = ()
             record.exc_info = None

@@ -1,0 +1,212 @@
+"""The ML chain end to end through ``law run``, in the real TensorFlow sandbox.
+
+Runs the user guide's commands verbatim for ``test_model`` and checks what a physicist relies on: no
+training event is scored by a model that saw it, folds do not depend on chunking, training is
+reproducible, and bad input fails with one clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import LawEnv, LawOutputs, LawRun
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
+CONFIG = "run2_2017_nano_uhh_v11_limited"
+TRAINING_DATASETS = ("hh_ggf_bbtautau_madgraph", "tt_sl_powheg")
+# the guide's commands, verbatim
+TRAIN = (
+    "cf.MLTraining", "--version", "v1", "--ml-model", "test_model", "--config", CONFIG,
+    "--calibrators", "skip_jecunc", "--selector", "default", "--dataset", ",".join(TRAINING_DATASETS),
+)  # fmt: skip
+EVALUATE = ("cf.MLEvaluation", "--version", "v1", "--ml-model", "test_model", "--config", CONFIG,
+            "--calibrators", "skip_jecunc")  # fmt: skip
+FOLDS = 3
+
+
+@pytest.fixture(scope="module")
+def ml_env(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
+    return law_env.with_paths(store=tmp_path_factory.mktemp("ml_store"))
+
+
+@pytest.fixture(scope="module")
+def trained(ml_env: LawEnv, law_run: LawRun) -> LawEnv:
+    law_run(*TRAIN, env=ml_env.env, timeout=900)
+    law_run(*EVALUATE, env=ml_env.env, timeout=600)
+    law_run(*EVALUATE, "--dataset", "tt_sl_powheg", env=ml_env.env, timeout=600)
+    return ml_env
+
+
+def evaluation_files(env: LawEnv, law_outputs: LawOutputs, *extra: str, version: str = "v1") -> list[Path]:
+    args = [arg if arg != "v1" else version for arg in EVALUATE]
+    return law_outputs(*args, *extra, env=env.env)
+
+
+def test_guide_commands_write_scores_for_every_selected_event(trained: LawEnv, law_outputs: LawOutputs) -> None:
+    models = law_outputs(*TRAIN, env=trained.env)
+    assert [path.name for path in models] == [f"mlmodel_f{fold}of{FOLDS}" for fold in range(FOLDS)]
+    assert all((path / "model.keras").is_file() for path in models)
+    for dataset in TRAINING_DATASETS:
+        extra = () if dataset == "hh_ggf_bbtautau_madgraph" else ("--dataset", dataset)
+        files = evaluation_files(trained, law_outputs, *extra)
+        reduced = law_outputs("cf.ReduceEvents", "--version", "v1", "--dataset", dataset, env=trained.env)
+        assert [path.name for path in files] == ["mlcolumns_0.parquet", "mlcolumns_1.parquet"]
+        for scores_path, events_path in zip(files, reduced, strict=True):
+            scores = ak.from_parquet(scores_path)
+            assert scores.fields == ["test_model"]
+            assert sorted(scores.test_model.fields) == ["score_hh", "score_tt"]
+            assert len(scores) == pq.read_metadata(events_path).num_rows > 1000
+            total = ak.to_numpy(scores.test_model.score_hh + scores.test_model.score_tt)
+            np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_the_classifier_separates_signal_from_background(trained: LawEnv, law_outputs: LawOutputs) -> None:
+    signal = ak.concatenate([ak.from_parquet(p) for p in evaluation_files(trained, law_outputs)])
+    background = ak.concatenate(
+        [ak.from_parquet(p) for p in evaluation_files(trained, law_outputs, "--dataset", "tt_sl_powheg")],
+    )
+    assert np.mean(signal.test_model.score_hh) > np.mean(background.test_model.score_hh) + 0.2
+
+
+def fold_of_events(env: LawEnv, law_outputs: LawOutputs, dataset: str, version: str = "v1") -> dict[int, int]:
+    """Event number -> fold, read back from the per-fold files of cf.PrepareMLEvents."""
+    args = ("cf.PrepareMLEvents", "--version", version, "--ml-model", "test_model", "--dataset", dataset)
+    folds: dict[int, int] = {}
+    for path in law_outputs(*args, env=env.env, depth=1):
+        if path.suffix == ".parquet" and path.name.startswith("mlevents_f"):
+            fold = int(path.name.split("_f")[1].split("of")[0])
+            for event in pq.read_table(path, columns=["event"]).column("event").to_pylist():
+                folds[event] = fold
+    return folds
+
+
+def recompute_fold_predictions(env: LawEnv, law_outputs: LawOutputs, dataset: str, tmp_path: Path) -> dict:
+    models = law_outputs(*TRAIN, env=env.env)
+    reduced = law_outputs("cf.ReduceEvents", "--version", "v1", "--dataset", dataset, env=env.env)
+    produced = law_outputs("cf.ProduceColumns", "--version", "v1", "--dataset", dataset, env=env.env)
+    spec = {
+        "model": "test_model",
+        "settings": [],
+        "config": CONFIG,
+        "model_dirs": [str(path) for path in models],
+        "event_files": [[str(r), str(p)] for r, p in zip(reduced, produced, strict=True)],
+    }
+    spec_path, out_path = tmp_path / "spec.json", tmp_path / "predictions.npz"
+    spec_path.write_text(json.dumps(spec))
+    script = Path(env.env["CF_BASE"]) / "tests" / "sandbox_scripts" / "fold_predictions.py"
+    command = ["cf_sandbox", "venv_ml_tf", "python", str(script), str(spec_path), str(out_path)]
+    result = subprocess.run(command, env=env.env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(out_path))
+
+
+@pytest.mark.parametrize("dataset", TRAINING_DATASETS)
+def test_no_training_event_is_scored_by_a_model_that_saw_it(
+    trained: LawEnv,
+    law_outputs: LawOutputs,
+    dataset: str,
+    tmp_path: Path,
+) -> None:
+    folds = fold_of_events(trained, law_outputs, dataset)
+    recomputed = recompute_fold_predictions(trained, law_outputs, dataset, tmp_path)
+    extra = () if dataset == "hh_ggf_bbtautau_madgraph" else ("--dataset", dataset)
+    stored = ak.concatenate([ak.from_parquet(p) for p in evaluation_files(trained, law_outputs, *extra)])
+    stored_scores = ak.to_numpy(stored.test_model.score_hh)
+
+    own_fold = np.array([folds[int(event)] for event in recomputed["event"]])
+    per_fold = recomputed["test_model.score_hh"]
+    own_prediction = per_fold[np.arange(len(own_fold)), own_fold]
+    # every evaluated event was prepared for training, in exactly one fold, and got its own fold's score
+    assert len(folds) == len(stored_scores)
+    np.testing.assert_allclose(stored_scores, own_prediction, atol=1e-6)
+    # ... and not one of the other models' (which trained on it): they disagree for almost every event
+    other = per_fold[np.arange(len(own_fold)), (own_fold + 1) % FOLDS]
+    assert np.mean(np.abs(other - stored_scores) > 1e-6) > 0.9
+    assert sorted(np.bincount(own_fold, minlength=FOLDS) > 0.25 * len(own_fold) / FOLDS) == [True] * FOLDS
+
+
+def test_folds_do_not_depend_on_the_chunk_size(trained: LawEnv, law_run: LawRun, law_outputs: LawOutputs) -> None:
+    dataset = "tt_sl_powheg"
+    args = ("cf.PrepareMLEvents", "--ml-model", "test_model", "--dataset", dataset)
+    law_run(*args, "--version", "v_chunks", "--chunk-size", "333", env=trained.env)
+    assert fold_of_events(trained, law_outputs, dataset, "v_chunks") == fold_of_events(trained, law_outputs, dataset)
+
+
+def test_retraining_with_the_same_seed_gives_identical_scores(
+    trained: LawEnv,
+    law_run: LawRun,
+    law_outputs: LawOutputs,
+) -> None:
+    train_v2 = tuple("v2" if arg == "v1" else arg for arg in TRAIN)
+    law_run(*train_v2, env=trained.env, timeout=900)
+    evaluate_v2 = tuple("v2" if arg == "v1" else arg for arg in EVALUATE)
+    law_run(*evaluate_v2, env=trained.env, timeout=600)
+    for first, second in zip(
+        evaluation_files(trained, law_outputs),
+        evaluation_files(trained, law_outputs, version="v2"),
+        strict=True,
+    ):
+        assert first != second
+        assert pq.read_table(first).equals(pq.read_table(second))
+
+
+def assert_clear_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    for needle in needles:
+        assert needle in output, f"'{needle}' not in output:\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+
+
+def test_unknown_ml_model_lists_the_available_ones(fresh_law_env: LawEnv, law_run: LawRun) -> None:
+    args = [arg if arg != "test_model" else "tset_model" for arg in TRAIN]
+    result = law_run(*args, env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "unknown ML model 'tset_model'", "test_model")
+    assert not any(fresh_law_env.store.rglob("*.parquet"))
+
+
+def test_fewer_than_two_folds_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:
+    result = law_run(*TRAIN, "--ml-model-settings", "folds=1", env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "folds must be an integer >= 2, got 1")
+
+
+def test_training_on_a_dataset_the_model_does_not_use_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:
+    args = [*TRAIN[:-1], "dy_lep_m50_madgraph"]
+    result = law_run(*args, env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "does not train on dataset(s) dy_lep_m50_madgraph", "hh_ggf_bbtautau_madgraph")
+    prepare = ("cf.PrepareMLEvents", "--version", "v1", "--ml-model", "test_model", "--dataset", "data_mu_b")
+    result = law_run(*prepare, env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "does not train on dataset 'data_mu_b'", "tt_sl_powheg")
+
+
+def test_a_feature_column_that_does_not_exist_is_named(fresh_law_env: LawEnv, law_run: LawRun) -> None:
+    prepare = ("cf.PrepareMLEvents", "--version", "v1", "--ml-model", "test_model", "--dataset", "tt_sl_powheg")
+    result = law_run(*prepare, "--ml-model-settings", "features=n_jet:n_jets_typo", env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "column 'n_jets_typo' is declared in 'uses' but not found")
+    assert not any(fresh_law_env.store.rglob("mlevents_*.parquet"))
+
+
+def test_nan_in_a_training_feature_is_refused(fresh_law_env: LawEnv, law_run: LawRun, law_outputs: LawOutputs) -> None:
+    produce = ("cf.ProduceColumns", "--version", "v1", "--dataset", "tt_sl_powheg")
+    law_run(*produce, env=fresh_law_env.env)
+    # a producer bug: one NaN in ht of the first file
+    path = law_outputs(*produce, env=fresh_law_env.env)[0]
+    table = pq.read_table(path)
+    ht = table.column("ht").to_numpy().copy()
+    ht[5] = np.nan
+    pq.write_table(table.set_column(table.schema.get_field_index("ht"), "ht", pa.array(ht)), path)
+    prepare = ("cf.PrepareMLEvents", "--version", "v1", "--ml-model", "test_model", "--dataset", "tt_sl_powheg")
+    result = law_run(*prepare, env=fresh_law_env.env, check=False)
+    assert_clear_failure(result, "ML feature 'ht' of dataset 'tt_sl_powheg' has 1 NaN or infinite value(s)")
+    # the file with the NaN leaves no fold file behind; the clean second file is prepared
+    assert not any(fresh_law_env.store.rglob("mlevents_f*_0.parquet"))
+    assert len(list(fresh_law_env.store.rglob("mlevents_f*_1.parquet"))) == FOLDS
