@@ -1,0 +1,189 @@
+"""``cf.CreateHistograms`` (per file) and ``cf.MergeHistograms`` (per dataset).
+
+Each variable of the config becomes a ``hist.Hist`` with a category axis (the ids in ``category_ids``),
+a shift axis and the variable's own axis, filled with ``normalization_weight``. With ``--ml-models``, the
+evaluation columns of those models are read too, so the variables their ``setup()`` adds can be filled.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import awkward as ak
+import law
+import numpy as np
+
+from cf.analysis import get_config, load_analysis, load_modules
+from cf.columnar_util import Route
+from cf.io import atomic_path, open_source
+from cf.ml import MLModel
+from cf.tasks.base import CalibratorsMixin, DatasetTask, ProducersMixin, SelectorMixin, ShiftMixin
+from cf.tasks.external import DatasetWorkflow
+from cf.tasks.ml import MLEvaluation, model_instance
+from cf.tasks.production import ProduceColumns
+from cf.tasks.reduction import ReduceEvents
+from cf.util import UserError
+
+__all__ = ["CreateHistograms", "MergeHistograms", "MLModelsMixin", "VariablesMixin", "load_histograms"]
+
+WEIGHT_COLUMN = "normalization_weight"
+CATEGORY_COLUMN = "category_ids"
+
+
+class MLModelsMixin:
+    """``--ml-models a,b``: read the evaluation columns of these models (their setup() may add variables)."""
+
+    ml_models = law.CSVParameter(default=(), description="ML models whose evaluation columns are read")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if params.get("ml_models"):
+            load_modules("ml_modules")
+            for name in params["ml_models"]:
+                MLModel.get_cls(name)
+                model_instance(name, (), (params["config"],))  # runs setup(), which may add variables
+        return params
+
+    def function_store_parts(self) -> list[str]:
+        parts = super().function_store_parts()  # type: ignore[misc]
+        return [*parts, "ml__" + "__".join(self.ml_models)] if self.ml_models else parts
+
+
+class VariablesMixin:
+    """``--variables a,b``: the config variables to histogram (default: all of them)."""
+
+    variables = law.CSVParameter(default=(), description="variables to histogram; default: all of the config")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)  # type: ignore[misc]
+        if "variables" not in params:
+            return params
+        config_inst = get_config(load_analysis(), params["config"])
+        known = [variable.name for variable in config_inst.variables]
+        if not params["variables"]:
+            # ML variables are only histogrammed when their model is requested
+            models = params.get("ml_models", ())
+            known = [name for name in known if "." not in name or name.split(".")[0] in models]
+            params["variables"] = tuple(known)
+        unknown = [name for name in params["variables"] if name not in known]
+        if unknown:
+            raise UserError(f"unknown variable(s) {', '.join(unknown)}, available: {', '.join(known)}")
+        return params
+
+
+def variable_axis(variable: Any) -> Any:
+    """The ``hist`` axis of an order variable (regular or with explicit edges)."""
+    import hist
+
+    label = variable.get_full_x_title()
+    if variable.even_binning:
+        return hist.axis.Regular(variable.n_bins, variable.x_min, variable.x_max, name=variable.name, label=label)
+    return hist.axis.Variable(variable.bin_edges, name=variable.name, label=label)
+
+
+def empty_histogram(variable: Any) -> Any:
+    import hist
+
+    return hist.Hist(
+        hist.axis.IntCategory([], name="category", growth=True, label="category id"),
+        hist.axis.StrCategory([], name="shift", growth=True, label="shift"),
+        variable_axis(variable),
+        storage=hist.storage.Weight(),
+    )
+
+
+def fill_histogram(histogram: Any, variable: Any, events: ak.Array, shift: str) -> None:
+    """Fill one variable for every (event, category) pair, weighted with the normalization weight."""
+    values = Route(variable.expression).apply(events, variable.null_value)
+    if values.ndim != 1:
+        raise UserError(
+            f"variable '{variable.name}': expression '{variable.expression}' gives a list per event; "
+            "select one object, e.g. 'Jet.pt[:,0]'",
+        )
+    categories = events[CATEGORY_COLUMN]
+    counts = ak.to_numpy(ak.num(categories, axis=1))
+    histogram.fill(
+        category=ak.to_numpy(ak.flatten(categories)),
+        shift=shift,
+        **{variable.name: np.repeat(ak.to_numpy(values), counts)},
+        weight=np.repeat(ak.to_numpy(events[WEIGHT_COLUMN]), counts),
+    )
+
+
+def dump_histograms(path: str, histograms: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp_path, open(tmp_path, "wb") as f:
+        pickle.dump(histograms, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_histograms(path: str) -> dict[str, Any]:
+    """The ``{variable name: hist.Hist}`` of a CreateHistograms or MergeHistograms output."""
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+class CreateHistograms(
+    VariablesMixin,
+    MLModelsMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ShiftMixin,
+    DatasetWorkflow,
+):
+    """Histograms of the config variables for the events of one file (a pickled dict of ``hist.Hist``)."""
+
+    def input_requirements(self) -> dict[str, Any]:
+        reqs: dict[str, Any] = {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self)}
+        reqs["ml"] = {name: MLEvaluation.req(self, ml_model=name, ml_model_settings=()) for name in self.ml_models}
+        return reqs
+
+    def requires(self) -> Any:
+        return self.input_requirements()
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs.update(self.input_requirements())
+        return reqs
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target(f"hists_{self.branch}.pickle")
+
+    def run(self) -> None:
+        inputs = self.input()
+        sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
+        sources += [open_source(inputs["ml"][name]["mlcolumns"].path) for name in self.ml_models]
+        variables = [self.config_inst.get_variable(name) for name in self.variables]
+        uses = {Route(variable.expression).column for variable in variables} | {CATEGORY_COLUMN, WEIGHT_COLUMN}
+        histograms = {variable.name: empty_histogram(variable) for variable in variables}
+        for events, _, _ in self.iter_chunks(sources, uses):
+            for variable in variables:
+                fill_histogram(histograms[variable.name], variable, events, self.effective_shift)
+        dump_histograms(self.output().path, histograms)
+
+
+class MergeHistograms(
+    VariablesMixin,
+    MLModelsMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ShiftMixin,
+    DatasetTask,
+):
+    """The histograms of all files of a dataset, summed."""
+
+    def requires(self) -> Any:
+        return CreateHistograms.req(self)
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("hists.pickle")
+
+    def run(self) -> None:
+        merged: dict[str, Any] = {}
+        for target in self.input()["collection"].targets.values():
+            for name, histogram in load_histograms(target.path).items():
+                merged[name] = merged[name] + histogram if name in merged else histogram
+        dump_histograms(self.output().path, merged)
