@@ -93,7 +93,9 @@ def brace_expand(pattern: str) -> list[str]:
 
 def split_outside_braces(text: str, separator: str = ",") -> list[str]:
     """Split ``text`` at separators that are not inside braces: ``"a,b.{c,d}"`` -> ``["a", "b.{c,d}"]``."""
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         depth += {"{": 1, "}": -1}.get(char, 0)
         if char == separator and depth == 0:

@@ -37,7 +37,7 @@ class CreateSampleFiles(DatasetTask):
     write each file atomically.
     """
 
-    version = None  # the files live at the dataset's keys, not in the versioned store
+    version = None  # type: ignore[assignment]  # the files live at the dataset's keys, not in the versioned store
 
     def output(self) -> law.TargetCollection:
         keys = self.dataset_inst.keys

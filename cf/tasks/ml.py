@@ -166,7 +166,8 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         inputs = self.input()
         sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
         outputs = self.output()
-        stats = {"n_events": [0] * model.folds, "sum_weights": [0.0] * model.folds}
+        n_events = [0] * model.folds
+        sum_weights = [0.0] * model.folds
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
             for chunk, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
@@ -177,9 +178,9 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
                 for fold, writer in enumerate(writers):
                     mask = folds == fold
                     writer.write(events[mask])
-                    stats["n_events"][fold] += int(mask.sum())
-                    stats["sum_weights"][fold] += float(weights[mask].sum()) if weights is not None else 0.0
-        dump_json(outputs["stats"].path, stats)
+                    n_events[fold] += int(mask.sum())
+                    sum_weights[fold] += float(weights[mask].sum()) if weights is not None else 0.0
+        dump_json(outputs["stats"].path, {"n_events": n_events, "sum_weights": sum_weights})
 
 
 def check_finite(events: ak.Array, columns: list[str], dataset: str) -> None:
@@ -202,7 +203,7 @@ class MergeMLStats(MLTrainingEventsMixin, DatasetTask):
 
     def run(self) -> None:
         folds = self.ml_model_inst.folds
-        totals = {"n_events": [0] * folds, "sum_weights": [0.0] * folds}
+        totals: dict[str, list[float]] = {"n_events": [0] * folds, "sum_weights": [0.0] * folds}
         for outputs in self.input()["collection"].targets.values():
             stats = load_json(outputs["stats"].path)
             for key, values in totals.items():
@@ -288,7 +289,7 @@ class MLTraining(
         return tuple(self.configs)
 
     @property
-    def sandbox(self) -> str:  # type: ignore[override]
+    def sandbox(self) -> str:
         return self.ml_model_inst.sandbox(self)
 
     def store_parts(self) -> list[str]:
