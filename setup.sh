@@ -22,8 +22,9 @@ cf_setup() {
         this_file="${BASH_SOURCE[0]}"
     fi
 
-    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-        >&2 echo "cf: Python >= 3.10 is required, found '$(python3 --version 2>&1)'; set CF_PYTHON or put a newer python3 on PATH"
+    # the python that builds the venvs (CF_PYTHON, as in _build_venv.sh), so that setting CF_PYTHON is enough
+    if ! "${CF_PYTHON:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        >&2 echo "cf: Python >= 3.10 is required, found '$("${CF_PYTHON:-python3}" --version 2>&1)'; set CF_PYTHON or put a newer python3 on PATH"
         return 1
     fi
 

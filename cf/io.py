@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
@@ -209,8 +209,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
+    # a unique hidden name, created by the writer with the usual permissions (mkstemp would make it 0600)
+    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp_path
         os.replace(tmp_path, path)

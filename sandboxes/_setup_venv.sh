@@ -36,7 +36,8 @@ _cf_setup_venv() {
     local venv_dir="$CF_VENV_BASE/$CF_VENV_NAME"
     local all_files req_file first_line content_hash
     all_files="$(echo "$CF_VENV_REQUIREMENTS" | tr ',' '\n' | while read -r req_file; do
-        [ -n "$req_file" ] && _cf_requirement_tree "$req_file"
+        # an empty item (trailing comma) is skipped; a missing file fails the whole list, not only the last one
+        [ -z "$req_file" ] || _cf_requirement_tree "$req_file" || exit 1
     done)" || return 1
     [ -n "$all_files" ] || { >&2 echo "cf: no requirement files in CF_VENV_REQUIREMENTS"; return 1; }
 

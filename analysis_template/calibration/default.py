@@ -26,6 +26,11 @@ def jec_uncertainty(pt: ak.Array, eta: ak.Array) -> ak.Array:
     return 0.02 + 0.015 * np.abs(eta) / 2.5 + 1.0 / np.maximum(pt, 10.0)
 
 
+def raw_jet_pt(events: ak.Array) -> ak.Array:
+    """The uncalibrated jet pt: ``pt_raw`` when an earlier calibrator stored it, else ``pt``."""
+    return events.Jet.pt_raw if "pt_raw" in ak.fields(events.Jet) else events.Jet.pt
+
+
 def scale_jets(events: ak.Array, scale: ak.Array) -> ak.Array:
     """Scale jet pt and mass, keeping the uncalibrated values in ``pt_raw`` and ``mass_raw``."""
     jets = events.Jet
@@ -51,7 +56,7 @@ def propagate_to_met(events: ak.Array, old_pt: ak.Array) -> ak.Array:
 @calibrator(uses=JET_COLUMNS, produces=CALIBRATED_COLUMNS)
 def skip_jecunc(events: ak.Array, ctx: ColumnContext) -> ak.Array:
     """Nominal jet calibration without uncertainty sources (data and MC)."""
-    return scale_jets(events, residual_correction(events.Jet.pt, events.Jet.eta))
+    return scale_jets(events, residual_correction(raw_jet_pt(events), events.Jet.eta))
 
 
 @calibrator(
@@ -61,10 +66,12 @@ def skip_jecunc(events: ak.Array, ctx: ColumnContext) -> ak.Array:
 )
 def jec(events: ak.Array, ctx: ColumnContext) -> ak.Array:
     """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``, also in MET."""
-    scale = residual_correction(events.Jet.pt, events.Jet.eta)
+    # evaluated at the raw pt, so that running after another calibrator does not correct twice
+    raw_pt = raw_jet_pt(events)
+    scale = residual_correction(raw_pt, events.Jet.eta)
     if ctx.shift in {"jec_up", "jec_down"} and not ctx.dataset_inst.is_data:
         sign = 1.0 if ctx.shift == "jec_up" else -1.0
-        scale = scale * (1.0 + sign * jec_uncertainty(events.Jet.pt * scale, events.Jet.eta))
+        scale = scale * (1.0 + sign * jec_uncertainty(raw_pt * scale, events.Jet.eta))
     old_pt = events.Jet.pt
     events = scale_jets(events, scale)
     return propagate_to_met(events, old_pt)

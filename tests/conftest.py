@@ -1,0 +1,189 @@
+"""Shared fixtures: an isolated store and data directory for real ``law run`` subprocesses.
+
+Tests run in an environment where ``source setup.sh`` was done (``CF_BASE``, ``LAW_HOME``, ``PATH`` with the
+venv and ``law``). Tests that start ``law`` get an isolated environment from the fixtures below, so that they
+never touch the user's store or samples:
+
+* ``law_env`` (session): a :class:`LawEnv` with a temporary ``CF_STORE_LOCAL`` and ``CF_DATA``. The embedded
+  samples are generated into its ``CF_DATA`` on first use (~1 s per dataset) and shared by all tests.
+* ``fresh_law_env`` (function): the same ``CF_DATA`` (samples are reused) but an empty store of its own.
+* ``law_run`` (session): the :func:`run_law` helper, ``law_run("cf.ProduceColumns", "--version", "v1",
+  env=law_env.env)``; it fails the test with the output tails on an unexpected exit code.
+* ``law_outputs`` (session): the :func:`print_outputs` helper, the paths that ``--print-output N`` lists.
+
+Example, in a test module of another part of the analysis (types from ``tests.conftest``)::
+
+    @pytest.mark.slow
+    def test_my_task(law_env: LawEnv, law_run: LawRun) -> None:
+        result = law_run("cf.MyTask", "--version", "v1", env=law_env.env)
+        assert law_env.store.joinpath("analysis_template", "cf.MyTask").is_dir()
+
+Nothing here changes global state (no autouse fixtures, no environment changes of the test process).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+#: Default timeout of one ``law run`` in seconds (the chain of one dataset takes a few seconds).
+LAW_RUN_TIMEOUT = 300.0
+#: Characters of stdout / stderr shown when a command fails.
+OUTPUT_TAIL = 4000
+
+
+@dataclass(frozen=True)
+class LawEnv:
+    """An environment for ``law run`` subprocesses with its own store and data directory.
+
+    Attributes:
+        env: The environment to pass to :func:`run_law` (``os.environ`` with the paths below).
+        store: ``CF_STORE_LOCAL``: where task outputs go.
+        data: ``CF_DATA``: where the embedded samples are generated (``$CF_DATA/samples/...``).
+    """
+
+    env: dict[str, str] = field(repr=False)
+    store: Path
+    data: Path
+
+    def with_paths(self, store: Path | None = None, data: Path | None = None) -> LawEnv:
+        """A copy with another store and / or data directory (created if needed)."""
+        new_store = store or self.store
+        new_data = data or self.data
+        return replace(self, env=isolated_environ(new_store, new_data, self.env), store=new_store, data=new_data)
+
+    def copy_data(self, destination: Path) -> LawEnv:
+        """A copy whose data directory is a copy of this one (e.g. to corrupt a sample file in it)."""
+        shutil.copytree(self.data, destination, dirs_exist_ok=True)
+        return self.with_paths(data=destination)
+
+
+class LawRun(Protocol):
+    """The signature of :func:`run_law` (for type annotations of the ``law_run`` fixture)."""
+
+    def __call__(
+        self,
+        *args: str,
+        env: Mapping[str, str],
+        check: bool = True,
+        timeout: float = LAW_RUN_TIMEOUT,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class LawOutputs(Protocol):
+    """The signature of :func:`print_outputs` (for type annotations of the ``law_outputs`` fixture)."""
+
+    def __call__(self, *args: str, env: Mapping[str, str], depth: int = 0) -> list[Path]: ...
+
+
+def require_cf_base() -> Path:
+    """``$CF_BASE`` as a path; skips the calling test when ``setup.sh`` was not sourced."""
+    base = os.environ.get("CF_BASE")
+    if not base:
+        pytest.skip("CF_BASE is not set: run the tests after 'source setup.sh' (it provides law and the venv)")
+    return Path(base)
+
+
+def isolated_environ(store: Path, data: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default ``os.environ``) with ``CF_STORE_LOCAL`` and ``CF_DATA`` set (dirs created).
+
+    ``CF_JOB_BASE`` goes below the data directory too, so nothing is written into the checkout's data.
+    """
+    store.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ if base is None else base)
+    env.update({"CF_STORE_LOCAL": str(store), "CF_DATA": str(data), "CF_JOB_BASE": str(data / "jobs")})
+    return env
+
+
+def tail(text: str, n: int = OUTPUT_TAIL) -> str:
+    """The last ``n`` characters of ``text``."""
+    return text if len(text) <= n else "...\n" + text[-n:]
+
+
+def run_law(
+    *args: str,
+    env: Mapping[str, str],
+    check: bool = True,
+    timeout: float = LAW_RUN_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``law run ARGS...`` in ``env`` and return the completed process (text stdout / stderr captured).
+
+    Args:
+        args: The task family and its parameters, e.g. ``"cf.ProduceColumns", "--version", "v1"``.
+        env: The environment, usually ``law_env.env``.
+        check: If True, a non-zero exit fails the test; if False, the exit code is the caller's to check.
+        timeout: Seconds after which the run is killed and the test fails.
+
+    Returns:
+        The completed process.
+    """
+    command = ["law", "run", *args]
+    cwd = env.get("CF_BASE") or None
+    try:
+        result = subprocess.run(
+            command, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"'{' '.join(command)}' timed out after {timeout} s\n{_describe(error.stdout, error.stderr)}")
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"'{' '.join(command)}' exited with {result.returncode}\n{_describe(result.stdout, result.stderr)}",
+        )
+    return result
+
+
+def _describe(stdout: str | bytes | None, stderr: str | bytes | None) -> str:
+    def text(value: str | bytes | None) -> str:
+        return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
+
+    return f"--- stdout (tail) ---\n{tail(text(stdout))}\n--- stderr (tail) ---\n{tail(text(stderr))}"
+
+
+def output_paths(result: subprocess.CompletedProcess[str]) -> list[Path]:
+    """The local paths of the ``file://`` lines that ``law run ... --print-output N`` prints, in order."""
+    return [Path(line.strip().removeprefix("file://")) for line in result.stdout.splitlines() if "file://" in line]
+
+
+def print_outputs(*args: str, env: Mapping[str, str], depth: int = 0) -> list[Path]:
+    """The output paths of a task (``law run ARGS... --print-output DEPTH``); runs nothing, fails on error."""
+    return output_paths(run_law(*args, "--print-output", str(depth), env=env))
+
+
+@pytest.fixture(scope="session")
+def law_env(tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
+    """An isolated ``CF_STORE_LOCAL`` and ``CF_DATA`` for the whole session; skips without ``source setup.sh``."""
+    require_cf_base()
+    if shutil.which("law") is None:
+        pytest.skip("'law' is not on PATH: run the tests after 'source setup.sh'")
+    root = tmp_path_factory.mktemp("law_env")
+    store, data = root / "store", root / "data"
+    return LawEnv(env=isolated_environ(store, data), store=store, data=data)
+
+
+@pytest.fixture
+def fresh_law_env(law_env: LawEnv, tmp_path: Path) -> LawEnv:
+    """Like ``law_env`` (the same generated samples) but with an empty store of its own."""
+    return law_env.with_paths(store=tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def law_run() -> LawRun:
+    """The :func:`run_law` helper: ``law_run(*args, env=..., check=True) -> CompletedProcess``."""
+    return run_law
+
+
+@pytest.fixture(scope="session")
+def law_outputs() -> LawOutputs:
+    """The :func:`print_outputs` helper: ``law_outputs(*args, env=..., depth=0) -> list[Path]``.
+
+    Example: ``law_outputs("cf.MergeSelectionStats", *params, env=law_env.env)`` is ``[.../stats.json]``.
+    """
+    return print_outputs

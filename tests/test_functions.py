@@ -1,0 +1,492 @@
+"""Tests of the column-function registry and of the analysis' calibrators, selector and producers.
+
+The analysis functions run on small hand-made awkward arrays whose expected outputs are computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import order as od
+import pytest
+
+from analysis_template.calibration import default as calibration
+from analysis_template.config.analysis import analysis_template
+from analysis_template.production import default as production
+from analysis_template.selection import default as selection
+from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
+from cf.functions import (
+    ColumnContext,
+    ColumnFunction,
+    Registry,
+    SelectionResult,
+    UnknownNameError,
+    apply_functions,
+    calibrators,
+    producers,
+    selectors,
+)
+from cf.util import UserError
+
+# --------------------------------------------------------------------------------------------------------------------
+# the registry
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _from_module(module: str, name: str = "func") -> Any:
+    """A column function defined (as far as the registry can tell) in ``module``."""
+
+    def func(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+        return events
+
+    func.__module__ = module
+    func.__name__ = name
+    return func
+
+
+def test_register_with_and_without_arguments() -> None:
+    registry: Registry[ColumnFunction] = Registry("producer")
+    plain = registry.decorator(_from_module("mod_a", "plain"))
+    named = registry.decorator(name="other", uses={"Jet.pt"}, produces={"ht"}, shifts={"jec_up"}, mc_uses={"w"})(
+        _from_module("mod_a", "ignored"),
+    )
+    assert isinstance(plain, ColumnFunction)
+    assert (plain.name, plain.kind, plain.uses, plain.produces) == ("plain", "producer", frozenset(), frozenset())
+    assert named.name == "other"
+    assert named.uses == frozenset({"Jet.pt"})
+    assert named.produces == frozenset({"ht"})
+    assert named.shifts == frozenset({"jec_up"})
+    assert registry.names() == ["other", "plain"]
+    assert "other" in registry
+    assert "ignored" not in registry
+    assert registry.get("other") is named
+
+
+def test_unknown_name_lists_the_registered_names() -> None:
+    registry: Registry[ColumnFunction] = Registry("selector")
+    with pytest.raises(UnknownNameError, match=r"unknown selector 'x', available: \(none registered\)"):
+        registry.get("x")
+    registry.decorator(_from_module("m", "b_sel"))
+    registry.decorator(_from_module("m", "a_sel"))
+    with pytest.raises(UnknownNameError, match=r"^unknown selector 'nope', available: a_sel, b_sel$"):
+        registry.get("nope")
+    # a user error: law runs report it in one line
+    assert issubclass(UnknownNameError, UserError)
+
+
+def test_duplicate_name_from_another_module_is_rejected_naming_both() -> None:
+    registry: Registry[ColumnFunction] = Registry("calibrator")
+    first = registry.decorator(_from_module("pkg.first_module", "jec"))
+    with pytest.raises(ValueError, match=r"calibrator 'jec' is defined twice: in pkg\.first_module and pkg\.second"):
+        registry.decorator(_from_module("pkg.second", "jec"))
+    assert registry.get("jec") is first
+    # re-registering from the same module (a module reload) replaces the function
+    again = registry.decorator(_from_module("pkg.first_module", "jec"))
+    assert registry.get("jec") is again
+
+
+def test_mc_uses_only_for_simulation() -> None:
+    registry: Registry[ColumnFunction] = Registry("producer")
+    func = registry.decorator(uses={"Jet.pt"}, mc_uses={"genWeight"})(_from_module("m", "weights"))
+    assert func.columns_used(is_data=True) == frozenset({"Jet.pt"})
+    assert func.columns_used(is_data=False) == frozenset({"Jet.pt", "genWeight"})
+
+
+def test_apply_functions_in_order() -> None:
+    registry: Registry[ColumnFunction] = Registry("producer")
+
+    @registry.decorator(produces={"x"})
+    def first(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+        return ak.with_field(events, events.x * 10 if "x" in ak.fields(events) else np.ones(len(events)), "x")
+
+    @registry.decorator(produces={"x"})
+    def second(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+        return ak.with_field(events, events.x + 1, "x")
+
+    ctx = ColumnContext(config_inst=None, dataset_inst=None)
+    events = ak.Array({"a": [1, 2]})
+    assert ak.to_list(apply_functions([first, second], events, ctx).x) == [2.0, 2.0]
+    assert ak.to_list(apply_functions([second, first], ak.with_field(events, [0, 1], "x"), ctx).x) == [10, 20]
+    assert apply_functions([], events, ctx) is events
+
+
+def test_analysis_functions_are_registered() -> None:
+    assert {"jec", "skip_jecunc"} <= set(calibrators.names())
+    assert "default" in selectors.names()
+    assert {"default", "features", "category_ids", "normalization_weight"} <= set(producers.names())
+    assert calibrators.get("jec").shifts == frozenset({"jec_up", "jec_down"})
+    assert calibrators.get("skip_jecunc").shifts == frozenset()
+    assert producers.get("default").mc_uses == frozenset({"genWeight"})
+    assert producers.get("default").produces == {
+        *("n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"),
+        *("category_ids", "normalization_weight"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# analysis functions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config() -> od.Config:
+    return analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
+
+
+def _ctx(config: od.Config, dataset: str, shift: str = "nominal", **kwargs: Any) -> ColumnContext:
+    return ColumnContext(config, config.get_dataset(dataset), shift, **kwargs)
+
+
+@pytest.fixture
+def jet_events() -> ak.Array:
+    """Two events: three jets and none; MET as a flat record."""
+    jets = [
+        [
+            {"pt": 60.0, "eta": 2.0, "phi": 0.0, "mass": 10.0},
+            {"pt": 30.0, "eta": -0.5, "phi": 1.5, "mass": 5.0},
+            {"pt": 200.0, "eta": 0.0, "phi": -2.0, "mass": 20.0},
+        ],
+        [],
+    ]
+    jet_array = ak.Array(jets)
+    jet_array = ak.zip({f: ak.values_astype(jet_array[f], np.float32) for f in ak.fields(jet_array)})
+    met = ak.zip({"pt": np.array([50.0, 20.0], np.float32), "phi": np.array([3.0, -1.0], np.float32)})
+    return ak.Array({"Jet": jet_array, "MET": met})
+
+
+def _nominal_scale(pt: float, eta: float) -> float:
+    return 1.0 + 0.03 * math.exp(-pt / 60.0) + 0.005 * abs(eta)
+
+
+def test_skip_jecunc_scales_jets_and_keeps_raw_values(config: od.Config, jet_events: ak.Array) -> None:
+    result = calibration.skip_jecunc(jet_events, _ctx(config, "tt_sl_powheg"))
+    expected_scales = [_nominal_scale(60.0, 2.0), _nominal_scale(30.0, 0.5), _nominal_scale(200.0, 0.0)]
+    assert ak.to_list(result.Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
+    assert ak.to_list(result.Jet.mass_raw) == [[10.0, 5.0, 20.0], []]
+    pts = ak.to_list(result.Jet.pt[0])
+    assert pts == pytest.approx([raw * s for raw, s in zip([60.0, 30.0, 200.0], expected_scales, strict=True)])
+    assert pts[0] == pytest.approx(60.0 * (1.0 + 0.03 / math.e + 0.01), rel=1e-6)
+    assert ak.to_list(result.Jet.mass[0]) == pytest.approx(
+        [10.0 * expected_scales[0], 5.0 * expected_scales[1], 20.0 * expected_scales[2]]
+    )
+    assert result.Jet.pt.type.content.content.primitive == "float32"
+    # MET untouched by this calibrator, and the number of jets unchanged
+    assert ak.to_list(result.MET.pt) == [50.0, 20.0]
+    assert ak.to_list(ak.num(result.Jet, axis=1)) == [3, 0]
+
+
+def test_calibration_is_idempotent_thanks_to_raw_values(config: od.Config, jet_events: ak.Array) -> None:
+    ctx = _ctx(config, "tt_sl_powheg")
+    once = calibration.skip_jecunc(jet_events, ctx)
+    twice = calibration.skip_jecunc(once, ctx)
+    assert ak.to_list(twice.Jet.pt) == ak.to_list(once.Jet.pt)
+    assert ak.to_list(twice.Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
+
+
+def test_jec_shifts_order_for_mc(config: od.Config, jet_events: ak.Array) -> None:
+    calibrated = {
+        shift: calibration.jec(jet_events, _ctx(config, "tt_sl_powheg", shift))
+        for shift in ("nominal", "jec_up", "jec_down")
+    }
+    up, nominal, down = (np.asarray(ak.flatten(calibrated[s].Jet.pt)) for s in ("jec_up", "nominal", "jec_down"))
+    assert np.all(up > nominal)
+    assert np.all(nominal > down)
+    # the nominal jec equals skip_jecunc on the jets
+    skip = calibration.skip_jecunc(jet_events, _ctx(config, "tt_sl_powheg"))
+    assert nominal.tolist() == pytest.approx(ak.to_list(ak.flatten(skip.Jet.pt)))
+    # the relative up shift is the uncertainty at the calibrated pt: 2% + 1.5% |eta| / 2.5 + 1 / pt
+    uncertainty = 0.02 + 0.015 * 2.0 / 2.5 + 1.0 / nominal[0]
+    assert up[0] == pytest.approx(nominal[0] * (1 + uncertainty), rel=1e-6)
+    assert down[0] == pytest.approx(nominal[0] * (1 - uncertainty), rel=1e-6)
+    for result in calibrated.values():
+        assert ak.to_list(result.Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
+
+
+def test_jec_shifts_do_not_change_data(config: od.Config, jet_events: ak.Array) -> None:
+    results = [calibration.jec(jet_events, _ctx(config, "data_mu_b", s)) for s in ("nominal", "jec_up", "jec_down")]
+    assert ak.to_list(results[1].Jet.pt) == ak.to_list(results[0].Jet.pt) == ak.to_list(results[2].Jet.pt)
+    assert ak.to_list(results[1].MET.pt) == ak.to_list(results[0].MET.pt)
+    assert ak.to_list(results[0].Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
+
+
+def test_jec_propagates_jet_changes_to_met(config: od.Config, jet_events: ak.Array) -> None:
+    result = calibration.jec(jet_events, _ctx(config, "tt_sl_powheg", "jec_up"))
+    delta = np.asarray(result.Jet.pt[0]) - np.asarray(jet_events.Jet.pt[0])
+    phi = np.asarray(jet_events.Jet.phi[0])
+    met_x = 50.0 * math.cos(3.0) - np.sum(delta * np.cos(phi))
+    met_y = 50.0 * math.sin(3.0) - np.sum(delta * np.sin(phi))
+    assert float(result.MET.pt[0]) == pytest.approx(math.hypot(met_x, met_y), rel=1e-5)
+    assert float(result.MET.phi[0]) == pytest.approx(math.atan2(met_y, met_x), rel=1e-5)
+    # no jets, no change
+    assert float(result.MET.pt[1]) == pytest.approx(20.0)
+    assert float(result.MET.phi[1]) == pytest.approx(-1.0)
+
+
+def _jagged(rows: list[list[dict[str, Any]]], dtypes: dict[str, Any]) -> ak.Array:
+    array = ak.Array(rows)
+    if not ak.fields(array):  # all rows empty: build the fields explicitly
+        counts = np.zeros(len(rows), dtype=np.int64)
+        return ak.unflatten(ak.zip({f: np.zeros(0, d) for f, d in dtypes.items()}), counts)
+    return ak.zip({f: ak.values_astype(array[f], d) for f, d in dtypes.items()})
+
+
+# jets sit at phi = 0, leptons and taus at phi = pi: far apart, so that no jet overlaps a lepton or tau
+def _j(pt: float, eta: float, jet_id: int, phi: float = 0.0) -> dict[str, Any]:
+    return {"pt": pt, "eta": eta, "phi": phi, "jetId": jet_id}
+
+
+def _e(pt: float, eta: float, wp90: bool, phi: float = math.pi) -> dict[str, Any]:
+    return {"pt": pt, "eta": eta, "phi": phi, "mvaFall17V2Iso_WP90": wp90}
+
+
+def _m(pt: float, eta: float, tight: bool, iso: float, phi: float = math.pi) -> dict[str, Any]:
+    return {"pt": pt, "eta": eta, "phi": phi, "tightId": tight, "pfRelIso04_all": iso}
+
+
+def _t(pt: float, eta: float, vs_jet: int, vs_e: int, vs_mu: int, phi: float = math.pi) -> dict[str, Any]:
+    return {
+        "pt": pt,
+        "eta": eta,
+        "phi": phi,
+        "idDeepTau2017v2p1VSjet": vs_jet,
+        "idDeepTau2017v2p1VSe": vs_e,
+        "idDeepTau2017v2p1VSmu": vs_mu,
+    }
+
+
+@pytest.fixture
+def selection_events() -> ak.Array:
+    """Six events probing each cut at its boundary."""
+    good_jets = [_j(30.0, 0.0, 6), _j(26.0, 2.3, 2)]
+    jets = [
+        # pass, pass, pt not > 25, |eta| not < 2.4, jetId without the tight bit 2
+        [*good_jets, _j(25.0, 0.0, 6), _j(40.0, 2.4, 6), _j(40.0, 0.0, 4)],
+        good_jets,
+        good_jets,
+        good_jets[:1],
+        [*good_jets, _j(50.0, 1.0, 6)],
+        [],
+    ]
+    electrons = [
+        [_e(20.0, 1.0, True)],
+        [_e(20.0, 2.5, True), _e(15.0, 0.0, True), _e(30.0, 0.0, False)],
+        [],
+        [],
+        [],
+        [],
+    ]
+    muons = [
+        [],
+        [_m(16.0, 0.0, True, 0.1)],
+        [_m(16.0, 0.0, True, 0.15), _m(16.0, 2.4, True, 0.0), _m(20.0, 0.0, False, 0.0)],
+        [_m(16.0, 0.0, True, 0.1)],
+        [],
+        [],
+    ]
+    taus = [
+        [],
+        [],
+        # pass; then each failing one requirement: vs jet (no bit 16), vs e (no bit 2), vs mu (no bit 1), pt, eta
+        [
+            _t(25.0, 2.2, 31, 3, 1),
+            _t(25.0, 0.0, 15, 3, 1),
+            _t(25.0, 0.0, 31, 1, 1),
+            _t(25.0, 0.0, 31, 3, 0),
+            _t(20.0, 0.0, 31, 3, 1),
+            _t(25.0, 2.3, 31, 3, 1),
+        ],
+        [],
+        [],
+        [],
+    ]
+    f4, u8 = np.float32, np.uint8
+    return ak.Array(
+        {
+            "Jet": _jagged(jets, {"pt": f4, "eta": f4, "phi": f4, "jetId": u8}),
+            "Electron": _jagged(electrons, {"pt": f4, "eta": f4, "phi": f4, "mvaFall17V2Iso_WP90": bool}),
+            "Muon": _jagged(muons, {"pt": f4, "eta": f4, "phi": f4, "tightId": bool, "pfRelIso04_all": f4}),
+            "Tau": _jagged(
+                taus,
+                {
+                    "pt": f4,
+                    "eta": f4,
+                    "phi": f4,
+                    "idDeepTau2017v2p1VSjet": u8,
+                    "idDeepTau2017v2p1VSe": u8,
+                    "idDeepTau2017v2p1VSmu": u8,
+                },
+            ),
+        },
+    )
+
+
+def test_default_selector_masks(config: od.Config, selection_events: ak.Array) -> None:
+    events, result = selectors.get("default")(selection_events, _ctx(config, "tt_sl_powheg"))
+    assert events is selection_events
+    assert isinstance(result, SelectionResult)
+    assert set(result.objects) == {"Jet", "Electron", "Muon", "Tau"}
+    assert ak.to_list(result.objects["Jet"]) == [
+        [True, True, False, False, False],
+        [True, True],
+        [True, True],
+        [True],
+        [True, True, True],
+        [],
+    ]
+    assert ak.to_list(result.objects["Electron"]) == [[True], [False, False, False], [], [], [], []]
+    assert ak.to_list(result.objects["Muon"]) == [[], [True], [False, False, False], [True], [], []]
+    assert ak.to_list(result.objects["Tau"][2]) == [True, False, False, False, False, False]
+    # >= 2 jets and >= 1 lepton or tau
+    assert ak.to_list(result.event) == [True, True, True, False, False, False]
+
+
+def test_default_selector_needs_only_its_declared_columns(config: od.Config, selection_events: ak.Array) -> None:
+    func = selectors.get("default")
+    with_extra = set_ak_column(selection_events, "Jet.unrelated", selection_events.Jet.pt)
+    used = [Route(column).fields for column in func.uses]
+    restricted = ak.Array(
+        {c: with_extra[c][sorted(f for head, f in used if head == c)] for c in {head for head, _ in used}},
+    )
+    assert sorted(ak.fields(restricted.Jet)) == ["eta", "jetId", "phi", "pt"]
+    _, full = func(with_extra, _ctx(config, "tt_sl_powheg"))
+    _, reduced = func(restricted, _ctx(config, "tt_sl_powheg"))
+    assert ak.to_list(reduced.event) == ak.to_list(full.event)
+    assert ak.to_list(reduced.objects["Jet"]) == ak.to_list(full.objects["Jet"])
+
+
+def test_default_selector_drops_jets_overlapping_a_selected_lepton(config: od.Config) -> None:
+    f4 = np.float32
+    jets = [[_j(40.0, 0.0, 6), _j(40.0, 1.0, 6, phi=2.0), _j(40.0, -1.0, 6, phi=-2.0)]]
+    events = ak.Array(
+        {
+            "Jet": _jagged(jets, {"pt": f4, "eta": f4, "phi": f4, "jetId": np.uint8}),
+            # a selected muon at dR = 0.1 from the first jet, and a failing (non-isolated) one on the second
+            "Muon": _jagged(
+                [[_m(30.0, 0.1, True, 0.0, phi=0.0), _m(30.0, 1.0, True, 0.5, phi=2.0)]],
+                {"pt": f4, "eta": f4, "phi": f4, "tightId": bool, "pfRelIso04_all": f4},
+            ),
+            "Electron": _jagged([[]], {"pt": f4, "eta": f4, "phi": f4, "mvaFall17V2Iso_WP90": bool}),
+            "Tau": _jagged(
+                [[]],
+                {
+                    "pt": f4,
+                    "eta": f4,
+                    "phi": f4,
+                    **dict.fromkeys(
+                        ("idDeepTau2017v2p1VSjet", "idDeepTau2017v2p1VSe", "idDeepTau2017v2p1VSmu"), np.uint8
+                    ),
+                },
+            ),
+        },
+    )
+    _, result = selectors.get("default")(events, _ctx(config, "tt_sl_powheg"))
+    assert ak.to_list(result.objects["Muon"]) == [[True, False]]
+    assert ak.to_list(result.objects["Jet"]) == [[False, True, True]]
+    assert ak.to_list(result.event) == [True]
+
+
+def _p4(pt: float, eta: float, phi: float, mass: float = 0.0, **extra: Any) -> dict[str, Any]:
+    return {"pt": pt, "eta": eta, "phi": phi, "mass": mass, **extra}
+
+
+@pytest.fixture
+def reduced_events() -> ak.Array:
+    """Five reduced events with hand-computable features (see the test for the expected values)."""
+    jets = [
+        # b-ordered: jets 0 and 2, back to back with pt 50 -> m_bb = 100
+        [
+            _p4(50.0, 0.0, 0.0, btagDeepFlavB=0.9),
+            _p4(40.0, 0.0, 1.0, btagDeepFlavB=0.1),
+            _p4(50.0, 0.0, math.pi, btagDeepFlavB=0.8),
+        ],
+        # four jets, the two most b-like at a right angle: m_bb = sqrt(2 * 30 * 30)
+        [
+            _p4(30.0, 0.0, 0.0, btagDeepFlavB=0.95),
+            _p4(30.0, 0.0, math.pi / 2, btagDeepFlavB=0.2),
+            _p4(30.0, 1.0, 2.0, btagDeepFlavB=0.01),
+            _p4(30.0, -1.0, -2.0, btagDeepFlavB=0.02),
+        ],
+        [_p4(35.0, 0.0, 0.0, btagDeepFlavB=0.5)],
+        [],
+        [],
+    ]
+    electrons = [
+        # opposite-sign ee at m = 90
+        [_p4(45.0, 0.0, 0.0, charge=-1), _p4(45.0, 0.0, math.pi, charge=1)],
+        [],
+        [],
+        [],
+        [_p4(30.0, 0.0, 1.0, charge=1)],
+    ]
+    muons = [
+        [],
+        [_p4(40.0, 0.0, 0.0, charge=1)],
+        # same sign: no pair
+        [_p4(40.0, 0.0, 0.0, charge=-1), _p4(40.0, 0.0, math.pi, charge=-1)],
+        [],
+        # more muons than electrons: the opposite-sign muon pair at m = 80
+        [_p4(40.0, 0.0, 0.0, charge=-1), _p4(40.0, 0.0, math.pi, charge=1)],
+    ]
+    taus = [[], [{"pt": 30.0}], [{"pt": 30.0}, {"pt": 25.0}], [], []]
+    f4, i4 = np.float32, np.int32
+    kin = {"pt": f4, "eta": f4, "phi": f4, "mass": f4}
+    return ak.Array(
+        {
+            "Jet": _jagged(jets, {**kin, "btagDeepFlavB": f4}),
+            "Electron": _jagged(electrons, {**kin, "charge": i4}),
+            "Muon": _jagged(muons, {**kin, "charge": i4}),
+            "Tau": _jagged(taus, {"pt": f4}),
+            "genWeight": np.array([1.0, 1.0, -1.0, 1.0, 2.0], dtype=np.float32),
+        },
+    )
+
+
+def test_default_producer_columns(config: od.Config, reduced_events: ak.Array) -> None:
+    stats = {"sum_mc_weight": 200.0, "n_events": 210}
+    result = producers.get("default")(reduced_events, _ctx(config, "tt_sl_powheg", selection_stats=stats))
+    assert ak.to_list(result.n_jet) == [3, 4, 1, 0, 0]
+    assert ak.to_list(result.n_btag) == [2, 1, 1, 0, 0]
+    assert ak.to_list(result.n_electron) == [2, 0, 0, 0, 1]
+    assert ak.to_list(result.n_muon) == [0, 1, 2, 0, 2]
+    assert ak.to_list(result.n_tau) == [0, 1, 2, 0, 0]
+    assert ak.to_list(result.ht) == pytest.approx([140.0, 120.0, 35.0, 0.0, 0.0])
+    assert ak.to_list(result.m_bb) == pytest.approx([100.0, math.sqrt(1800.0), EMPTY_FLOAT, EMPTY_FLOAT, EMPTY_FLOAT])
+    assert ak.to_list(result.m_ll) == pytest.approx([90.0, EMPTY_FLOAT, EMPTY_FLOAT, EMPTY_FLOAT, 80.0], rel=1e-5)
+    for column in ("n_jet", "n_btag", "n_electron", "n_muon", "n_tau"):
+        assert result[column].type.content.primitive == "int32"
+    for column in ("ht", "m_bb", "m_ll", "normalization_weight"):
+        assert result[column].type.content.primitive == "float32"
+    # ids: incl 1, sr 2, cr_tt 3, cr_dy 4 (|m_ll - m_Z| < 15 holds for 90 and 80)
+    ids = {c.name: c.id for c in config.categories}
+    assert ids == {"incl": 1, "sr": 2, "cr_tt": 3, "cr_dy": 4}
+    assert ak.to_list(result.category_ids) == [[1, 4], [1, 2, 3], [1], [1], [1, 4]]
+    # sigma * L * genWeight / sum of generator weights before the selection
+    xsec = config.get_process("tt_sl").get_xsec(13).nominal
+    lumi = config.x.luminosity.nominal
+    expected = [xsec * lumi * w / 200.0 for w in (1.0, 1.0, -1.0, 1.0, 2.0)]
+    assert ak.to_list(result.normalization_weight) == pytest.approx(expected, rel=1e-6)
+    assert expected[0] == pytest.approx(366.4 * 5.0 / 200.0, rel=1e-3)
+
+
+def test_normalization_weight_is_one_for_data(config: od.Config, reduced_events: ak.Array) -> None:
+    data_events = ak.without_field(reduced_events, "genWeight")
+    result = producers.get("default")(data_events, _ctx(config, "data_mu_b"))
+    assert ak.to_list(result.normalization_weight) == [1.0] * 5
+    assert producers.get("default").columns_used(is_data=True) == producers.get("default").uses
+
+
+def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_events: ak.Array) -> None:
+    func = producers.get("normalization_weight")
+    with pytest.raises(ValueError, match=r"no sum of generator weights .* dataset 'tt_sl_powheg'"):
+        func(reduced_events, _ctx(config, "tt_sl_powheg"))
+    with pytest.raises(ValueError, match="no sum of generator weights"):
+        func(reduced_events, _ctx(config, "tt_sl_powheg", selection_stats={"sum_mc_weight": 0.0}))
+
+
+def test_producer_functions_are_consistent_with_the_module(reduced_events: ak.Array) -> None:
+    assert producers.get("default").uses == production.features.uses
+    assert selectors.get("default") is selection.default
+    assert calibrators.get("jec") is calibration.jec
