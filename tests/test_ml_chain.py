@@ -7,7 +7,6 @@ reproducible, and bad input fails with one clear message.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import LawEnv, LawOutputs, LawRun
+from tests.ml_checks import assert_no_leakage, fold_of_events, read_column, recompute_fold_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -77,38 +77,6 @@ def test_the_classifier_separates_signal_from_background(trained: LawEnv, law_ou
     assert np.mean(signal.test_model.score_hh) > np.mean(background.test_model.score_hh) + 0.2
 
 
-def fold_of_events(env: LawEnv, law_outputs: LawOutputs, dataset: str, version: str = "v1") -> dict[int, int]:
-    """Event number -> fold, read back from the per-fold files of cf.PrepareMLEvents."""
-    args = ("cf.PrepareMLEvents", "--version", version, "--ml-model", "test_model", "--dataset", dataset)
-    folds: dict[int, int] = {}
-    for path in law_outputs(*args, env=env.env, depth=1):
-        if path.suffix == ".parquet" and path.name.startswith("mlevents_f"):
-            fold = int(path.name.split("_f")[1].split("of")[0])
-            for event in pq.read_table(path, columns=["event"]).column("event").to_pylist():
-                folds[event] = fold
-    return folds
-
-
-def recompute_fold_predictions(env: LawEnv, law_outputs: LawOutputs, dataset: str, tmp_path: Path) -> dict:
-    models = law_outputs(*TRAIN, env=env.env)
-    reduced = law_outputs("cf.ReduceEvents", "--version", "v1", "--dataset", dataset, env=env.env)
-    produced = law_outputs("cf.ProduceColumns", "--version", "v1", "--dataset", dataset, env=env.env)
-    spec = {
-        "model": "test_model",
-        "settings": [],
-        "config": CONFIG,
-        "model_dirs": [str(path) for path in models],
-        "event_files": [[str(r), str(p)] for r, p in zip(reduced, produced, strict=True)],
-    }
-    spec_path, out_path = tmp_path / "spec.json", tmp_path / "predictions.npz"
-    spec_path.write_text(json.dumps(spec))
-    script = Path(env.env["CF_BASE"]) / "tests" / "sandbox_scripts" / "fold_predictions.py"
-    command = ["cf_sandbox", "venv_ml_tf", "python", str(script), str(spec_path), str(out_path)]
-    result = subprocess.run(command, env=env.env, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return dict(np.load(out_path))
-
-
 @pytest.mark.parametrize("dataset", TRAINING_DATASETS)
 def test_no_training_event_is_scored_by_a_model_that_saw_it(
     trained: LawEnv,
@@ -116,29 +84,20 @@ def test_no_training_event_is_scored_by_a_model_that_saw_it(
     dataset: str,
     tmp_path: Path,
 ) -> None:
-    folds = fold_of_events(trained, law_outputs, dataset)
-    recomputed = recompute_fold_predictions(trained, law_outputs, dataset, tmp_path)
+    folds = fold_of_events(trained, law_outputs, "test_model", dataset)
+    models = law_outputs(*TRAIN, env=trained.env)
+    recomputed = recompute_fold_predictions(trained, law_outputs, "test_model", models, dataset, tmp_path)
     extra = () if dataset == "hh_ggf_bbtautau_madgraph" else ("--dataset", dataset)
-    stored = ak.concatenate([ak.from_parquet(p) for p in evaluation_files(trained, law_outputs, *extra)])
-    stored_scores = ak.to_numpy(stored.test_model.score_hh)
-
-    own_fold = np.array([folds[int(event)] for event in recomputed["event"]])
-    per_fold = recomputed["test_model.score_hh"]
-    own_prediction = per_fold[np.arange(len(own_fold)), own_fold]
-    # every evaluated event was prepared for training, in exactly one fold, and got its own fold's score
-    assert len(folds) == len(stored_scores)
-    np.testing.assert_allclose(stored_scores, own_prediction, atol=1e-6)
-    # ... and not one of the other models' (which trained on it): they disagree for almost every event
-    other = per_fold[np.arange(len(own_fold)), (own_fold + 1) % FOLDS]
-    assert np.mean(np.abs(other - stored_scores) > 1e-6) > 0.9
-    assert sorted(np.bincount(own_fold, minlength=FOLDS) > 0.25 * len(own_fold) / FOLDS) == [True] * FOLDS
+    stored = read_column(evaluation_files(trained, law_outputs, *extra), "test_model.score_hh")
+    assert_no_leakage(folds, recomputed, "test_model.score_hh", stored)
 
 
 def test_folds_do_not_depend_on_the_chunk_size(trained: LawEnv, law_run: LawRun, law_outputs: LawOutputs) -> None:
     dataset = "tt_sl_powheg"
     args = ("cf.PrepareMLEvents", "--ml-model", "test_model", "--dataset", dataset)
     law_run(*args, "--version", "v_chunks", "--chunk-size", "333", env=trained.env)
-    assert fold_of_events(trained, law_outputs, dataset, "v_chunks") == fold_of_events(trained, law_outputs, dataset)
+    chunked = fold_of_events(trained, law_outputs, "test_model", dataset, "v_chunks")
+    assert chunked == fold_of_events(trained, law_outputs, "test_model", dataset)
 
 
 def test_retraining_with_the_same_seed_gives_identical_scores(

@@ -9,6 +9,7 @@ name with :meth:`MLModel.derive`; the modules defining models are listed in law.
 from __future__ import annotations
 
 import abc
+import inspect
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -79,10 +80,15 @@ def combine_fold_outputs(
 class MLModel(abc.ABC):
     """Base class of all ML models.
 
-    Class attributes (set them in a subclass or through ``derive(name, cls_dict={...})``):
+    Set the class attributes in a subclass, through ``derive(name, cls_dict={...})`` or, for one run, with
+    ``--ml-model-settings key=value``.
+
+    Class attributes:
         folds: Number of folds (>= 2); fold ``i``'s model is trained on all other folds.
         single_config: Whether the model trains on exactly one config.
         store_name: Optional name of the model's output directory (default: ``cls_name``).
+        evaluation_settings: Names of settings that only change the evaluation (e.g. the inference backend):
+            they are left out of the training's output path, so changing them does not retrain.
 
     Attributes:
         analysis_inst: The order analysis.
@@ -93,6 +99,7 @@ class MLModel(abc.ABC):
     folds: ClassVar[int] = 2
     single_config: ClassVar[bool] = False
     store_name: ClassVar[str | None] = None
+    evaluation_settings: ClassVar[frozenset[str]] = frozenset()
 
     _registry: ClassVar[dict[str, type[MLModel]]] = {}
 
@@ -156,11 +163,7 @@ class MLModel(abc.ABC):
         return type(self).__name__
 
     def _apply_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        allowed = sorted(
-            name
-            for name in dir(type(self))
-            if not name.startswith("_") and not callable(getattr(type(self), name)) and name not in {"cls_name"}
-        )
+        allowed = self.setting_names()
         for key, value in parameters.items():
             if key not in allowed:
                 raise UserError(
@@ -169,10 +172,28 @@ class MLModel(abc.ABC):
             setattr(self, key, value)
         return parameters
 
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The attributes ``--ml-model-settings`` may set: public class attributes that are plain values."""
+        return sorted(
+            name
+            for name in dir(cls)
+            if not name.startswith("_")
+            and not callable(getattr(cls, name))
+            and not isinstance(getattr(cls, name, None), property)
+            and not isinstance(inspect.getattr_static(cls, name), property)
+        )
+
     @property
     def parameters_repr(self) -> str:
         """A short, stable representation of the settings (empty without settings), used in output paths."""
         return short_hash(self.parameters) if self.parameters else ""
+
+    @property
+    def training_parameters_repr(self) -> str:
+        """Like ``parameters_repr`` but without the ``evaluation_settings``: the training's output path."""
+        training = {k: v for k, v in self.parameters.items() if k not in self.evaluation_settings}
+        return short_hash(training) if training else ""
 
     @property
     def config_inst(self) -> Any:

@@ -1,0 +1,632 @@
+"""The reference multi-class DNN: HH -> bbtautau against tt against Drell-Yan, one Keras model per fold.
+
+Design (see the class docstring of :class:`DNNClassifier` for every setting):
+
+* **Features**: 18 per event, from the reduced events and the ``default`` producer's columns: leading and
+  subleading jet pt / eta, the b-tag scores of the two most b-like jets, ``m_bb``, ``m_ll``, ``ht``,
+  ``MET.pt``, the object counts, the two leading tau pts and the leading lepton pt (see :data:`FEATURES`).
+* **Missing objects**: a missing object reads as ``EMPTY_FLOAT`` (-99999). Before standardization each
+  such value is replaced by the feature's physical fill value (0 GeV for momenta and masses, 0 for eta,
+  -1 for a b-tag score), so that "no object" stays distinguishable from any real object and never
+  dominates the mean and width of a feature.
+* **Standardization**: mean and standard deviation of each (filled) feature on the training split of the
+  training folds, saved as ``standardization.json`` next to the model and applied in numpy before either
+  backend (the networks take standardized inputs).
+* **Weights**: ``abs(normalization_weight)`` (negative generator weights would otherwise flip the sign of
+  the loss), rescaled per class so that every class has the same total weight (mean weight 1).
+* **Validation**: a deterministic fraction of the training folds chosen by a salted hash of the event
+  identity (independent of the fold hash); early stopping on the weighted validation loss, best weights
+  restored.
+* **Determinism**: the Keras seed is ``seed + fold`` and TensorFlow's op determinism is on, so re-training
+  gives bit-identical weights.
+* **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
+  on the validation inputs), ``history.json``, ``metrics.json`` (validation AUC of HH against the rest)
+  and ``standardization.json``.
+* **Evaluation**: ONNX Runtime in the light ``venv_ml_onnx`` sandbox (default), or Keras in the TF sandbox
+  with ``--ml-model-settings evaluation_backend=keras``.
+
+The held-out AUC over all folds is not known inside one fold's training (fold ``i``'s events are not its
+input); compute it from the MLEvaluation outputs, e.g. with :func:`signal_vs_rest_auc`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import law
+import numpy as np
+
+from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
+from cf.folds import event_hash
+from cf.ml import MLModel, combine_fold_outputs
+from cf.util import maybe_import
+
+# TensorFlow / Keras only exist in the TF sandbox and onnxruntime only in the sandboxes; elsewhere (law index,
+# the base venv, unit tests) these are placeholders that fail on use
+tf = maybe_import("tensorflow")
+keras = maybe_import("keras")
+ort = maybe_import("onnxruntime")
+
+__all__ = [
+    "FEATURES",
+    "DNNClassifier",
+    "Feature",
+    "FoldModel",
+    "apply_standardization",
+    "balanced_class_weights",
+    "dnn",
+    "fill_missing",
+    "fit_standardization",
+    "signal_vs_rest_auc",
+    "validation_mask",
+]
+
+#: The evaluation backends: ONNX Runtime (light sandbox, no TensorFlow) or Keras (TF sandbox).
+EVALUATION_BACKENDS = ("onnx", "keras")
+#: Largest allowed difference between the ONNX and the Keras outputs on the validation inputs.
+ONNX_TOLERANCE = 1e-5
+#: Salt of the validation hash, so that the validation split is independent of the fold assignment.
+VALIDATION_SALT = 0x5EED_0F_7A11D
+#: Sandboxes of training (and Keras evaluation) and of ONNX evaluation.
+TF_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
+ONNX_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_onnx.sh"
+
+
+# features
+
+
+def _route(route: str) -> Callable[[ak.Array], np.ndarray]:
+    def extract(events: ak.Array) -> np.ndarray:
+        return ak.to_numpy(Route(route).apply(events, EMPTY_FLOAT))
+
+    return extract
+
+
+def _ranked_btag(index: int) -> Callable[[ak.Array], np.ndarray]:
+    def extract(events: ak.Array) -> np.ndarray:
+        scores = ak.sort(events.Jet.btagDeepFlavB, axis=1, ascending=False)
+        ranked = ak.pad_none(scores, index + 1, axis=1)[:, index]
+        return ak.to_numpy(ak.fill_none(ranked, EMPTY_FLOAT))
+
+    return extract
+
+
+def _leading_lepton_pt(events: ak.Array) -> np.ndarray:
+    electron = _route("Electron.pt[:,0]")(events)
+    muon = _route("Muon.pt[:,0]")(events)
+    # both are EMPTY_FLOAT when there is no lepton, so the maximum is too
+    return np.maximum(electron, muon)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input feature of the network.
+
+    Attributes:
+        name: The feature's name (as listed in ``DNNClassifier.features``).
+        columns: The columns (routes) it reads.
+        extract: Computes the feature per event (a 1D numpy array; ``EMPTY_FLOAT`` where the object is missing).
+        fill: The value in physical units that replaces ``EMPTY_FLOAT`` before standardization.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    extract: Callable[[ak.Array], np.ndarray]
+    fill: float = 0.0
+
+
+def _route_feature(name: str, route: str, fill: float = 0.0) -> Feature:
+    return Feature(name, (Route(route).column,), _route(route), fill)
+
+
+#: All features the model can use, by name.
+FEATURES: dict[str, Feature] = {
+    feature.name: feature
+    for feature in (
+        _route_feature("jet1_pt", "Jet.pt[:,0]"),
+        _route_feature("jet1_eta", "Jet.eta[:,0]"),
+        _route_feature("jet2_pt", "Jet.pt[:,1]"),
+        _route_feature("jet2_eta", "Jet.eta[:,1]"),
+        Feature("bjet1_btag", ("Jet.btagDeepFlavB",), _ranked_btag(0), fill=-1.0),
+        Feature("bjet2_btag", ("Jet.btagDeepFlavB",), _ranked_btag(1), fill=-1.0),
+        _route_feature("m_bb", "m_bb"),
+        _route_feature("m_ll", "m_ll"),
+        _route_feature("ht", "ht"),
+        _route_feature("met_pt", "MET.pt"),
+        _route_feature("n_jet", "n_jet"),
+        _route_feature("n_btag", "n_btag"),
+        _route_feature("n_electron", "n_electron"),
+        _route_feature("n_muon", "n_muon"),
+        _route_feature("n_tau", "n_tau"),
+        _route_feature("tau1_pt", "Tau.pt[:,0]"),
+        _route_feature("tau2_pt", "Tau.pt[:,1]"),
+        Feature("lep1_pt", ("Electron.pt", "Muon.pt"), _leading_lepton_pt),
+    )
+}
+
+
+def fill_missing(x: np.ndarray, fills: Sequence[float]) -> np.ndarray:
+    """Replace ``EMPTY_FLOAT`` entries of the feature matrix by each column's fill value.
+
+    Args:
+        x: The raw features, shape ``(events, features)``.
+        fills: One fill value per feature column.
+
+    Returns:
+        A float64 copy of ``x`` without ``EMPTY_FLOAT`` entries.
+    """
+    x = np.array(x, dtype=np.float64)
+    fill_row = np.broadcast_to(np.asarray(fills, dtype=np.float64), x.shape)
+    missing = x == EMPTY_FLOAT
+    x[missing] = fill_row[missing]
+    return x
+
+
+def fit_standardization(x: np.ndarray, names: Sequence[str], fills: Sequence[float]) -> dict[str, Any]:
+    """Fit the standardization of the features (after the missing values are filled).
+
+    A constant feature gets a width of 1 so that it standardizes to 0 instead of dividing by zero.
+
+    Args:
+        x: The raw training features, shape ``(events, features)``.
+        names: The feature names.
+        fills: The fill value of each feature.
+
+    Returns:
+        A json-serializable dict with ``features``, ``fill``, ``mean``, ``std`` and ``empty_value``.
+    """
+    if len(x) == 0:
+        raise ValueError("cannot fit the standardization on zero events")
+    filled = fill_missing(x, fills)
+    mean = filled.mean(axis=0)
+    std = filled.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)
+    return {
+        "features": list(names),
+        "fill": [float(value) for value in fills],
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "empty_value": EMPTY_FLOAT,
+    }
+
+
+def apply_standardization(x: np.ndarray, standardization: dict[str, Any]) -> np.ndarray:
+    """Fill the missing values and standardize the features with the fitted parameters.
+
+    Returns:
+        A float32 matrix of the same shape.
+    """
+    filled = fill_missing(x, standardization["fill"])
+    mean = np.asarray(standardization["mean"], dtype=np.float64)
+    std = np.asarray(standardization["std"], dtype=np.float64)
+    return ((filled - mean) / std).astype(np.float32)
+
+
+# weights, validation split and metrics
+
+
+def balanced_class_weights(weights: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-event training weights: ``abs(weights)`` rescaled so that every class has the same total.
+
+    The totals are ``len(weights) / n_classes`` each, so the mean weight is 1 (the loss keeps its scale).
+
+    Args:
+        weights: The event weights (e.g. ``normalization_weight``; negative ones count with their modulus).
+        labels: The class index (0 ... n_classes - 1) of each event.
+        n_classes: The number of classes.
+
+    Raises:
+        ValueError: If a class has no events or a total weight of zero.
+    """
+    weights = np.abs(np.asarray(weights, dtype=np.float64))
+    labels = np.asarray(labels, dtype=np.int64)
+    totals = np.bincount(labels, weights=weights, minlength=n_classes)
+    empty = [index for index, total in enumerate(totals) if not total > 0]
+    if empty:
+        raise ValueError(f"classes {empty} have no events or a total weight of zero")
+    return weights * (len(weights) / (n_classes * totals))[labels]
+
+
+def validation_mask(
+    run: np.ndarray,
+    luminosity_block: np.ndarray,
+    event: np.ndarray,
+    fraction: float,
+    seed: int = 0,
+) -> np.ndarray:
+    """Which events form the validation split: a deterministic function of the event identity.
+
+    The salted re-hash of :func:`cf.folds.event_hash` makes the choice independent of the fold (an event
+    of the training folds is in the validation split with probability ``fraction`` whatever its fold).
+
+    Args:
+        run: The run numbers.
+        luminosity_block: The luminosity blocks.
+        event: The event numbers.
+        fraction: The fraction of events in the validation split (0 < fraction < 1).
+        seed: Changes the choice of events.
+
+    Returns:
+        A boolean numpy array, True for validation events.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the validation fraction must lie between 0 and 1, got {fraction}")
+    identity = event_hash(run, luminosity_block, event)
+    n = len(identity)
+    salted = event_hash(np.full(n, seed, dtype=np.uint64), np.full(n, VALIDATION_SALT, dtype=np.uint64), identity)
+    uniform = (salted >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return uniform < fraction
+
+
+def signal_vs_rest_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The (weighted) area under the ROC curve of a score separating signal from everything else.
+
+    It is the probability that a signal event scores higher than a background event, ties counting 1/2,
+    with each pair weighted by the product of the events' weights.
+
+    Args:
+        scores: The discriminant per event (higher is more signal-like).
+        labels: True (or 1) for signal events.
+        weights: Optional event weights (pass ``abs`` of physics weights; negative ones are not meaningful).
+
+    Raises:
+        ValueError: If the lengths differ or the signal or the background has no (positive) total weight.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    is_signal = np.asarray(labels).astype(bool)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if not len(scores) == len(is_signal) == len(weights):
+        raise ValueError(
+            f"scores, labels and weights differ in length: {len(scores)}, {len(is_signal)}, {len(weights)}"
+        )
+    values, inverse = np.unique(scores, return_inverse=True)
+    signal = np.bincount(inverse, weights=np.where(is_signal, weights, 0.0), minlength=len(values))
+    background = np.bincount(inverse, weights=np.where(is_signal, 0.0, weights), minlength=len(values))
+    total_signal, total_background = signal.sum(), background.sum()
+    if not (total_signal > 0 and total_background > 0):
+        raise ValueError("the AUC needs signal and background events with a positive total weight")
+    background_below = np.cumsum(background) - background
+    return float(np.sum(signal * (background_below + 0.5 * background)) / (total_signal * total_background))
+
+
+# the model
+
+
+@dataclass
+class FoldModel:
+    """One fold's trained network with its standardization, as ``open_model`` returns it.
+
+    Attributes:
+        backend: ``"onnx"`` or ``"keras"``.
+        network: An ``onnxruntime.InferenceSession`` or a Keras model.
+        standardization: The parameters from ``standardization.json``.
+    """
+
+    backend: str
+    network: Any
+    standardization: dict[str, Any]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The class probabilities for raw features ``x`` (shape ``(events, features)``)."""
+        inputs = apply_standardization(x, self.standardization)
+        if self.backend == "onnx":
+            name = self.network.get_inputs()[0].name
+            return np.asarray(self.network.run(None, {name: inputs})[0])
+        # a direct call: predict() would retrace its tf.function for every new chunk length
+        return np.asarray(self.network(inputs, training=False))
+
+
+class DNNClassifier(MLModel):
+    """Classifies events as HH, tt or DY with a dense network; one network per fold.
+
+    Attributes (each can be set with ``--ml-model-settings key=value``):
+        classes: The classes as ``(name, dataset names)`` pairs; the output ``{cls_name}.score_{name}`` is
+            the network's probability of that class.
+        features: Names of the input features (keys of :data:`FEATURES`).
+        layers: Units of the hidden layers (``layers=64:64``).
+        activation: Activation of the hidden layers.
+        dropout: Dropout rate after each hidden layer (0 for none).
+        learning_rate: Adam's learning rate.
+        batch_size: Events per gradient step.
+        epochs: Maximum number of epochs.
+        patience: Epochs without improvement of the validation loss before training stops.
+        min_epochs: Epochs before early stopping starts watching the validation loss (a noisy minimum in the
+            first epochs would otherwise stop the training too early).
+        validation_fraction: Fraction of the training folds used for validation and early stopping.
+        seed: Base seed; fold ``i`` trains with ``seed + i``.
+        evaluation_backend: ``onnx`` (ONNX Runtime in the light sandbox) or ``keras`` (the TF sandbox).
+        onnx_threads: Intra-op threads of an ONNX Runtime session.
+    """
+
+    classes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("hh", ("hh_ggf_bbtautau_madgraph",)),
+        ("tt", ("tt_sl_powheg", "tt_dl_powheg")),
+        ("dy", ("dy_lep_m50_madgraph",)),
+    )
+    features: tuple[str, ...] = tuple(FEATURES)
+    layers: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    dropout: float = 0.1
+    learning_rate: float = 0.002
+    batch_size: int = 256
+    epochs: int = 40
+    patience: int = 10
+    min_epochs: int = 5
+    validation_fraction: float = 0.2
+    seed: int = 1
+    evaluation_backend: str = "onnx"
+    onnx_threads: int = 1
+    # how the trained networks are run does not change the training: no retraining when these change
+    evaluation_settings = frozenset({"evaluation_backend", "onnx_threads"})
+
+    def setup(self) -> None:
+        self._check_settings()
+        for config_inst in self.config_insts:
+            for name in self.class_names():
+                column = self.score_column(name)
+                if not config_inst.has_variable(column):
+                    config_inst.add_variable(
+                        name=column,
+                        expression=column,
+                        binning=(20, 0.0, 1.0),
+                        x_title=f"{self.cls_name} {name} score",
+                    )
+
+    def _check_settings(self) -> None:
+        """Validate (and normalize) the settings; a bad value is a ValueError naming the allowed ones."""
+        if self.evaluation_backend not in EVALUATION_BACKENDS:
+            raise ValueError(
+                f"ML model '{self.cls_name}': evaluation_backend must be one of {', '.join(EVALUATION_BACKENDS)}, "
+                f"got {self.evaluation_backend!r}",
+            )
+        # a single value (layers=64, features=ht) arrives as a scalar from the command line
+        if isinstance(self.layers, int):
+            self.layers = (self.layers,)
+        if isinstance(self.features, str):
+            self.features = (self.features,)
+        unknown = [name for name in self.features if name not in FEATURES]
+        if unknown or not self.features:
+            raise ValueError(
+                f"ML model '{self.cls_name}': unknown feature(s) {unknown or '(none given)'}, "
+                f"available: {', '.join(FEATURES)}",
+            )
+        if not self.layers or not all(isinstance(units, int) and units > 0 for units in self.layers):
+            raise ValueError(f"ML model '{self.cls_name}': layers must be positive integers, got {self.layers!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"ML model '{self.cls_name}': validation_fraction must lie between 0 and 1, "
+                f"got {self.validation_fraction!r}",
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ML model '{self.cls_name}': dropout must lie in [0, 1), got {self.dropout!r}")
+        for name in ("epochs", "batch_size", "patience", "onnx_threads", "min_epochs"):
+            value = getattr(self, name)
+            minimum = 0 if name == "min_epochs" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"ML model '{self.cls_name}': {name} must be an integer >= {minimum}, got {value!r}")
+
+    # naming
+
+    # plain methods, not properties: MLModel offers every non-callable class attribute as a setting
+
+    def class_names(self) -> list[str]:
+        """The class names, in the order of the network's output nodes."""
+        return [name for name, _ in self.classes]
+
+    def score_column(self, class_name: str) -> str:
+        """The output column of one class, ``"{cls_name}.score_{class_name}"``."""
+        return f"{self.cls_name}.score_{class_name}"
+
+    def class_index(self, dataset_name: str) -> int | None:
+        """The class of a dataset, None for datasets the model does not train on."""
+        for index, (_, dataset_names) in enumerate(self.classes):
+            if dataset_name in dataset_names:
+                return index
+        return None
+
+    # the contract
+
+    def sandbox(self, task: law.Task) -> str:
+        if task.task_family == "cf.MLEvaluation" and self.evaluation_backend == "onnx":
+            return ONNX_SANDBOX
+        return TF_SANDBOX
+
+    def datasets(self, config_inst: Any) -> set[Any]:
+        return {config_inst.get_dataset(name) for _, names in self.classes for name in names}
+
+    def uses(self, config_inst: Any) -> set[str]:
+        columns = {column for name in self.features for column in FEATURES[name].columns}
+        return columns | {"normalization_weight"}
+
+    def produces(self, config_inst: Any) -> set[str]:
+        return {self.score_column(name) for name in self.class_names()}
+
+    def output(self, task: law.Task) -> law.LocalDirectoryTarget:
+        return task.target(f"mlmodel_f{task.branch}of{self.folds}", dir=True)
+
+    def open_model(self, target: law.LocalDirectoryTarget) -> FoldModel:
+        with open(target.child("standardization.json", type="f").path) as file:
+            standardization = json.load(file)
+        if list(standardization["features"]) != list(self.features):
+            raise ValueError(
+                f"the model in {target.path} was trained on the features {standardization['features']}, "
+                f"not on {list(self.features)}",
+            )
+        if self.evaluation_backend == "onnx":
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.onnx_threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            network = ort.InferenceSession(
+                target.child("model.onnx", type="f").path,
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
+        else:
+            network = keras.models.load_model(target.child("model.keras", type="f").path)
+        return FoldModel(self.evaluation_backend, network, standardization)
+
+    def feature_matrix(self, events: ak.Array) -> np.ndarray:
+        """The raw features of the events, shape ``(events, features)``; ``EMPTY_FLOAT`` for missing objects."""
+        columns = [np.asarray(FEATURES[name].extract(events), dtype=np.float64) for name in self.features]
+        return np.stack(columns, axis=1)
+
+    def feature_fills(self) -> list[float]:
+        """The fill value of each feature, in the order of ``features``."""
+        return [FEATURES[name].fill for name in self.features]
+
+    def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The raw features, labels, weights and event identities of all training events in ``input``.
+
+        Raises:
+            ValueError: If a class has no training events or the weight column is missing.
+        """
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in ("x", "label", "weight", "run", "lumi", "event")}
+        for config_inst in self.config_insts:
+            for dataset_name, targets in sorted(input["events"].get(config_inst.name, {}).items()):
+                label = self.class_index(dataset_name)
+                if label is None:
+                    continue
+                for target in targets:
+                    events = ak.from_parquet(target.path)
+                    if "normalization_weight" not in events.fields:
+                        raise ValueError(f"the training events {target.path} have no normalization_weight column")
+                    parts["x"].append(self.feature_matrix(events))
+                    parts["label"].append(np.full(len(events), label, dtype=np.int64))
+                    parts["weight"].append(ak.to_numpy(events.normalization_weight).astype(np.float64))
+                    parts["run"].append(ak.to_numpy(events.run))
+                    parts["lumi"].append(ak.to_numpy(events.luminosityBlock))
+                    parts["event"].append(ak.to_numpy(events.event))
+        data = {key: np.concatenate(values) if values else np.zeros(0) for key, values in parts.items()}
+        counts = np.bincount(data["label"].astype(np.int64), minlength=len(self.classes))
+        empty = [name for name, count in zip(self.class_names(), counts, strict=True) if count == 0]
+        if empty:
+            raise ValueError(f"ML model '{self.cls_name}': no training events for the class(es) {', '.join(empty)}")
+        return data
+
+    def build_network(self, n_features: int) -> Any:
+        """The (compiled) Keras network; expects standardized inputs."""
+        network = keras.Sequential([keras.Input(shape=(n_features,), name="features")])
+        for units in self.layers:
+            network.add(keras.layers.Dense(units, activation=self.activation))
+            if self.dropout > 0:
+                network.add(keras.layers.Dropout(self.dropout))
+        network.add(keras.layers.Dense(len(self.classes), activation="softmax"))
+        network.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return network
+
+    def train(self, task: law.Task, input: dict[str, Any], output: law.LocalDirectoryTarget) -> None:
+        start = time.perf_counter()
+        fold = task.branch
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(self.seed + fold)
+        tf.config.experimental.enable_op_determinism()
+
+        data = self.load_training_events(input)
+        is_val = validation_mask(data["run"], data["lumi"], data["event"], self.validation_fraction, self.seed)
+        is_fit = ~is_val
+        standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
+        x = apply_standardization(data["x"], standardization)
+        labels, weights = data["label"], data["weight"]
+        n_classes = len(self.classes)
+        fit_weights = balanced_class_weights(weights[is_fit], labels[is_fit], n_classes)
+        val_weights = balanced_class_weights(weights[is_val], labels[is_val], n_classes)
+
+        network = self.build_network(x.shape[1])
+        stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=self.patience,
+            restore_best_weights=True,
+            start_from_epoch=self.min_epochs,
+        )
+        result = network.fit(
+            x[is_fit],
+            labels[is_fit],
+            sample_weight=fit_weights,
+            validation_data=(x[is_val], labels[is_val], val_weights),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            shuffle=True,
+            callbacks=[stopping],
+            verbose=2,
+        )
+        fit_seconds = time.perf_counter() - start
+
+        os.makedirs(output.path, exist_ok=True)
+        path = {name: output.child(name, type="f").path for name in ("model.keras", "model.onnx")}
+        network.save(path["model.keras"])
+        network.export(path["model.onnx"], format="onnx", verbose=False)
+
+        # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
+        keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
+        session = ort.InferenceSession(path["model.onnx"], providers=["CPUExecutionProvider"])
+        onnx_scores = np.asarray(session.run(None, {session.get_inputs()[0].name: x[is_val]})[0])
+        onnx_diff = float(np.max(np.abs(onnx_scores - keras_scores)))
+        if not onnx_diff <= ONNX_TOLERANCE:
+            raise RuntimeError(
+                f"the ONNX export of fold {fold} differs from the Keras model by {onnx_diff:.3g} on the validation "
+                f"inputs (tolerance {ONNX_TOLERANCE})",
+            )
+
+        history = {key: [float(value) for value in values] for key, values in result.history.items()}
+        # the epoch whose weights early stopping restored (the last one if it never watched the loss)
+        best_epoch = int(stopping.best_epoch) if stopping.best_weights is not None else len(history["loss"]) - 1
+        is_signal = labels[is_val] == 0
+        metrics = {
+            "fold": fold,
+            "val_auc_signal_vs_rest": signal_vs_rest_auc(keras_scores[:, 0], is_signal, np.abs(weights[is_val])),
+            "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(keras_scores[:, 0], is_signal),
+            "val_loss": history["val_loss"][best_epoch],
+            "best_epoch": best_epoch + 1,
+            "epochs_run": len(history["val_loss"]),
+            "onnx_keras_max_abs_diff": onnx_diff,
+            "n_events_fit": {n: int(c) for n, c in zip(self.class_names(), np.bincount(labels[is_fit]), strict=False)},
+            "n_events_val": {n: int(c) for n, c in zip(self.class_names(), np.bincount(labels[is_val]), strict=False)},
+            "fit_seconds": fit_seconds,
+            "total_seconds": time.perf_counter() - start,
+        }
+        files = {"history.json": history, "standardization.json": standardization, "metrics.json": metrics}
+        for name, content in files.items():
+            with open(output.child(name, type="f").path, "w") as file:
+                json.dump(content, file, indent=2)
+        print(f"fold {fold}: " + ", ".join(f"{key}={value}" for key, value in metrics.items()))
+
+    def evaluate(
+        self,
+        task: law.Task,
+        events: ak.Array,
+        models: list[Any],
+        fold_indices: np.ndarray,
+        events_used_in_training: bool = False,
+    ) -> ak.Array:
+        x = self.feature_matrix(events)
+        if len(x):
+            scores = combine_fold_outputs([model.predict(x) for model in models], fold_indices, events_used_in_training)
+        else:
+            scores = np.zeros((0, len(self.classes)), dtype=np.float32)
+        for node, name in enumerate(self.class_names()):
+            events = set_ak_column(events, self.score_column(name), scores[:, node], value_type=np.float32)
+        return events
+
+    def training_calibrators(self, config_inst: Any, requested_calibrators: list[str]) -> list[str]:
+        return ["skip_jecunc"]
+
+    def training_selector(self, config_inst: Any, requested_selector: str) -> str:
+        return "default"
+
+    def training_producers(self, config_inst: Any, requested_producers: list[str]) -> list[str]:
+        return ["default"]
+
+
+# the model used on the command line: --ml-model dnn
+dnn = DNNClassifier.derive("dnn", cls_dict={"folds": 3})
