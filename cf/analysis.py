@@ -16,6 +16,7 @@ from cf.util import UserError, expand_list, import_object, split_outside_braces
 
 __all__ = [
     "analysis_setting",
+    "get_child",
     "get_config",
     "get_dataset",
     "get_shift",
@@ -54,43 +55,30 @@ def load_modules(key: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _lookup(kind: str, name: str, has: Any, get: Any, available: list[str], where: str) -> Any:
-    if not has(name):
-        raise UserError(f"unknown {kind} '{name}' in {where}, available: {', '.join(sorted(available))}")
-    return get(name)
+def get_child(parent: Any, kind: str, name: str) -> Any:
+    """The ``kind`` ("config", "dataset", "shift", "category", ...) called ``name`` of an order object.
+
+    Raises:
+        UserError: If there is none; the message lists the available names.
+    """
+    if not getattr(parent, f"has_{kind}")(name):
+        plural = "categories" if kind == "category" else f"{kind}s"
+        available = sorted(child.name for child in getattr(parent, plural))
+        parent_kind = type(parent).__name__.lower()
+        raise UserError(f"unknown {kind} '{name}' in {parent_kind} '{parent.name}', available: {', '.join(available)}")
+    return getattr(parent, f"get_{kind}")(name)
 
 
 def get_config(analysis_inst: Any, name: str) -> Any:
     """The analysis' config ``name``; an unknown name is an error listing the configs."""
-    return _lookup(
-        "config",
-        name,
-        analysis_inst.has_config,
-        analysis_inst.get_config,
-        [c.name for c in analysis_inst.configs],
-        f"analysis '{analysis_inst.name}'",
-    )
+    return get_child(analysis_inst, "config", name)
 
 
 def get_dataset(config_inst: Any, name: str) -> Any:
     """The config's dataset ``name``; an unknown name is an error listing the datasets."""
-    return _lookup(
-        "dataset",
-        name,
-        config_inst.has_dataset,
-        config_inst.get_dataset,
-        [d.name for d in config_inst.datasets],
-        f"config '{config_inst.name}'",
-    )
+    return get_child(config_inst, "dataset", name)
 
 
 def get_shift(config_inst: Any, name: str) -> Any:
     """The config's shift ``name``; an unknown name is an error listing the shifts."""
-    return _lookup(
-        "shift",
-        name,
-        config_inst.has_shift,
-        config_inst.get_shift,
-        [s.name for s in config_inst.shifts],
-        f"config '{config_inst.name}'",
-    )
+    return get_child(config_inst, "shift", name)
