@@ -14,6 +14,7 @@ import law
 
 from cf.io import dump_json
 from cf.tasks.base import DatasetTask
+from cf.tasks.remote import BatchWorkflow
 from cf.util import expand_path, import_object
 
 __all__ = ["CreateSampleFiles", "DatasetWorkflow", "GetDatasetLFNs", "is_remote"]
@@ -93,7 +94,7 @@ class GetDatasetLFNs(DatasetTask):
         dump_json(self.output().path, {"dataset": self.dataset, "files": self.resolve_files()})
 
 
-class DatasetWorkflow(DatasetTask, law.LocalWorkflow):
+class DatasetWorkflow(DatasetTask, BatchWorkflow):
     """A workflow with one branch per file of the dataset."""
 
     def create_branch_map(self) -> dict[int, int]:

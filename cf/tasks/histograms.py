@@ -23,7 +23,7 @@ from cf.tasks.external import DatasetWorkflow
 from cf.tasks.ml import MLEvaluation, model_instance
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
-from cf.util import UserError
+from cf.util import UserError, short_hash
 
 __all__ = ["CreateHistograms", "MergeHistograms", "MLModelsMixin", "VariablesMixin", "load_histograms"]
 
@@ -72,6 +72,10 @@ class VariablesMixin:
         if unknown:
             raise UserError(f"unknown variable(s) {', '.join(unknown)}, available: {', '.join(known)}")
         return params
+
+    def function_store_parts(self) -> list[str]:
+        # the variables are part of the output path, so a run with other variables is another output
+        return [*super().function_store_parts(), f"vars__{short_hash(sorted(set(self.variables)))}"]  # type: ignore[misc]
 
 
 def variable_axis(variable: Any) -> Any:

@@ -38,6 +38,7 @@ from cf.tasks.base import (
 from cf.tasks.external import DatasetWorkflow
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
+from cf.tasks.remote import BatchWorkflow
 from cf.util import UserError
 
 __all__ = [
@@ -99,7 +100,16 @@ class MLModelMixin:
     def ml_store_part(self) -> str:
         model = self.ml_model_inst
         part = f"ml__{model.store_name or model.cls_name}"
-        return f"{part}__{model.parameters_repr}" if model.parameters_repr else part
+        settings_repr = model.parameters_repr if self.uses_evaluation_settings else model.training_parameters_repr
+        return f"{part}__{settings_repr}" if settings_repr else part
+
+    #: Whether the model's evaluation-only settings change this task's output.
+    uses_evaluation_settings = True
+
+    def training_settings(self) -> tuple[str, ...]:
+        """The ``--ml-model-settings`` items that change the training (evaluation-only ones removed)."""
+        evaluation_only = self.ml_model_inst.evaluation_settings
+        return tuple(item for item in self.ml_model_settings if item.partition("=")[0].strip() not in evaluation_only)
 
     def function_store_parts(self) -> list[str]:
         return [*super().function_store_parts(), self.ml_store_part()]  # type: ignore[misc]
@@ -120,6 +130,8 @@ class MLTrainingEventsMixin(MLModelMixin, ProducersMixin, SelectorMixin, Calibra
     The calibrators, selector and producers follow the model's ``training_*`` hooks, and the dataset must be
     one the model trains on.
     """
+
+    uses_evaluation_settings = False
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +232,8 @@ class MergeMLEvents(MLTrainingEventsMixin, DatasetTask):
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)
         if "fold" in params and "ml_model" in params:
-            folds = MLModel.get_cls(params["ml_model"]).folds
+            settings = tuple(params["ml_model_settings"])
+            folds = model_instance(params["ml_model"], settings, (params["config"],)).folds
             if not 0 <= params["fold"] < folds:
                 raise UserError(f"fold {params['fold']} does not exist, the model has folds 0 ... {folds - 1}")
         return params
@@ -244,7 +257,7 @@ class MLTraining(
     SelectorMixin,
     CalibratorsMixin,
     ConfigTask,
-    law.LocalWorkflow,
+    BatchWorkflow,
     law.SandboxTask,
 ):
     """Trains the model of each fold (one branch per fold) inside the model's sandbox.
@@ -255,6 +268,7 @@ class MLTraining(
     """
 
     configs = law.CSVParameter(default=(), description="configs to train on (default: --config)")
+    uses_evaluation_settings = False
     dataset = law.CSVParameter(
         default=(),
         description="restrict the training to these of the model's datasets (default: all of them)",
@@ -397,7 +411,8 @@ class MLEvaluation(
 
     def training_requirement(self) -> MLTraining:
         funcs = training_functions(self.ml_model_inst, self.config_inst, self.param_kwargs)
-        return MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1, **funcs)
+        settings = self.training_settings()
+        return MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1, ml_model_settings=settings, **funcs)
 
     def evaluation_producers(self) -> tuple[str, ...]:
         return tuple(self.ml_model_inst.evaluation_producers(self.config_inst, list(self.producers)))
@@ -450,3 +465,114 @@ class MergeMLEvaluation(MLModelMixin, ProducersMixin, SelectorMixin, Calibrators
         with ParquetWriter(self.output().path) as writer:
             for outputs in self.input()["collection"].targets.values():
                 writer.write(ak.from_parquet(outputs["mlcolumns"].path))
+
+
+class MLTrainingScores(
+    MLModelMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ConfigTask,
+    law.SandboxTask,
+):
+    """The scores of every fold model on its own training events and on its held-out fold, in one parquet file.
+
+    For each training dataset and fold ``k``, fold model ``k`` (``open_model``) scores the merged events of
+    the other folds (``is_training`` True: the events it was trained on) and those of fold ``k`` (False:
+    held out, as in MLEvaluation). Each event is scored by one model at a time through the model's own
+    ``evaluate``. Runs in the model's sandbox (for ``dnn`` the TF one); the calibrators, selector and
+    producers follow the model's ``training_*`` hooks, like the training.
+
+    Columns: ``fold`` (the model), ``event_fold`` (the event's fold), ``run``, ``luminosityBlock``, ``event``,
+    ``dataset``, ``weight`` (``normalization_weight``, 1 where absent), ``is_training`` and the model's
+    ``produces`` columns (nested as in the MLEvaluation output).
+    """
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
+        if all(key in params for key in needed):
+            try:
+                model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
+            except (ValueError, TypeError) as error:
+                raise UserError(str(error)) from None
+            params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
+        return params
+
+    @property
+    def sandbox(self) -> str:
+        return self.ml_model_inst.sandbox(self)
+
+    def store_parts(self) -> list[str]:
+        return [
+            *super().store_parts(),
+            "calib__" + ("__".join(self.calibrators) or "none"),
+            f"sel__{self.selector}",
+            "prod__" + ("__".join(self.producers) or "none"),
+            self.ml_store_part(),
+        ]
+
+    def training_datasets(self) -> list[str]:
+        return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))
+
+    def requires(self) -> Any:
+        folds = range(self.ml_model_inst.folds)
+        return {
+            "models": MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1),
+            "events": {
+                dataset: [MergeMLEvents.req(self, dataset=dataset, fold=fold) for fold in folds]
+                for dataset in self.training_datasets()
+            },
+        }
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("training_scores.parquet")
+
+    def run(self) -> None:
+        model = self.ml_model_inst
+        inputs = self.input()
+        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        produces = sorted(Route(column).column for column in model.produces(self.config_inst))
+        with ParquetWriter(self.output().path) as writer:
+            for fold in range(model.folds):
+                fold_model = model.open_model(inputs["models"]["collection"].targets[fold])
+                for dataset in self.training_datasets():
+                    for event_fold, target in enumerate(inputs["events"][dataset]):
+                        sources = [open_source(target.path)]
+                        for events, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+                            if len(events) == 0:
+                                continue
+                            own = np.zeros(len(events), dtype=np.int64)
+                            scored = model.evaluate(self, events, [fold_model], own, events_used_in_training=True)
+                            writer.write(training_score_rows(events, scored, produces, dataset, fold, event_fold))
+                self.publish_message(f"scored the training and held-out events of fold model {fold}")
+
+
+def training_score_rows(
+    events: ak.Array,
+    scored: ak.Array,
+    produces: list[str],
+    dataset: str,
+    fold: int,
+    event_fold: int,
+) -> ak.Array:
+    """The output rows of :class:`MLTrainingScores` for one chunk scored by fold model ``fold``."""
+    n = len(events)
+    weight = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else np.ones(n)
+    columns: dict[str, Any] = {
+        "fold": np.full(n, fold, dtype=np.int32),
+        "event_fold": np.full(n, event_fold, dtype=np.int32),
+        **{column: ak.to_numpy(events[column]) for column in FOLD_COLUMNS},
+        "dataset": ak.Array(np.full(n, dataset)),
+        "weight": np.asarray(weight, dtype=np.float64),
+        "is_training": np.full(n, event_fold != fold),
+    }
+    rows = ak.zip(columns, depth_limit=1)
+    scores = take_ak_columns(scored, produces)
+    for field in ak.fields(scores):
+        rows = ak.with_field(rows, scores[field], field)
+    return rows
+
+
+__all__ += ["MLTrainingScores"]

@@ -1,0 +1,175 @@
+"""The hand-written baseline: calibrate, select, reduce, produce and prepare the ML inputs in one process.
+
+Plain uproot + awkward + numpy + pyarrow, one pass over each file in chunks, no framework machinery. The
+physics is the analysis' own (the same calibrator, selector, producers, fold assignment and ML feature
+columns as the chain), so that the difference to the chain is the framework's overhead and not
+different physics. It writes what a hand-written analysis keeps: per input file the reduced events with
+the produced columns, and per file and fold the ML inputs (the PrepareMLEvents content). The sum of the
+generator weights (for the normalization weight) comes from a first, cheap pass over ``genWeight``.
+
+``python -m bench.baseline SAMPLE_JSON OUT_DIR --chunk-size N`` prints one json line with the seconds and,
+per dataset, the events and weight sums per fold (the harness checks them against the chain's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import uproot
+
+from analysis_template.calibration.default import skip_jecunc
+from analysis_template.config.analysis import analysis_template
+from analysis_template.production.default import default as produce
+from analysis_template.selection.default import default as select
+from bench.common import CONFIG, DATASETS, SampleInfo
+from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.functions import ColumnContext
+
+__all__ = ["main", "nanoaod_events", "process_dataset"]
+
+#: Folds of the ``dnn`` model (ml/dnn.py).
+FOLDS = 3
+#: Columns the calibrator and the selector add, kept by the reduction like the configured keep_columns.
+CALIBRATED_COLUMNS = sorted(skip_jecunc.produces)
+
+
+def nanoaod_events(arrays: dict[str, ak.Array]) -> ak.Array:
+    """Group NanoAOD branches into event records: ``Jet_pt`` becomes ``events.Jet.pt``."""
+    flat: dict[str, Any] = {}
+    groups: dict[str, dict[str, ak.Array]] = {}
+    for name, array in arrays.items():
+        head, sep, tail = name.partition("_")
+        if sep:
+            groups.setdefault(head, {})[tail] = array
+        else:
+            flat[name] = array
+    for head, columns in groups.items():
+        flat[head] = ak.zip(columns)
+    return ak.zip(flat, depth_limit=1)
+
+
+def keep(events: ak.Array, columns: list[str]) -> ak.Array:
+    """Only the given ``a`` / ``a.b`` columns, in one new record array."""
+    nested: dict[str, list[str]] = {}
+    for column in columns:
+        head, _, tail = column.partition(".")
+        if head in ak.fields(events):
+            nested.setdefault(head, [])
+            if tail:
+                nested[head].append(tail)
+    out = {head: events[head][sorted(set(tails))] if tails else events[head] for head, tails in nested.items()}
+    return ak.zip(out, depth_limit=1)
+
+
+class Writer:
+    """A parquet file written chunk by chunk (awkward's ``to_parquet`` settings: zstd, no dictionary)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, events: ak.Array) -> None:
+        table = ak.to_arrow_table(events, extensionarray=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=False)
+        elif table.schema != self.writer.schema:
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def process_dataset(
+    config_inst: Any,
+    dataset: str,
+    files: list[str],
+    branches: list[str],
+    ml_columns: list[str],
+    out_dir: str,
+    chunk_size: int,
+) -> dict[str, list[float]]:
+    """Run the whole chain on one dataset's files; return the events and weight sums per fold."""
+    dataset_inst = config_inst.get_dataset(dataset)
+    # the normalization needs the sum of generator weights before any selection: a first, cheap pass
+    sum_weights = 0.0
+    for path in files:
+        with uproot.open(path) as file:
+            sum_weights += float(np.sum(file["Events"]["genWeight"].array(library="np"), dtype=np.float64))
+    ctx = ColumnContext(config_inst, dataset_inst, "nominal", selection_stats={"sum_mc_weight": sum_weights})
+    keep_columns = [*config_inst.x.keep_columns["cf.ReduceEvents"], *CALIBRATED_COLUMNS]
+    produced = sorted(produce.produces)
+    n_events = [0] * FOLDS
+    fold_weights = [0.0] * FOLDS
+    os.makedirs(os.path.join(out_dir, dataset), exist_ok=True)
+    for file_index, path in enumerate(files):
+        reduced_out = Writer(os.path.join(out_dir, dataset, f"reduced_{file_index}.parquet"))
+        fold_outs = [
+            Writer(os.path.join(out_dir, dataset, f"mlevents_f{fold}of{FOLDS}_{file_index}.parquet"))
+            for fold in range(FOLDS)
+        ]
+        with uproot.open(path) as file:
+            for arrays in file["Events"].iterate(branches, step_size=chunk_size, library="ak", how=dict):
+                events = nanoaod_events(arrays)
+                events = skip_jecunc(events, ctx)
+                events, selection = select(events, ctx)
+                # reduce: selected events, selected objects, kept columns
+                events = events[selection.event]
+                for collection, mask in selection.objects.items():
+                    events[collection] = events[collection][mask[selection.event]]
+                events = keep(events, keep_columns)
+                events = produce(events, ctx)
+                reduced_out.write(events)
+                # ML inputs: the model's columns, the weight and the fold, one file per fold
+                ml_events = keep(events, ml_columns)
+                for column in ml_columns:
+                    values = ak.to_numpy(ak.flatten(ml_events[tuple(column.split("."))], axis=None))
+                    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+                        raise ValueError(f"ML feature '{column}' of dataset '{dataset}' is not finite")
+                folds = fold_indices(ml_events, FOLDS)
+                ml_events = ak.with_field(ml_events, folds, "fold")
+                weights = ak.to_numpy(ml_events.normalization_weight)
+                for fold, out in enumerate(fold_outs):
+                    mask = folds == fold
+                    out.write(ml_events[mask])
+                    n_events[fold] += int(mask.sum())
+                    fold_weights[fold] += float(weights[mask].sum())
+        reduced_out.close()
+        for out in fold_outs:
+            out.close()
+    return {"n_events": n_events, "sum_weights": fold_weights}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sample_json")
+    parser.add_argument("out_dir")
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    sample = SampleInfo.load(args.sample_json)
+    config_inst = analysis_template.get_config(CONFIG)
+    # the dnn model's columns (ml/dnn.py: DNNClassifier.uses), the fold columns and the event weight
+    from ml.dnn import dnn
+
+    model_columns = dnn(analysis_template, requested_configs=[CONFIG]).uses(config_inst)
+    ml_columns = sorted({*model_columns, *FOLD_COLUMNS, "normalization_weight"})
+    stats = {
+        dataset: process_dataset(
+            config_inst, dataset, sample.files[dataset], sample.branches, ml_columns, args.out_dir, args.chunk_size
+        )
+        for dataset in DATASETS
+    }
+    print(json.dumps({"events": sample.total_events, "seconds": time.perf_counter() - start, "stats": stats}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Render the results of a bench run into the performance page (bench/performance.md.in -> docs/performance.md).
+
+``python -m bench.report RESULTS_JSON OUTPUT`` re-renders a page from a saved results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from bench.common import format_count
+from bench.measure import summarize
+
+__all__ = ["Target", "render", "summary", "targets"]
+
+TEMPLATE = Path(__file__).with_name("performance.md.in")
+
+#: Row labels of the main table.
+LABELS = {
+    "raw": "raw uproot read of the chain's branches (I/O limit)",
+    "baseline": "hand-written script (calibrate → … → ML inputs)",
+    "chain": "`law run` chain, 1 worker",
+    "chain_w2": "`law run` chain, `--workers 2`",
+}
+
+
+def _fmt_rate(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:,.0f}k"
+    if value >= 1_000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:.0f}"
+
+
+def _fmt_time(stats: Mapping[str, float]) -> str:
+    if stats["n"] == 1:
+        return f"{stats['wall']:.1f}"
+    return f"{stats['wall']:.1f} ({stats['wall_min']:.1f}–{stats['wall_max']:.1f})"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary(runs: Sequence[Mapping[str, Any]], events: float | None = None) -> dict[str, float]:
+    """``summarize`` plus the event rate (events per wall second and per CPU second) of the median run."""
+    stats = summarize(runs)
+    n = events if events is not None else statistics.median(run["output"].get("events", 0) for run in runs)
+    stats["events"] = n
+    stats["rate"] = n / stats["wall"] if stats["wall"] else 0.0
+    stats["cpu_rate"] = n / stats["cpu"] if stats["cpu"] else 0.0
+    return stats
+
+
+class Target:
+    """One target of the issue: its description, the measured value, and whether it is met."""
+
+    def __init__(self, name: str, goal: str, measured: str, met: bool | None, note: str = "") -> None:
+        self.name, self.goal, self.measured, self.met, self.note = name, goal, measured, met, note
+
+    def row(self) -> list[str]:
+        status = "n/a" if self.met is None else ("**met**" if self.met else "**not met**")
+        return [self.name, self.goal, self.measured, status, self.note]
+
+
+def _training_rates(ml: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    rates: dict[str, dict[str, float]] = {}
+    for key in ("train_cf", "train_plain"):
+        runs = ml.get(key, [])
+        if not runs:
+            continue
+        samples = [run["output"]["n_fit"] * run["output"]["epochs"] for run in runs]
+        rates[key] = {
+            "samples": statistics.median(samples),
+            "fit": statistics.median(s / run["output"]["load_fit_seconds"] for s, run in zip(samples, runs, strict=True)),
+            "wall": statistics.median(s / run["wall"] for s, run in zip(samples, runs, strict=True)),
+            **{k: v for k, v in summarize(runs).items() if k in {"wall", "wall_min", "wall_max", "spread", "max_rss_mb"}},
+            "fit_seconds": statistics.median(run["output"]["load_fit_seconds"] for run in runs),
+            "n": len(runs),
+        }
+    return rates
+
+
+def targets(results: Mapping[str, Any]) -> list[Target]:
+    """The issue's targets, evaluated on the results."""
+    label = format_count(results["settings"]["events"])
+    sizes = results["sizes"]
+    main = {item: summary(runs) for item, runs in sizes[label].items() if item != "chain_complete"}
+    out = []
+    chain, baseline, raw = main["chain"], main["baseline"], main["raw"]
+    ratio = chain["rate"] / baseline["rate"]
+    out.append(Target("chain vs hand-written", "≥ 0.8×", f"{ratio:.2f}×", ratio >= 0.8, "events/s, 1 worker"))
+    if "chain_w2" in main:
+        ratio_w2 = main["chain_w2"]["rate"] / baseline["rate"]
+        out.append(Target("chain (`--workers 2`) vs hand-written", "≥ 0.8×", f"{ratio_w2:.2f}×", ratio_w2 >= 0.8))
+    ratio = chain["rate"] / raw["rate"]
+    out.append(Target("chain vs raw read", "≥ 0.5×", f"{ratio:.2f}×", ratio >= 0.5, "events/s, 1 worker"))
+    ml = results.get("ml", {})
+    rates = _training_rates(ml)
+    if "train_cf" in rates and "train_plain" in rates:
+        fit_ratio = rates["train_cf"]["fit"] / rates["train_plain"]["fit"]
+        wall_ratio = rates["train_cf"]["wall"] / rates["train_plain"]["wall"]
+        out.append(
+            Target(
+                "MLTraining fold vs plain `keras.fit`",
+                "≥ 0.9×",
+                f"{fit_ratio:.2f}× (whole process: {wall_ratio:.2f}×)",
+                fit_ratio >= 0.9,
+                "samples/s of load + fit; the whole process adds law, model export and ONNX check",
+            )
+        )
+    if ml.get("eval_onnx") and ml.get("predict_plain"):
+        onnx, plain = summary(ml["eval_onnx"]), summary(ml["predict_plain"])
+        ratio = onnx["rate"] / plain["rate"]
+        out.append(Target("MLEvaluation (ONNX) vs plain Keras `predict`", "≥ 1.5×", f"{ratio:.2f}×", ratio >= 1.5))
+    scaled = [n for n in results["settings"]["scaling"] if format_count(n) in sizes and "chain" in sizes[format_count(n)]]
+    if scaled:
+        largest = format_count(max(scaled))
+        rss = max(run["max_rss_mb"] for run in sizes[largest]["chain"]) / chain["max_rss_mb"] - 1.0
+        out.append(
+            Target(
+                f"chain peak RSS flat {label} → {largest}",
+                "within ±20%",
+                f"{rss:+.0%} ({chain['max_rss_mb']:.0f} → {chain['max_rss_mb'] * (1 + rss):.0f} MiB)",
+                abs(rss) <= 0.2,
+            )
+        )
+    complete = sizes[label].get("chain_complete")
+    if complete:
+        seconds = statistics.median(run["wall"] for run in complete)
+        out.append(Target("`law run` of a complete chain", "< 3 s", f"{seconds:.2f} s", seconds < 3.0, "all 4 datasets"))
+    if results.get("setup_sh"):
+        seconds = statistics.median(run["wall"] for run in results["setup_sh"])
+        out.append(Target("`source setup.sh`, warm", "< 2 s", f"{seconds:.2f} s", seconds < 2.0))
+    return out
+
+
+def _main_table(results: Mapping[str, Any]) -> str:
+    label = format_count(results["settings"]["events"])
+    runs = results["sizes"][label]
+    stats = {item: summary(item_runs) for item, item_runs in runs.items() if item != "chain_complete"}
+    reference = {"raw": None, "baseline": "raw", "chain": "baseline", "chain_w2": "baseline"}
+    rows = []
+    for item, label_text in LABELS.items():
+        if item not in stats:
+            continue
+        s = stats[item]
+        ref = reference[item]
+        ratio = f"{s['rate'] / stats[ref]['rate']:.2f}× {ref}" if ref else "—"
+        if item.startswith("chain"):
+            ratio += f", {s['rate'] / stats['raw']['rate']:.2f}× raw"
+        rows.append(
+            [
+                label_text,
+                _fmt_rate(s["rate"]),
+                _fmt_time(s),
+                f"{s['cpu']:.1f}",
+                ratio,
+                f"{s['max_rss_mb']:.0f}",
+                f"±{s['spread'] / 2:.0%}",
+            ]
+        )
+    header = ["measurement", "events/s", "wall s (min–max)", "CPU s", "ratio (events/s)", "peak RSS MiB", "noise"]
+    return _table(header, rows)
+
+
+def _ml_table(results: Mapping[str, Any]) -> str:
+    ml = results.get("ml")
+    if not ml:
+        return "*The ML measurements were skipped in this run (`--skip-ml`).*"
+    rows = []
+    rates = _training_rates(ml)
+    plain = rates.get("train_plain")
+    for key, text in (("train_plain", "plain `keras.fit`"), ("train_cf", "`cf.MLTraining` fold 0")):
+        if key not in rates:
+            continue
+        r = rates[key]
+        ratio = "—" if key == "train_plain" or not plain else f"{r['fit'] / plain['fit']:.2f}× ({r['wall'] / plain['wall']:.2f}×)"
+        rows.append(
+            [
+                text,
+                f"{_fmt_rate(r['fit'])} ({_fmt_rate(r['wall'])})",
+                f"{r['fit_seconds']:.1f} / {r['wall']:.1f}",
+                ratio,
+                f"{r['max_rss_mb']:.0f}",
+                f"±{r['spread'] / 2:.0%}",
+            ]
+        )
+    header = ["training", "samples/s: load + fit (whole process)", "s: load + fit / process", "ratio", "peak RSS MiB", "noise"]
+    table = _table(header, rows)
+    rows = []
+    plain_eval = summary(ml["predict_plain"]) if ml.get("predict_plain") else None
+    for key, text in (
+        ("predict_plain", "plain Keras `model.predict`"),
+        ("eval_keras", "`cf.MLEvaluation`, Keras"),
+        ("eval_onnx", "`cf.MLEvaluation`, ONNX"),
+    ):
+        if not ml.get(key):
+            continue
+        s = summary(ml[key])
+        ratio = "—" if key == "predict_plain" or plain_eval is None else f"{s['rate'] / plain_eval['rate']:.2f}×"
+        rows.append(
+            [text, _fmt_rate(s["rate"]), _fmt_time(s), f"{s['cpu']:.1f}", ratio, f"{s['max_rss_mb']:.0f}", f"±{s['spread'] / 2:.0%}"]
+        )
+    header = ["evaluation", "events/s", "wall s (min–max)", "CPU s", "ratio", "peak RSS MiB", "noise"]
+    return table + "\n\n" + _table(header, rows)
+
+
+def _scaling_table(results: Mapping[str, Any]) -> str:
+    settings = results["settings"]
+    sizes = [settings["events"], *settings["scaling"]]
+    labels = [format_count(n) for n in sizes if format_count(n) in results["sizes"]]
+    if len(labels) < 2:
+        return "*No scaling sizes in this run.*"
+    base_label = labels[0]
+    rows = []
+    for item in ("raw", "baseline", "chain"):
+        if item not in results["sizes"][labels[1]]:
+            continue
+        base = summary(results["sizes"][base_label][item])
+        for n, label in zip(sizes, labels, strict=False):
+            runs = results["sizes"][label].get(item)
+            if not runs:
+                continue
+            s = summary(runs)
+            factor = n / settings["events"]
+            rows.append(
+                [
+                    LABELS[item] if label == base_label else "",
+                    label,
+                    _fmt_time(s),
+                    _fmt_rate(s["rate"]),
+                    "—" if label == base_label else f"{s['wall'] / base['wall']:.1f}× (events {factor:.0f}×)",
+                    f"{s['max_rss_mb']:.0f}",
+                    "—" if label == base_label else f"{s['max_rss_mb'] / base['max_rss_mb'] - 1:+.0%}",
+                ]
+            )
+    header = ["measurement", "events", "wall s", "events/s", "time growth", "peak RSS MiB", "RSS growth"]
+    return _table(header, rows)
+
+
+def _machine(results: Mapping[str, Any]) -> str:
+    m = results["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    load_start = ", ".join(f"{v:.1f}" for v in results["load_start"])
+    load_end = ", ".join(f"{v:.1f}" for v in results.get("load_end", results["load_start"]))
+    return (
+        f"- **Date**: {results['date']}; commit `{m['commit']}`; the bench took {results.get('duration_s', 0) / 60:.0f} min\n"
+        f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}; {packages}\n"
+        f"- **Load average** (1, 5, 15 min) at the start: {load_start}; at the end: {load_end} "
+        "(other users of the machine; see *noise*)\n"
+        f"- **Command**: `{results['settings']['command']}`"
+    )
+
+
+def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
+    """The performance page for a results dict (as ``python -m bench`` writes it to results.json)."""
+    settings = results["settings"]
+    label = format_count(settings["events"])
+    tgts = targets(results)
+    values = {
+        "machine": _machine(results),
+        "events": label,
+        "reps": str(settings["reps"]),
+        "chunk_size": f"{settings['chunk_size']:,}",
+        "epochs": str(settings["epochs"]) if settings.get("epochs") else "—",
+        "main_table": _main_table(results),
+        "ml_table": _ml_table(results),
+        "scaling_table": _scaling_table(results),
+        "targets_table": _table(["target", "goal", "measured", "status", "note"], [t.row() for t in tgts]),
+        "n_met": str(sum(1 for t in tgts if t.met)),
+        "n_targets": str(len(tgts)),
+    }
+    return Template(template.read_text()).substitute(values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results_json")
+    parser.add_argument("output")
+    args = parser.parse_args(argv)
+    Path(args.output).write_text(render(json.loads(Path(args.results_json).read_text())))
+
+
+if __name__ == "__main__":
+    main()

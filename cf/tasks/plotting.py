@@ -1,0 +1,713 @@
+"""Plotting tasks: ``cf.PlotVariables1D`` (stack plots of the histograms) and ``cf.PlotMLResults``.
+
+Both run in the base environment (matplotlib and mplhep live there, TensorFlow does not); the figures are
+drawn by the pure functions of :mod:`cf.plotting`. Every output is written atomically, and every figure
+comes with a json file holding the numbers it shows.
+
+    MergeHistograms (per dataset) -> PlotVariables1D (per category and variable: png, pdf, json)
+    MLTrainingScores + MLEvaluation + MLTraining -> PlotMLResults (ROC, confusion matrix, scores, loss)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import law
+import luigi
+import numpy as np
+
+from cf.analysis import analysis_setting, get_config, load_analysis
+from cf.columnar_util import Route
+from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.io import dump_json, iter_event_chunks, open_source
+from cf.ml import MLModel
+from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, ShiftMixin
+from cf.tasks.histograms import MergeHistograms, MLModelsMixin, VariablesMixin, load_histograms
+from cf.tasks.ml import MLEvaluation, MLModelMixin, MLTraining, MLTrainingScores, training_functions
+from cf.tasks.production import ProduceColumns
+from cf.tasks.reduction import ReduceEvents
+from cf.util import UserError, short_hash
+
+__all__ = [
+    "DEFAULT_PLOT_VARIABLES",
+    "MLClass",
+    "PlotMLResults",
+    "PlotVariables1D",
+    "default_plot_variables",
+    "histogram_slice",
+    "model_classes",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Variables plotted when ``--variables`` is not given (those the config has; ``config.x.default_plot_variables``
+#: takes precedence).
+DEFAULT_PLOT_VARIABLES = ("n_jet", "n_btag", "jet1_pt", "ht", "met_pt", "m_bb")
+#: The event weight column of the histograms and of the ML scores.
+WEIGHT_COLUMN = "normalization_weight"
+
+
+def default_plot_variables(config_inst: Any) -> tuple[str, ...]:
+    """The variables plotted by default.
+
+    They are ``config.x.default_plot_variables``, else those of :data:`DEFAULT_PLOT_VARIABLES` the config has,
+    else its first four variables.
+    """
+    configured = config_inst.x("default_plot_variables", None)
+    if configured:
+        return tuple(configured)
+    names = [name for name in DEFAULT_PLOT_VARIABLES if config_inst.has_variable(name)]
+    return tuple(names) or tuple(variable.name for variable in list(config_inst.variables)[:4])
+
+
+def histogram_slice(histogram: Any, category_id: int, shift: str) -> tuple[np.ndarray, np.ndarray]:
+    """The bin contents and variances (flow bins included) of one category and shift of a histogram.
+
+    A category or shift missing from the histogram's (growing) axes had no events: zeros are returned.
+
+    Returns:
+        ``(values, variances)`` with ``n_bins + 2`` entries (underflow first, overflow last) for axes with
+        flow bins.
+    """
+    import hist
+
+    n_flow = histogram.axes[-1].extent
+    if category_id not in list(histogram.axes["category"]) or shift not in list(histogram.axes["shift"]):
+        return np.zeros(n_flow), np.zeros(n_flow)
+    sliced = histogram[{"category": hist.loc(category_id), "shift": hist.loc(shift)}]
+    values = np.asarray(sliced.values(flow=True), dtype=np.float64)
+    variances = sliced.variances(flow=True)
+    variances = values.copy() if variances is None else np.asarray(variances, dtype=np.float64)
+    return values, variances
+
+
+def _visible(axis: Any, array: np.ndarray) -> np.ndarray:
+    """The visible bins of a flow-including array of ``axis``."""
+    start = 1 if axis.traits.underflow else 0
+    return array[start : start + len(axis)]
+
+
+def _flow(axis: Any, array: np.ndarray) -> tuple[float, float]:
+    """``(underflow, overflow)`` of a flow-including array of ``axis`` (0 where the axis has none)."""
+    under = float(array[0]) if axis.traits.underflow else 0.0
+    over = float(array[-1]) if axis.traits.overflow else 0.0
+    return under, over
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(value) for value in values]
+
+
+class PlotVariables1D(
+    VariablesMixin,
+    MLModelsMixin,
+    ProducersMixin,
+    SelectorMixin,
+    CalibratorsMixin,
+    ShiftMixin,
+    ConfigTask,
+):
+    """Stack plots of the config variables: backgrounds stacked, the signal as a line, pseudo-data as points.
+
+    Datasets are grouped into the config's top-level processes (``config.add_process``): those of data are
+    the points (Garwood error bars), the signal processes (``x.is_signal`` or tag ``signal``) are lines scaled
+    by ``--signal-scale``, all others are stacked, smallest yield at the bottom. A ratio panel shows data over
+    the stacked MC with the MC statistical uncertainty. Flow bins are not drawn but are in the json file.
+
+    Outputs per category and variable: ``plot__cat_<category>__var_<variable>.{png,pdf,json}``.
+    """
+
+    variables = law.CSVParameter(
+        default=(),
+        description=f"variables to plot; default: the config's default_plot_variables, else those of "
+        f"{', '.join(DEFAULT_PLOT_VARIABLES)} that exist",
+    )
+    datasets = law.CSVParameter(default=(), description="datasets to plot; default: all datasets of the config")
+    categories = law.CSVParameter(default=("incl",), description="categories to plot; default: incl")
+    signal_scale = luigi.FloatParameter(
+        default=0.0,
+        description="factor applied to the signal lines (shown in the legend); default (0): the power of ten that "
+        "brings the signal yield to 10-100%% of the background yield",
+    )
+    log_y = luigi.BoolParameter(default=False, description="logarithmic y axis")
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if "variables" in params and not params["variables"]:
+            config_name = params.get("config") or analysis_setting("default_config")
+            params["variables"] = default_plot_variables(get_config(load_analysis(), config_name))
+        params = super().modify_param_values(params)
+        if "config" not in params:
+            return params
+        config_inst = get_config(load_analysis(), params["config"])
+        if "datasets" in params:
+            known = [dataset.name for dataset in config_inst.datasets]
+            if not params["datasets"]:
+                params["datasets"] = tuple(known)
+            unknown = [name for name in params["datasets"] if name not in known]
+            if unknown:
+                raise UserError(f"unknown dataset(s) {', '.join(unknown)}, available: {', '.join(known)}")
+            params["datasets"] = tuple(dict.fromkeys(params["datasets"]))
+        if "categories" in params:
+            known = [category.name for category in config_inst.categories]
+            unknown = [name for name in params["categories"] if name not in known]
+            if unknown or not params["categories"]:
+                raise UserError(
+                    f"unknown category(s) {', '.join(unknown) or '(none given)'}, available: {', '.join(known)}",
+                )
+        if params.get("signal_scale", 0.0) < 0 or not math.isfinite(params.get("signal_scale", 0.0)):
+            raise UserError(
+                f"--signal-scale must be a positive number (or 0 for automatic), got {params['signal_scale']}"
+            )
+        return params
+
+    def store_parts(self) -> list[str]:
+        all_datasets = [dataset.name for dataset in self.config_inst.datasets]
+        datasets = (
+            "datasets__all"
+            if set(self.datasets) == set(all_datasets)
+            else f"datasets__{short_hash(sorted(self.datasets))}"
+        )
+        scale = "auto" if self.signal_scale == 0 else f"{self.signal_scale:g}"
+        parts = [
+            *super().store_parts(),
+            self.shift,
+            datasets,
+            "calib__" + ("__".join(self.calibrators) or "none"),
+            f"sel__{self.selector}",
+            "prod__" + ("__".join(self.producers) or "none"),
+        ]
+        if self.ml_models:
+            parts.append("ml__" + "__".join(self.ml_models))
+        return [*parts, f"style__sig_{scale}__{'log' if self.log_y else 'lin'}"]
+
+    def requires(self) -> dict[str, MergeHistograms]:
+        # all variables: MergeHistograms' output path does not depend on --variables (see load())
+        return {dataset: MergeHistograms.req(self, dataset=dataset, variables=()) for dataset in self.datasets}
+
+    def output(self) -> dict[str, dict[str, dict[str, law.LocalFileTarget]]]:
+        return {
+            category: {
+                variable: {
+                    ext: self.target(f"plot__cat_{category}__var_{variable}.{ext}") for ext in ("png", "pdf", "json")
+                }
+                for variable in self.variables
+            }
+            for category in self.categories
+        }
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """The histograms of each dataset; a clear error when a variable is missing from one of them."""
+        histograms = {}
+        for dataset, target in self.input().items():
+            histograms[dataset] = load_histograms(target.path)
+            missing = [name for name in self.variables if name not in histograms[dataset]]
+            if missing:
+                raise UserError(
+                    f"the histograms of dataset '{dataset}' ({target.path}) lack the variable(s) {', '.join(missing)}; "
+                    "they were made with another --variables (MergeHistograms' output path does not depend on it): "
+                    "remove that file or use another --version",
+                )
+        return histograms
+
+    def run(self) -> None:
+        from cf.plotting import group_datasets, is_signal
+
+        histograms = self.load()
+        shifts = {dataset: task.effective_shift for dataset, task in self.requires().items()}
+        groups = group_datasets(self.config_inst, list(self.datasets))
+        kinds = {}
+        for name in groups:
+            process_inst = self.config_inst.get_process(name, deep=False)
+            kinds[name] = "data" if process_inst.is_data else ("signal" if is_signal(process_inst) else "background")
+        outputs = self.output()
+        for category in self.categories:
+            category_inst = self.config_inst.get_category(category)
+            for variable in self.variables:
+                numbers = self.plot_numbers(histograms, shifts, groups, kinds, category_inst, variable)
+                self.draw(numbers, outputs[category][variable])
+                self.publish_message(f"plotted {variable} in category {category}")
+
+    def plot_numbers(
+        self,
+        histograms: dict[str, dict[str, Any]],
+        shifts: dict[str, str],
+        groups: dict[str, list[str]],
+        kinds: dict[str, str],
+        category_inst: Any,
+        variable: str,
+    ) -> dict[str, Any]:
+        """The numbers of one plot (json-serializable): per dataset and per process group."""
+        variable_inst = self.config_inst.get_variable(variable)
+        datasets: dict[str, Any] = {}
+        processes: dict[str, Any] = {}
+        edges = None
+        for process, names in groups.items():
+            process_inst = self.config_inst.get_process(process, deep=False)
+            values = variances = None
+            for dataset in names:
+                histogram = histograms[dataset][variable]
+                axis = histogram.axes[-1]
+                edges = axis.edges
+                v, w2 = histogram_slice(histogram, category_inst.id, shifts[dataset])
+                datasets[dataset] = {
+                    "process": process,
+                    "shift": shifts[dataset],
+                    "sum_with_flow": float(v.sum()),
+                    "variance_with_flow": float(w2.sum()),
+                }
+                values = v if values is None else values + v
+                variances = w2 if variances is None else variances + w2
+            if values is None or variances is None:
+                raise ValueError(f"process '{process}' has no datasets")
+            under, over = _flow(axis, values)
+            processes[process] = {
+                "label": process_inst.label,
+                "color": _color(process_inst.color1),
+                "kind": kinds[process],
+                "datasets": names,
+                "values": _floats(_visible(axis, values)),
+                "variances": _floats(_visible(axis, variances)),
+                "underflow": under,
+                "overflow": over,
+                "sum": float(_visible(axis, values).sum()),
+                "sum_with_flow": float(values.sum()),
+            }
+        luminosity = float(self.config_inst.x.luminosity.nominal)
+        return {
+            "config": self.config,
+            "category": {"name": category_inst.name, "id": category_inst.id, "label": category_inst.label},
+            "variable": {
+                "name": variable,
+                "x_title": variable_inst.get_full_x_title(),
+                "unit": variable_inst.unit,
+                "expression": variable_inst.expression,
+            },
+            "shift": self.shift,
+            "luminosity_pb": luminosity,
+            "luminosity_fb": luminosity / 1000.0,
+            "edges": _floats(np.asarray(edges)),
+            "processes": processes,
+            "datasets": datasets,
+            "weight": WEIGHT_COLUMN,
+        }
+
+    def draw(self, numbers: dict[str, Any], outputs: dict[str, law.LocalFileTarget]) -> None:
+        from cf.plotting import HistComponent, plot_stack, save_figure, signal_scale_for
+
+        def component(name: str) -> HistComponent:
+            entry = numbers["processes"][name]
+            return HistComponent(
+                entry["label"], np.array(entry["values"]), np.array(entry["variances"]), entry["color"]
+            )
+
+        processes = numbers["processes"]
+        backgrounds = sorted(
+            (p for p in processes if processes[p]["kind"] == "background"), key=lambda p: processes[p]["sum"]
+        )
+        signals = [p for p in processes if processes[p]["kind"] == "signal"]
+        data = [p for p in processes if processes[p]["kind"] == "data"]
+        data_component = None
+        if data:
+            values = np.sum([processes[p]["values"] for p in data], axis=0)
+            data_component = HistComponent("Data", values)
+        scale = self.signal_scale
+        if scale == 0:
+            background_sum = sum(processes[p]["sum"] for p in backgrounds)
+            signal_sum = max((processes[p]["sum"] for p in signals), default=0.0)
+            scale = signal_scale_for(background_sum, signal_sum)
+        result = plot_stack(
+            np.array(numbers["edges"]),
+            [component(p) for p in backgrounds],
+            [component(p) for p in signals],
+            data_component,
+            x_label=numbers["variable"]["x_title"],
+            y_label="Events / bin",
+            signal_scale=scale,
+            lumi_fb=numbers["luminosity_fb"],
+            com=self.config_inst.campaign.ecm,
+            category_label=numbers["category"]["label"] or numbers["category"]["name"],
+            log_y=self.log_y,
+        )
+        numbers["signal_scale"] = scale
+        numbers["stack_order"] = backgrounds
+        numbers["background_total"] = _floats(result.background_total)
+        numbers["background_variance"] = _floats(result.background_variance)
+        numbers["ratio"] = None if result.ratio is None else [None if np.isnan(r) else float(r) for r in result.ratio]
+        save_figure(result.figure, {"png": outputs["png"].path, "pdf": outputs["pdf"].path})
+        dump_json(outputs["json"].path, numbers)
+
+
+def _color(color: Any) -> Any:
+    """An order color (an RGB tuple of floats or a string) as something json and matplotlib both take."""
+    if color is None or isinstance(color, str):
+        return color
+    return [float(channel) for channel in color]
+
+
+# ML results
+
+
+@dataclass(frozen=True)
+class MLClass:
+    """One output class of an ML model.
+
+    Attributes:
+        name: The class name (e.g. ``hh``).
+        datasets: The training datasets of the class.
+        score_column: The evaluation column of the class's output node.
+        label: A legend label (the label of the datasets' top-level process where they share one).
+        color: A color (that of the top-level process), or None.
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    score_column: str
+    label: str
+    color: Any = None
+
+
+def _class_style(config_inst: Any, name: str, datasets: tuple[str, ...]) -> tuple[str, Any]:
+    from cf.plotting import top_level_process
+
+    tops = {top_level_process(config_inst, config_inst.get_dataset(d).processes.get_first()) for d in datasets}
+    if len(tops) == 1:
+        top = tops.pop()
+        return top.label or name, _color(top.color1)
+    return name, None
+
+
+def _matches(config_inst: Any, class_name: str, dataset: str) -> bool:
+    """Whether a score ``..._<class_name>`` belongs to a dataset: by the dataset name or one of its processes."""
+    if dataset == class_name or dataset.startswith(class_name + "_"):
+        return True
+    pending = list(config_inst.get_dataset(dataset).processes)
+    while pending:
+        process = pending.pop()
+        if process.name == class_name:
+            return True
+        pending.extend(process.parent_processes)
+    return False
+
+
+def model_classes(model: MLModel, config_inst: Any) -> list[MLClass]:
+    """The output classes of a model with their datasets and score columns, the signal class first.
+
+    * A model with ``classes`` (pairs of a name and dataset names) and ``score_column(name)`` (like ``dnn``)
+      is taken as it says.
+    * Otherwise each ``produces`` column ``..score_<name>`` is matched to the training datasets whose name
+      starts with ``<name>_`` or that belong to a process called ``<name>`` (``test_model``: ``score_hh``
+      and ``score_tt``); the classes are ordered signal first, then by the model's ``dataset_names``.
+
+    Raises:
+        UserError: If the scores cannot be matched to the training datasets one to one.
+    """
+    from cf.plotting import is_signal
+
+    datasets = sorted(dataset.name for dataset in model.datasets(config_inst))
+    score_column = getattr(model, "score_column", None)
+    if hasattr(model, "classes") and callable(score_column):
+        result = []
+        for name, names in model.classes:
+            label, color = _class_style(config_inst, name, tuple(names))
+            result.append(MLClass(name, tuple(names), score_column(name), label, color))
+        return result
+    columns = sorted(Route(column).column for column in model.produces(config_inst))
+    assigned: dict[str, list[str]] = {column: [] for column in columns}
+    for dataset in datasets:
+        owners = [c for c in columns if _matches(config_inst, c.rsplit(".", 1)[-1].removeprefix("score_"), dataset)]
+        if len(owners) != 1:
+            raise UserError(
+                f"cannot tell which output of ML model '{model.cls_name}' belongs to its training dataset '{dataset}' "
+                f"(outputs: {', '.join(columns)}); give the model 'classes' and 'score_column' like ml/dnn.py",
+            )
+        assigned[owners[0]].append(dataset)
+    empty = [column for column, names in assigned.items() if not names]
+    if empty:
+        raise UserError(f"the output(s) {', '.join(empty)} of ML model '{model.cls_name}' match no training dataset")
+    order = list(getattr(model, "dataset_names", ()))
+
+    def rank(column: str) -> tuple[int, int, str]:
+        names = assigned[column]
+        signal = any(is_signal(config_inst.get_dataset(d).processes.get_first()) for d in names)
+        first = min((order.index(d) for d in names if d in order), default=len(order))
+        return (0 if signal else 1, first, column)
+
+    result = []
+    for column in sorted(columns, key=rank):
+        name = column.rsplit(".", 1)[-1].removeprefix("score_")
+        label, color = _class_style(config_inst, name, tuple(assigned[column]))
+        result.append(MLClass(name, tuple(assigned[column]), column, label, color))
+    return result
+
+
+@dataclass
+class ScoreSample:
+    """Scores of a set of events: one row per event.
+
+    Attributes:
+        scores: Shape ``(events, classes)``, in the order of :func:`model_classes`.
+        labels: The true class index of each event.
+        weights: The event weights (``abs`` of the normalization weight).
+        folds: The fold of the model that scored each event.
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    folds: np.ndarray
+
+    def select(self, mask: np.ndarray) -> ScoreSample:
+        return ScoreSample(self.scores[mask], self.labels[mask], self.weights[mask], self.folds[mask])
+
+
+class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin, ConfigTask):
+    """Performance plots of a k-fold ML model (``--ml-model``) on its training datasets.
+
+    * ``plot__roc``: ROC curve of the signal class (the model's first class) against all others, per fold on
+      the held-out events (the MLEvaluation outputs: each event scored by the one model that did not see it),
+      and their mean with a ±1 sigma band; the AUCs are in the legend, the training-event mean dashed.
+    * ``plot__confusion``: the confusion matrix of the held-out events (rows: true class, columns: the class
+      with the largest score), each row normalised to 1.
+    * ``plot__scores``: per output node, each class's score on training (filled) and held-out events (points),
+      normalised to unit area (the training-event scores come from ``cf.MLTrainingScores``).
+    * ``plot__loss``: training and validation loss per fold from ``history.json`` in each fold's model
+      directory; not written (an optional output) when the model saves no history, which is logged.
+    * ``ml_results.json``: the AUCs, the confusion matrix, the event counts and whether a history exists.
+
+    Events are weighted with ``abs(normalization_weight)`` (1 where the producers make no weight).
+    """
+
+    def store_parts(self) -> list[str]:
+        return [
+            *super().store_parts(),
+            "calib__" + ("__".join(self.calibrators) or "none"),
+            f"sel__{self.selector}",
+            "prod__" + ("__".join(self.producers) or "none"),
+            self.ml_store_part(),
+        ]
+
+    def training_datasets(self) -> list[str]:
+        return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))
+
+    def requires(self) -> dict[str, Any]:
+        funcs = training_functions(self.ml_model_inst, self.config_inst, self.param_kwargs)
+        datasets = self.training_datasets()
+        return {
+            "training_scores": MLTrainingScores.req(self),
+            "models": MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1, **funcs),
+            "evaluation": {dataset: MLEvaluation.req(self, dataset=dataset) for dataset in datasets},
+            "events": {dataset: ReduceEvents.req(self, dataset=dataset) for dataset in datasets},
+            "columns": {dataset: ProduceColumns.req(self, dataset=dataset) for dataset in datasets},
+        }
+
+    def output(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = {
+            name: {ext: self.target(f"plot__{name}.{ext}") for ext in ("png", "pdf")}
+            for name in ("roc", "confusion", "scores")
+        }
+        outputs["loss"] = {
+            ext: law.LocalFileTarget(self.local_path(f"plot__loss.{ext}"), optional=True) for ext in ("png", "pdf")
+        }
+        outputs["json"] = self.target("ml_results.json")
+        return outputs
+
+    # inputs
+
+    def classes(self) -> list[MLClass]:
+        return model_classes(self.ml_model_inst, self.config_inst)
+
+    def dataset_labels(self, classes: list[MLClass]) -> dict[str, int]:
+        return {dataset: index for index, ml_class in enumerate(classes) for dataset in ml_class.datasets}
+
+    def held_out_scores(self, classes: list[MLClass]) -> ScoreSample:
+        """The MLEvaluation scores of the training datasets, with the weight and fold of each event."""
+        inputs = self.input()
+        labels = self.dataset_labels(classes)
+        columns = [ml_class.score_column for ml_class in classes]
+        uses = set(FOLD_COLUMNS) | {Route(column).column for column in columns}
+        parts: list[ScoreSample] = []
+        for dataset in self.training_datasets():
+            evaluation = inputs["evaluation"][dataset]["collection"].targets
+            events = inputs["events"][dataset]["collection"].targets
+            produced = inputs["columns"][dataset]["collection"].targets
+            for branch in sorted(evaluation):
+                sources = [
+                    open_source(events[branch]["events"].path),
+                    open_source(produced[branch]["columns"].path),
+                    open_source(evaluation[branch]["mlcolumns"].path),
+                ]
+                for chunk, _, _ in iter_event_chunks(sources, uses, self.chunk_size, optional={WEIGHT_COLUMN}):
+                    parts.append(
+                        self._sample(chunk, columns, labels[dataset], fold_indices(chunk, self.ml_model_inst.folds))
+                    )
+        return _concatenate(parts, len(classes))
+
+    def training_scores(self, classes: list[MLClass]) -> ScoreSample:
+        """The MLTrainingScores rows of the events each fold model was trained on."""
+        rows = ak.from_parquet(self.input()["training_scores"].path)
+        rows = rows[rows.is_training]
+        labels = np.full(len(rows), -1, dtype=np.int64)
+        for dataset, label in self.dataset_labels(classes).items():
+            labels[ak.to_numpy(rows.dataset == dataset)] = label
+        if np.any(labels < 0):
+            raise ValueError(f"{self.input()['training_scores'].path} has rows of datasets the model does not train on")
+        columns = [ml_class.score_column for ml_class in classes]
+        return ScoreSample(
+            scores=_score_matrix(rows, columns),
+            labels=labels,
+            weights=np.abs(ak.to_numpy(rows.weight).astype(np.float64)),
+            folds=ak.to_numpy(rows.fold).astype(np.int64),
+        )
+
+    @staticmethod
+    def _sample(chunk: ak.Array, columns: list[str], label: int, folds: np.ndarray) -> ScoreSample:
+        n = len(chunk)
+        weights = ak.to_numpy(chunk[WEIGHT_COLUMN]).astype(np.float64) if WEIGHT_COLUMN in chunk.fields else np.ones(n)
+        return ScoreSample(_score_matrix(chunk, columns), np.full(n, label, dtype=np.int64), np.abs(weights), folds)
+
+    def histories(self) -> dict[int, dict[str, list[float]]]:
+        """``history.json`` of each fold's model directory (folds without one are left out)."""
+        histories = {}
+        for fold, target in sorted(self.input()["models"]["collection"].targets.items()):
+            path = os.path.join(target.path, "history.json")
+            if os.path.isfile(path):
+                histories[fold] = law.LocalFileTarget(path).load(formatter="json")
+        return histories
+
+    # plots
+
+    def run(self) -> None:
+        from cf.plotting import (
+            auc,
+            confusion_matrix,
+            mean_roc,
+            plot_confusion_matrix,
+            plot_loss_curves,
+            plot_roc,
+            plot_score_distributions,
+            roc_curve,
+            save_figure,
+        )
+
+        model = self.ml_model_inst
+        outputs = self.output()
+        classes = self.classes()
+        held_out = self.held_out_scores(classes)
+        training = self.training_scores(classes)
+        signal = classes[0]
+
+        # ROC curves per fold on held-out events, their mean, and the mean on training events
+        folds = range(model.folds)
+        held_curves: list[tuple[np.ndarray, np.ndarray]] = []
+        training_curves: list[tuple[np.ndarray, np.ndarray]] = []
+        for fold in folds:
+            for sample, curves in ((held_out, held_curves), (training, training_curves)):
+                part = sample.select(sample.folds == fold)
+                curves.append(roc_curve(part.scores[:, 0], part.labels == 0, part.weights))
+        held_aucs = [auc(*curve) for curve in held_curves]
+        training_aucs = [auc(*curve) for curve in training_curves]
+        mean = mean_roc(held_curves)
+        training_mean = mean_roc(training_curves)
+        all_auc = auc(*roc_curve(held_out.scores[:, 0], held_out.labels == 0, held_out.weights))
+        figure = plot_roc(
+            [(f"Fold {fold} (AUC = {value:.3f})", *held_curves[fold]) for fold, value in enumerate(held_aucs)],
+            mean,
+            f"Held-out mean (AUC = {np.mean(held_aucs):.3f} $\\pm$ {np.std(held_aucs):.3f})",
+            title=f"{signal.label} vs. rest\nheld-out events",
+            model_label=model.cls_name,
+            extra=[(f"Training events, mean (AUC = {np.mean(training_aucs):.3f})", training_mean[0], training_mean[1])],
+        )
+        save_figure(figure, {ext: target.path for ext, target in outputs["roc"].items()})
+
+        # confusion matrix of the held-out events
+        predicted = np.argmax(held_out.scores, axis=1)
+        matrix = confusion_matrix(held_out.labels, predicted, len(classes), held_out.weights)
+        figure = plot_confusion_matrix(
+            matrix, [c.label for c in classes], model_label=model.cls_name, events_label="held-out events"
+        )
+        save_figure(figure, {ext: target.path for ext, target in outputs["confusion"].items()})
+
+        # score distributions, training against held-out
+        def by_class(sample: ScoreSample) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            return {
+                c.label: (sample.scores[sample.labels == i], sample.weights[sample.labels == i])
+                for i, c in enumerate(classes)
+                if np.any(sample.labels == i)
+            }
+
+        figure = plot_score_distributions(
+            [c.label for c in classes],
+            [(c.label, c.color) for c in classes],
+            by_class(training),
+            by_class(held_out),
+            model_label=model.cls_name,
+        )
+        save_figure(figure, {ext: target.path for ext, target in outputs["scores"].items()})
+
+        # loss curves
+        histories = self.histories()
+        for target in outputs["loss"].values():
+            target.remove()
+        if histories:
+            figure = plot_loss_curves(histories, model_label=model.cls_name)
+            save_figure(figure, {ext: target.path for ext, target in outputs["loss"].items()})
+        else:
+            logger.info(f"ML model '{model.cls_name}' saved no history.json in its fold directories: no loss plot")
+            self.publish_message(f"no training history of '{model.cls_name}': the loss plot is skipped")
+
+        results = {
+            "model": model.cls_name,
+            "config": self.config,
+            "folds": model.folds,
+            "weights": f"abs({WEIGHT_COLUMN})",
+            "classes": [
+                {"name": c.name, "label": c.label, "datasets": list(c.datasets), "score_column": c.score_column}
+                for c in classes
+            ],
+            "signal_class": signal.name,
+            "auc": {
+                "held_out": {
+                    "per_fold": held_aucs,
+                    "mean": float(np.mean(held_aucs)),
+                    "std": float(np.std(held_aucs)),
+                    "mean_curve": auc(mean[0], mean[1]),
+                    "all_events": all_auc,
+                },
+                "training": {"per_fold": training_aucs, "mean": float(np.mean(training_aucs))},
+            },
+            "confusion_matrix": {
+                "rows": "true class",
+                "columns": "class with the largest score",
+                "classes": [c.name for c in classes],
+                "matrix": [[float(value) for value in row] for row in matrix],
+            },
+            "n_events": {
+                "held_out": {c.name: int(np.sum(held_out.labels == i)) for i, c in enumerate(classes)},
+                "training": {c.name: int(np.sum(training.labels == i)) for i, c in enumerate(classes)},
+            },
+            "history": {"available": bool(histories), "folds": sorted(histories)},
+        }
+        dump_json(outputs["json"].path, results)
+
+
+def _score_matrix(events: ak.Array, columns: list[str]) -> np.ndarray:
+    if len(events) == 0:
+        return np.zeros((0, len(columns)))
+    return np.stack([ak.to_numpy(events[Route(column).fields]).astype(np.float64) for column in columns], axis=1)
+
+
+def _concatenate(parts: list[ScoreSample], n_classes: int) -> ScoreSample:
+    if not parts:
+        return ScoreSample(np.zeros((0, n_classes)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    return ScoreSample(
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.weights for p in parts]),
+        np.concatenate([p.folds for p in parts]),
+    )

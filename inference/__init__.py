@@ -1,0 +1,1 @@
+"""The analysis' inference models (combine datacards, pyhf workspaces and limits); listed in law.cfg."""
