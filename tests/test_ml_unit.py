@@ -158,7 +158,8 @@ def test_fold_indices_do_not_depend_on_chunking_or_order() -> None:
 def test_fold_indices_are_balanced_and_in_range() -> None:
     folds = fold_indices(identity(30_000), 5)
     counts = np.bincount(folds, minlength=5)
-    assert folds.min() == 0 and folds.max() == 4
+    assert folds.min() == 0
+    assert folds.max() == 4
     assert np.all(np.abs(counts - 6000) < 6000 * 0.05), counts
 
 
