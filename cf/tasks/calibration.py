@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import law
 
 from cf.columnar_util import take_ak_columns
@@ -17,9 +15,6 @@ __all__ = ["CalibrateEvents"]
 
 class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the calibrators on one input file; writes only the columns they declare in ``produces``."""
-
-    def requires(self) -> Any:
-        return {"lfns": self.lfns_requirement()}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"columns": self.target(f"calib_{self.branch}.parquet")}

@@ -100,9 +100,19 @@ class DatasetWorkflow(DatasetTask, BatchWorkflow):
     def create_branch_map(self) -> dict[int, int]:
         return {index: index for index in range(self.dataset_inst.n_files)}
 
+    def input_requirements(self) -> dict[str, Any]:
+        """What each branch needs; the workflow requires the same, so no branch starts before its inputs exist.
+
+        Subclasses override this (and call ``super()`` when they read the dataset's files themselves).
+        """
+        return {"lfns": self.lfns_requirement()}
+
+    def requires(self) -> Any:
+        return self.input_requirements()
+
     def workflow_requires(self) -> Any:
         reqs = super().workflow_requires()
-        reqs["lfns"] = GetDatasetLFNs.req(self)
+        reqs.update(self.input_requirements())
         return reqs
 
     def lfns_requirement(self) -> GetDatasetLFNs:

@@ -144,14 +144,6 @@ class CreateHistograms(
         reqs["ml"] = {name: MLEvaluation.req(self, ml_model=name, ml_model_settings=()) for name in self.ml_models}
         return reqs
 
-    def requires(self) -> Any:
-        return self.input_requirements()
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs.update(self.input_requirements())
-        return reqs
-
     def output(self) -> law.LocalFileTarget:
         return self.target(f"hists_{self.branch}.pickle")
 

@@ -156,14 +156,8 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
     Refuses NaN or infinite feature values, naming the column.
     """
 
-    def requires(self) -> Any:
+    def input_requirements(self) -> dict[str, Any]:
         return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self)}
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs["events"] = ReduceEvents.req(self)
-        reqs["columns"] = ProduceColumns.req(self)
-        return reqs
 
     def output(self) -> dict[str, Any]:
         folds = self.ml_model_inst.folds
@@ -421,14 +415,6 @@ class MLEvaluation(
         reqs = {"models": self.training_requirement(), "events": ReduceEvents.req(self)}
         if self.evaluation_producers():
             reqs["columns"] = ProduceColumns.req(self, producers=self.evaluation_producers())
-        return reqs
-
-    def requires(self) -> Any:
-        return self.input_requirements()
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs.update(self.input_requirements())
         return reqs
 
     def output(self) -> dict[str, law.LocalFileTarget]:

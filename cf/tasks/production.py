@@ -24,14 +24,8 @@ class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin
     normalization weight).
     """
 
-    def requires(self) -> Any:
+    def input_requirements(self) -> dict[str, Any]:
         return {"events": ReduceEvents.req(self), "stats": MergeSelectionStats.req(self)}
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs["events"] = ReduceEvents.req(self)
-        reqs["stats"] = MergeSelectionStats.req(self)
-        return reqs
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"columns": self.target(f"prod_{self.branch}.parquet")}

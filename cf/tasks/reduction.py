@@ -42,18 +42,8 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     columns produced by the calibrators and the selector.
     """
 
-    def requires(self) -> Any:
-        return {
-            "lfns": self.lfns_requirement(),
-            "calib": CalibrateEvents.req(self),
-            "sel": SelectEvents.req(self),
-        }
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs["calib"] = CalibrateEvents.req(self)
-        reqs["sel"] = SelectEvents.req(self)
-        return reqs
+    def input_requirements(self) -> dict[str, Any]:
+        return {**super().input_requirements(), "calib": CalibrateEvents.req(self), "sel": SelectEvents.req(self)}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"events": self.target(f"events_{self.branch}.parquet")}

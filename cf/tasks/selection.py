@@ -41,13 +41,8 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     the statistics in ``STAT_KEYS``.
     """
 
-    def requires(self) -> Any:
-        return {"lfns": self.lfns_requirement(), "calib": CalibrateEvents.req(self)}
-
-    def workflow_requires(self) -> Any:
-        reqs = super().workflow_requires()
-        reqs["calib"] = CalibrateEvents.req(self)
-        return reqs
+    def input_requirements(self) -> dict[str, Any]:
+        return {**super().input_requirements(), "calib": CalibrateEvents.req(self)}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {
