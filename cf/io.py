@@ -252,7 +252,10 @@ class ParquetWriter:
     def write(self, events: ak.Array) -> None:
         table = ak.to_arrow_table(events, extensionarray=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd")
+            # no dictionary encoding: physics columns are mostly unique floats, for which building the dictionary
+            # costs several times the rest of the write and makes the files larger and slower to read
+            # (awkward's to_parquet default too)
+            self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd", use_dictionary=False)
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)

@@ -130,6 +130,17 @@ class ConfigTask(AnalysisTask):
     def store_parts(self) -> list[str]:
         return [*super().store_parts(), self.config]
 
+    def function_store_parts(self) -> list[str]:
+        """The calib / sel / prod directories, in this order, for the mixins the task has."""
+        parts = []
+        if isinstance(self, CalibratorsMixin):
+            parts.append("calib__" + ("__".join(self.calibrators) or "none"))
+        if isinstance(self, SelectorMixin):
+            parts.append(f"sel__{self.selector}")
+        if isinstance(self, ProducersMixin):
+            parts.append("prod__" + ("__".join(self.producers) or "none"))
+        return parts
+
 
 class DatasetTask(ConfigTask):
     """A task of one dataset (``--dataset``, default from law.cfg)."""
@@ -154,17 +165,6 @@ class DatasetTask(ConfigTask):
         if isinstance(self, ShiftMixin):
             parts.append(self.effective_shift)
         return [*parts, self.dataset, *self.function_store_parts()]
-
-    def function_store_parts(self) -> list[str]:
-        """The calib / sel / prod directories, in this order, for the mixins the task has."""
-        parts = []
-        if isinstance(self, CalibratorsMixin):
-            parts.append("calib__" + ("__".join(self.calibrators) or "none"))
-        if isinstance(self, SelectorMixin):
-            parts.append(f"sel__{self.selector}")
-        if isinstance(self, ProducersMixin):
-            parts.append("prod__" + ("__".join(self.producers) or "none"))
-        return parts
 
     def columns_used(self, funcs: list[ColumnFunction]) -> set[str]:
         """The columns the functions read for this dataset (``mc_uses`` only for simulation)."""

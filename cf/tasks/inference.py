@@ -140,16 +140,20 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
 class CreateDatacards(InferenceModelMixin):
     """Per category of the inference model, a combine text datacard and its ROOT shapes file (written with uproot).
 
-    Requires ``cf.MergeHistograms`` of every dataset of the model: nominal, and for MC the up / down shifts of
-    its shape parameters. Histogram flow bins are folded into the first / last bin, negative bins are set to
+    Requires ``cf.MergeHistograms`` of the model's variables for every dataset of the model: nominal, and for
+    MC the up / down shifts of its shape parameters. Histogram flow bins are folded into the first / last bin, negative bins are set to
     zero (``clip_negative_bins``), so that the datacard rates are the integrals of the shapes-file histograms.
     """
 
     def requires(self) -> dict[str, dict[str, MergeHistograms]]:
+        model = self.inference_model_inst
+        variables = tuple(sorted({category.config_variable for category in model.categories}))
         reqs: dict[str, dict[str, MergeHistograms]] = {}
-        for dataset, shifts in self.inference_model_inst.dataset_shifts().items():
+        for dataset, shifts in model.dataset_shifts().items():
             reqs[dataset] = {
-                shift: MergeHistograms.req(self, dataset=dataset, shift=shift, variables=(), ml_models=self.ml_models)
+                shift: MergeHistograms.req(
+                    self, dataset=dataset, shift=shift, variables=variables, ml_models=self.ml_models
+                )
                 for shift in shifts
             }
         return reqs
@@ -180,7 +184,7 @@ class CreateDatacards(InferenceModelMixin):
                     if variable not in content:
                         raise UserError(
                             f"the histograms of dataset '{dataset}' (shift '{shift}', {inputs[dataset][shift].path}) "
-                            f"have no variable '{variable}'; they were made with other --variables, remove them",
+                            f"have no variable '{variable}'",
                         )
                     histograms[dataset][shift] = content[variable]
             shapes = category_shapes(model, category.name, histograms)

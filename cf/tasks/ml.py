@@ -97,6 +97,10 @@ class MLModelMixin:
             self._ml_model_inst = cached
         return cached
 
+    def training_datasets(self) -> list[str]:
+        """The names of the datasets the model trains on in this task's config."""
+        return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))  # type: ignore[attr-defined]
+
     def ml_store_part(self) -> str:
         model = self.ml_model_inst
         part = f"ml__{model.store_name or model.cls_name}"
@@ -317,7 +321,8 @@ class MLTraining(
     def create_branch_map(self) -> dict[int, int]:
         return {fold: fold for fold in range(self.ml_model_inst.folds)}
 
-    def training_datasets(self, config_inst: Any) -> list[str]:
+    def selected_datasets(self, config_inst: Any) -> list[str]:
+        """The training datasets of the config, restricted to --dataset when given."""
         names = sorted(dataset.name for dataset in self.ml_model_inst.datasets(config_inst))
         return [name for name in names if not self.dataset or name in self.dataset]
 
@@ -329,7 +334,7 @@ class MLTraining(
             common = {"config": config_inst.name, "ml_model": self.ml_model, **funcs}
             events[config_inst.name] = {}
             stats[config_inst.name] = {}
-            for dataset in self.training_datasets(config_inst):
+            for dataset in self.selected_datasets(config_inst):
                 events[config_inst.name][dataset] = [
                     MergeMLEvents.req(self, dataset=dataset, fold=fold, **common) for fold in folds
                 ]
@@ -491,16 +496,7 @@ class MLTrainingScores(
         return self.ml_model_inst.sandbox(self)
 
     def store_parts(self) -> list[str]:
-        return [
-            *super().store_parts(),
-            "calib__" + ("__".join(self.calibrators) or "none"),
-            f"sel__{self.selector}",
-            "prod__" + ("__".join(self.producers) or "none"),
-            self.ml_store_part(),
-        ]
-
-    def training_datasets(self) -> list[str]:
-        return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))
+        return [*super().store_parts(), *self.function_store_parts()]
 
     def requires(self) -> Any:
         folds = range(self.ml_model_inst.folds)

@@ -484,16 +484,7 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
     """
 
     def store_parts(self) -> list[str]:
-        return [
-            *super().store_parts(),
-            "calib__" + ("__".join(self.calibrators) or "none"),
-            f"sel__{self.selector}",
-            "prod__" + ("__".join(self.producers) or "none"),
-            self.ml_store_part(),
-        ]
-
-    def training_datasets(self) -> list[str]:
-        return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))
+        return [*super().store_parts(), *self.function_store_parts()]
 
     def requires(self) -> dict[str, Any]:
         funcs = training_functions(self.ml_model_inst, self.config_inst, self.param_kwargs)
