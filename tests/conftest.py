@@ -187,3 +187,28 @@ def law_outputs() -> LawOutputs:
     Example: ``law_outputs("cf.MergeSelectionStats", *params, env=law_env.env)`` is ``[.../stats.json]``.
     """
     return print_outputs
+
+
+#: The user guide's training and evaluation commands for ``test_model`` (tests run them verbatim).
+TEST_MODEL_TRAIN = (
+    "cf.MLTraining", "--version", "v1", "--ml-model", "test_model", "--config", "run2_2017_nano_uhh_v11_limited",
+    "--calibrators", "skip_jecunc", "--selector", "default", "--dataset", "hh_ggf_bbtautau_madgraph,tt_sl_powheg",
+)  # fmt: skip
+TEST_MODEL_EVALUATE = (
+    "cf.MLEvaluation", "--version", "v1", "--ml-model", "test_model", "--config", "run2_2017_nano_uhh_v11_limited",
+    "--calibrators", "skip_jecunc",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def test_model_store(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
+    """A store in which ``test_model`` is trained and evaluated on its two datasets (the guide's commands).
+
+    Shared by the ML, plotting and batch tests so that the TF training runs once per session. Tests may add
+    outputs (other versions, plots) but must not remove or change these.
+    """
+    env = law_env.with_paths(store=tmp_path_factory.mktemp("test_model_store"))
+    run_law(*TEST_MODEL_TRAIN, env=env.env, timeout=900)
+    run_law(*TEST_MODEL_EVALUATE, env=env.env, timeout=600)
+    run_law(*TEST_MODEL_EVALUATE, "--dataset", "tt_sl_powheg", env=env.env, timeout=600)
+    return env

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import LawEnv, LawOutputs, LawRun
+from tests.conftest import TEST_MODEL_EVALUATE, TEST_MODEL_TRAIN, LawEnv, LawOutputs, LawRun
 from tests.ml_checks import assert_no_leakage, fold_of_events, read_column, recompute_fold_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
@@ -24,26 +24,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 CONFIG = "run2_2017_nano_uhh_v11_limited"
 TRAINING_DATASETS = ("hh_ggf_bbtautau_madgraph", "tt_sl_powheg")
 # the guide's commands, verbatim
-TRAIN = (
-    "cf.MLTraining", "--version", "v1", "--ml-model", "test_model", "--config", CONFIG,
-    "--calibrators", "skip_jecunc", "--selector", "default", "--dataset", ",".join(TRAINING_DATASETS),
-)  # fmt: skip
-EVALUATE = ("cf.MLEvaluation", "--version", "v1", "--ml-model", "test_model", "--config", CONFIG,
-            "--calibrators", "skip_jecunc")  # fmt: skip
+TRAIN = TEST_MODEL_TRAIN
+EVALUATE = TEST_MODEL_EVALUATE
 FOLDS = 3
 
 
 @pytest.fixture(scope="module")
-def ml_env(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
-    return law_env.with_paths(store=tmp_path_factory.mktemp("ml_store"))
-
-
-@pytest.fixture(scope="module")
-def trained(ml_env: LawEnv, law_run: LawRun) -> LawEnv:
-    law_run(*TRAIN, env=ml_env.env, timeout=900)
-    law_run(*EVALUATE, env=ml_env.env, timeout=600)
-    law_run(*EVALUATE, "--dataset", "tt_sl_powheg", env=ml_env.env, timeout=600)
-    return ml_env
+def trained(test_model_store: LawEnv, law_run: LawRun) -> LawEnv:
+    # the guide's commands; the session's store already ran them, so law only finds them complete
+    law_run(*TRAIN, env=test_model_store.env, timeout=900)
+    law_run(*EVALUATE, env=test_model_store.env, timeout=600)
+    law_run(*EVALUATE, "--dataset", "tt_sl_powheg", env=test_model_store.env, timeout=600)
+    return test_model_store
 
 
 def evaluation_files(env: LawEnv, law_outputs: LawOutputs, *extra: str, version: str = "v1") -> list[Path]:

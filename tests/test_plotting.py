@@ -363,8 +363,9 @@ def _check_figure_files(png: Path, pdf: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def plot_env(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
-    return law_env.with_paths(store=tmp_path_factory.mktemp("plot_store"))
+def plot_env(test_model_store: LawEnv) -> LawEnv:
+    """The session's store with test_model trained (the plots of its chain and results are added to it)."""
+    return test_model_store
 
 
 PLOT = ("cf.PlotVariables1D", "--version", "v1", "--variables", "jet1_pt", "--categories", "incl,sr")

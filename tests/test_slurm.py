@@ -103,17 +103,12 @@ class SlurmRun:
 @pytest.fixture(scope="module")
 def local_ml(
     slurm_cluster: None,
-    law_env: LawEnv,
-    law_run: LawRun,
+    test_model_store: LawEnv,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> LawEnv:
-    """The reference: the chain, training and evaluation with ``--workflow local`` (the default)."""
+    """The reference: the chain, training and evaluation with ``--workflow local`` (the session's store)."""
     root = tmp_path_factory.mktemp("slurm_local")
-    env = with_job_base(law_env.with_paths(store=root / "store"), root / "jobs")
-    # two workers: branches (folds, files) in parallel, as the Slurm jobs on this 2-core machine
-    law_run(*TRAIN, "--workers", "2", env=env.env, timeout=900)
-    law_run(*EVALUATE, "--workers", "2", env=env.env, timeout=600)
-    return env
+    return with_job_base(test_model_store, root / "jobs")
 
 
 @pytest.fixture(scope="module")
