@@ -212,3 +212,22 @@ def test_model_store(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) 
     run_law(*TEST_MODEL_EVALUATE, env=env.env, timeout=600)
     run_law(*TEST_MODEL_EVALUATE, "--dataset", "tt_sl_powheg", env=env.env, timeout=600)
     return env
+
+
+#: Training and evaluation of the reference classifier ``dnn``.
+DNN_TRAIN = ("cf.MLTraining", "--version", "v1", "--ml-model", "dnn", "--config", "run2_2017_nano_uhh_v11_limited",
+             "--calibrators", "skip_jecunc", "--selector", "default")  # fmt: skip
+DNN_EVALUATE = ("cf.MLEvaluation", "--version", "v1", "--ml-model", "dnn", "--config", "run2_2017_nano_uhh_v11_limited",
+                "--calibrators", "skip_jecunc")  # fmt: skip
+#: The datasets ``dnn`` trains on, with its class index (hh, tt, dy).
+DNN_DATASETS = {"hh_ggf_bbtautau_madgraph": 0, "tt_sl_powheg": 1, "tt_dl_powheg": 1, "dy_lep_m50_madgraph": 2}
+
+
+@pytest.fixture(scope="session")
+def dnn_store(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
+    """A store in which ``dnn`` is trained and evaluated (ONNX) on its four datasets; shared like test_model_store."""
+    env = law_env.with_paths(store=tmp_path_factory.mktemp("dnn_store"))
+    run_law(*DNN_TRAIN, env=env.env, timeout=900)
+    for dataset in DNN_DATASETS:
+        run_law(*DNN_EVALUATE, "--dataset", dataset, env=env.env, timeout=600)
+    return env

@@ -11,26 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml.dnn import signal_vs_rest_auc
-from tests.conftest import LawEnv, LawOutputs, LawRun
-from tests.ml_checks import CONFIG, assert_no_leakage, fold_of_events, read_column, recompute_fold_predictions
+from tests.conftest import DNN_DATASETS, DNN_EVALUATE, DNN_TRAIN, LawEnv, LawOutputs, LawRun
+from tests.ml_checks import assert_no_leakage, fold_of_events, read_column, recompute_fold_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
-TRAIN = ("cf.MLTraining", "--version", "v1", "--ml-model", "dnn", "--config", CONFIG,
-         "--calibrators", "skip_jecunc", "--selector", "default")  # fmt: skip
-EVALUATE = ("cf.MLEvaluation", "--version", "v1", "--ml-model", "dnn", "--config", CONFIG,
-            "--calibrators", "skip_jecunc")  # fmt: skip
-#: dataset -> class index of the model (hh, tt, dy)
-DATASETS = {"hh_ggf_bbtautau_madgraph": 0, "tt_sl_powheg": 1, "tt_dl_powheg": 1, "dy_lep_m50_madgraph": 2}
+TRAIN = DNN_TRAIN
+EVALUATE = DNN_EVALUATE
+DATASETS = DNN_DATASETS
 
 
 @pytest.fixture(scope="module")
-def trained(law_env: LawEnv, law_run: LawRun, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
-    env = law_env.with_paths(store=tmp_path_factory.mktemp("dnn_store"))
-    law_run(*TRAIN, env=env.env, timeout=900)
-    for dataset in DATASETS:
-        law_run(*EVALUATE, "--dataset", dataset, env=env.env, timeout=600)
-    return env
+def trained(dnn_store: LawEnv) -> LawEnv:
+    return dnn_store
 
 
 def scores_of(env: LawEnv, law_outputs: LawOutputs, dataset: str, *extra: str) -> np.ndarray:

@@ -476,13 +476,14 @@ INFERENCE = ("--version", "v1", "--inference-model", "test_inference")
 
 
 @pytest.fixture(scope="module")
-def inference_env(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
-    return law_env.with_paths(store=tmp_path_factory.mktemp("inference_store"))
+def inference_env(dnn_store: LawEnv) -> LawEnv:
+    """The session's store with dnn trained: the inference adds its jec-calibrated chain and evaluation."""
+    return dnn_store
 
 
 @pytest.fixture(scope="module")
 def limits(inference_env: LawEnv, law_run: LawRun, law_outputs: LawOutputs) -> dict[str, Any]:
-    """Trains the reference model, makes the datacards and computes the limit (nominal and x100 signal)."""
+    """Makes the datacards and computes the limit (nominal and x100 signal) with the session's trained dnn."""
     law_run("cf.PyhfLimit", *INFERENCE, env=inference_env.env, timeout=3600)
     law_run("cf.PyhfLimit", *INFERENCE, "--inference-model-settings", "signal_scale=100", env=inference_env.env)
     results = {}
@@ -638,7 +639,8 @@ def test_workspace_validates_and_the_limit_shrinks_with_more_signal(
     for suffix in (".png", ".pdf"):
         assert limits["nominal"][suffix].stat().st_size > 1000
     print(
-        f"expected limit on r: {band} (x100 signal: {scaled['expected']['median']:.4g}), observed {nominal['observed']:.4g}"
+        f"expected limit on r: {band} (x100 signal: {scaled['expected']['median']:.4g}), "
+        f"observed {nominal['observed']:.4g}"
     )
 
 

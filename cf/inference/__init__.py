@@ -1278,7 +1278,8 @@ def _compute_limits(workspace: Any, model: Any, level: float, observed: bool, n_
         if key not in cache:
             if not poi < bound:
                 raise UserError(
-                    f"the upper limit on '{poi_name}' lies beyond its bound {bound:g} in the workspace; raise the bound",
+                    f"the upper limit on '{poi_name}' lies beyond its bound {bound:g} in the workspace; "
+                    "raise the bound",
                 )
             try:
                 cls, band = pyhf.infer.hypotest(poi, datasets[kind], model, return_expected_set=True)
@@ -1328,7 +1329,7 @@ def _compute_limits(workspace: Any, model: Any, level: float, observed: bool, n_
         "observed": observed_limit,
         "expected": dict(zip(keys, expected, strict=True)),
         "poi_upper_bound": bound,
-        "n_fits": len(cache),
+        "n_hypotests": len(cache),
         "data": kinds,
         "scan": {"poi": pois, "cls_observed": cls_observed, "cls_expected": cls_expected},
     }

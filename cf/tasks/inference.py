@@ -141,8 +141,9 @@ class CreateDatacards(InferenceModelMixin):
     """Per category of the inference model, a combine text datacard and its ROOT shapes file (written with uproot).
 
     Requires ``cf.MergeHistograms`` of the model's variables for every dataset of the model: nominal, and for
-    MC the up / down shifts of its shape parameters. Histogram flow bins are folded into the first / last bin, negative bins are set to
-    zero (``clip_negative_bins``), so that the datacard rates are the integrals of the shapes-file histograms.
+    MC the up / down shifts of its shape parameters. Histogram flow bins are folded into the first / last bin,
+    negative bins are set to zero (``clip_negative_bins``), so that the datacard rates are the integrals of the
+    shapes-file histograms.
     """
 
     def requires(self) -> dict[str, dict[str, MergeHistograms]]:
