@@ -7,6 +7,7 @@ and memory stays bounded by the chunk size, not the file size.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -68,7 +69,8 @@ class RootSource:
 
         self.path = path
         try:
-            self._file = uproot.open(path)
+            # no array cache: chunks are read once each, and a cache would only hold up to 100 MB per file
+            self._file = uproot.open(path, array_cache=None)
         except Exception as error:
             raise InputFileError(f"cannot open ROOT file '{path}': {error}") from error
         if tree_name not in self._file:
@@ -84,14 +86,48 @@ class RootSource:
             head, sep, tail = name.partition("_")
             route = Route((head, tail)) if sep else Route(name)
             self._branch_of[route] = name
+        # per branch, the last basket-aligned entry range read (start, stop, array); see _read_branches
+        self._window: dict[str, tuple[int, int, ak.Array]] = {}
 
     def routes(self) -> list[Route]:
         return list(self._branch_of)
 
+    def _basket_range(self, branches: list[str], start: int, stop: int) -> tuple[int, int]:
+        """The smallest entry range that starts and ends on basket boundaries of all branches and holds start-stop."""
+        low, high = start, stop
+        for branch in branches:
+            offsets = self._tree[branch].entry_offsets
+            low = min(low, offsets[max(bisect.bisect_right(offsets, start) - 1, 0)])
+            high = max(high, offsets[min(bisect.bisect_left(offsets, stop), len(offsets) - 1)])
+        return low, high
+
+    def _read_branches(self, branches: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+        """The branches' arrays of entries start-stop.
+
+        A basket is compressed as a whole, so reading a chunk decompresses every basket it touches. Reads are
+        widened to basket boundaries and kept until the chunks leave them: a basket larger than the chunk size
+        (e.g. a file written in one go, with one basket per branch) is decompressed once, not once per chunk.
+        """
+        missing = [
+            branch
+            for branch in branches
+            if branch not in self._window or not (self._window[branch][0] <= start and stop <= self._window[branch][1])
+        ]
+        if missing:
+            low, high = self._basket_range(missing, start, stop) if stop > start else (start, stop)
+            arrays = self._tree.arrays(missing, entry_start=low, entry_stop=high, library="ak", how=dict)
+            for branch in missing:
+                self._window[branch] = (low, high, arrays[branch])
+        data = {}
+        for branch in branches:
+            low, high, array = self._window[branch]
+            data[branch] = array if (low, high) == (start, stop) else array[start - low : stop - low]
+        return data
+
     def read(self, routes: list[Route], start: int, stop: int) -> ak.Array:
         branches = [self._branch_of[route] for route in routes]
         try:
-            data = self._tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak", how=dict)
+            data = self._read_branches(branches, start, stop)
         except Exception as error:
             raise InputFileError(f"cannot read entries {start}-{stop} of '{self.path}': {error}") from error
         grouped: dict[str, dict[str, ak.Array]] = {}
@@ -252,9 +288,6 @@ class ParquetWriter:
     def write(self, events: ak.Array) -> None:
         table = ak.to_arrow_table(events, extensionarray=False)
         if self._writer is None:
-            # no dictionary encoding: physics columns are mostly unique floats, for which building the dictionary
-            # costs several times the rest of the write and makes the files larger and slower to read
-            # (awkward's to_parquet default too)
             self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd", use_dictionary=False)
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)

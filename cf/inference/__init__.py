@@ -30,7 +30,6 @@ import enum
 import logging
 import math
 import re
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cf.util import UserError, short_hash
+from cf.registry import RegisteredModel
+from cf.util import UserError
 
 __all__ = [
     "CategoryShapes",
@@ -232,7 +232,7 @@ def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(value)
 
 
-class InferenceModel(abc.ABC):
+class InferenceModel(RegisteredModel, abc.ABC):
     """Base class of all inference models: a registry by name and the methods that fill a model.
 
     Define a model with the :func:`inference_model` decorator (or subclass and implement :meth:`build`); the
@@ -275,11 +275,12 @@ class InferenceModel(abc.ABC):
     clip_negative_bins: ClassVar[bool] = True
     poi: ClassVar[str] = "r"
 
-    _registry: ClassVar[dict[str, type[InferenceModel]]] = {}
+    kind: ClassVar[str] = "inference model"
+    _registry: ClassVar[dict[str, type[RegisteredModel]]] = {}
 
     def __init__(self, config_inst: Any = None, settings: Mapping[str, Any] | None = None) -> None:
         self.config_inst = config_inst
-        self.settings = self._apply_settings(dict(settings or {}))
+        self.settings = self.apply_settings(dict(settings or {}))
         self.categories: list[InferenceCategory] = []
         self._processes: list[InferenceProcess] = []
         self.parameters: list[InferenceParameter] = []
@@ -289,67 +290,12 @@ class InferenceModel(abc.ABC):
             self._resolve(config_inst)
         self._check()
 
-    # registry and derivation
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        existing = InferenceModel._registry.get(cls.__name__)
-        if existing is not None and existing.__module__ != cls.__module__:
-            raise ValueError(
-                f"two inference models are named '{cls.__name__}': in module {existing.__module__} and in "
-                f"{cls.__module__}",
-            )
-        InferenceModel._registry[cls.__name__] = cls
-
-    @classmethod
-    def derive(cls, name: str, cls_dict: dict[str, Any] | None = None) -> type[InferenceModel]:
-        """Create and register a subclass named ``name`` whose class attributes are ``cls_dict``'s items."""
-        namespace = dict(cls_dict or {})
-        namespace.setdefault("__module__", sys._getframe(1).f_globals.get("__name__", cls.__module__))
-        return type(name, (cls,), namespace)
-
-    @classmethod
-    def get_cls(cls, name: str) -> type[InferenceModel]:
-        """The registered model called ``name``; an unknown name is a UserError listing the available ones."""
-        model_cls = InferenceModel._registry.get(name)
-        if model_cls is None or getattr(model_cls, "__abstractmethods__", None):
-            raise UserError(f"unknown inference model '{name}', available: {', '.join(cls.names()) or '(none)'}")
-        return model_cls
-
-    @classmethod
-    def names(cls) -> list[str]:
-        """The names of all registered (complete) models."""
-        return sorted(n for n, c in InferenceModel._registry.items() if not getattr(c, "__abstractmethods__", None))
-
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        """The class attributes that ``--inference-model-settings`` may set."""
-        return sorted(
-            name
-            for name in dir(cls)
-            if not name.startswith("_")
-            and not callable(getattr(cls, name))
-            and not isinstance(getattr(cls, name), property)
-        )
-
-    def _apply_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        allowed = self.setting_names()
-        for key, given in settings.items():
-            if key not in allowed:
-                raise UserError(
-                    f"unknown setting '{key}' of inference model '{self.name}', allowed: {', '.join(allowed)}",
-                )
-            default = getattr(type(self), key)
-            value = given
-            if isinstance(default, tuple) and not isinstance(given, tuple):
-                value = (given,)
-            elif isinstance(default, float) and isinstance(given, int) and not isinstance(given, bool):
-                value = float(given)
-            setattr(self, key, value)
+    def apply_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super().apply_settings(settings)
         if not (isinstance(self.signal_scale, (int, float)) and self.signal_scale > 0):
             raise UserError(f"inference model '{self.name}': signal_scale must be positive, got {self.signal_scale!r}")
         return settings
@@ -357,7 +303,7 @@ class InferenceModel(abc.ABC):
     @property
     def settings_repr(self) -> str:
         """A short stable hash of the settings (empty without settings), used in output paths."""
-        return short_hash(self.settings) if self.settings else ""
+        return self.settings_hash(self.settings)
 
     # filling the model
 
@@ -682,12 +628,12 @@ class InferenceModel(abc.ABC):
         if not prefixes:
             return
         from cf.analysis import load_modules
-        from cf.ml import MLModel
+        from cf.ml import MLModel, model_instance
 
         load_modules("ml_modules")
         for prefix in prefixes:
-            if prefix in MLModel._registry:
-                MLModel.get_cls(prefix)(config_inst.analysis, requested_configs=[config_inst.name])
+            if prefix in MLModel.names():
+                model_instance(prefix, (), (config_inst.name,))  # its setup() adds the score variables
             elif self.ml_models and prefix in self.ml_models:
                 MLModel.get_cls(prefix)  # raises the UserError listing the ML models
 

@@ -9,17 +9,17 @@ name with :meth:`MLModel.derive`; the modules defining models are listed in law.
 from __future__ import annotations
 
 import abc
-import inspect
-import sys
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
 
-from cf.util import UserError, short_hash
+from cf.registry import RegisteredModel
+from cf.util import UserError
 
-__all__ = ["MLModel", "combine_fold_outputs", "parse_settings"]
+__all__ = ["MLModel", "combine_fold_outputs", "model_instance", "parse_settings"]
 
 
 def _parse_value(text: str) -> Any:
@@ -77,7 +77,7 @@ def combine_fold_outputs(
     return stacked[np.asarray(fold_indices), np.arange(stacked.shape[1])]
 
 
-class MLModel(abc.ABC):
+class MLModel(RegisteredModel, abc.ABC):
     """Base class of all ML models.
 
     Set the class attributes in a subclass, through ``derive(name, cls_dict={...})`` or, for one run, with
@@ -101,7 +101,8 @@ class MLModel(abc.ABC):
     store_name: ClassVar[str | None] = None
     evaluation_settings: ClassVar[frozenset[str]] = frozenset()
 
-    _registry: ClassVar[dict[str, type[MLModel]]] = {}
+    kind: ClassVar[str] = "ML model"
+    _registry: ClassVar[dict[str, type[RegisteredModel]]] = {}
 
     def __init__(
         self,
@@ -111,7 +112,7 @@ class MLModel(abc.ABC):
         parameters: dict[str, Any] | None = None,
     ) -> None:
         self.analysis_inst = analysis_inst
-        self.parameters = self._apply_parameters(dict(parameters or {}))
+        self.parameters = self.apply_settings(dict(parameters or {}))
         if not isinstance(self.folds, int) or self.folds < 2:
             raise UserError(f"ML model '{self.cls_name}': folds must be an integer >= 2, got {self.folds!r}")
         requested = list(requested_configs or [])
@@ -121,79 +122,21 @@ class MLModel(abc.ABC):
             raise UserError(f"ML model '{self.cls_name}' uses a single config, got {configs}")
         self.setup()
 
-    # registry and derivation
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        existing = MLModel._registry.get(cls.__name__)
-        if existing is not None and existing.__module__ != cls.__module__:
-            raise ValueError(
-                f"two ML models are named '{cls.__name__}': in module {existing.__module__} and in {cls.__module__}",
-            )
-        MLModel._registry[cls.__name__] = cls
-
-    @classmethod
-    def derive(cls, name: str, cls_dict: dict[str, Any] | None = None) -> type[MLModel]:
-        """Create and register a subclass named ``name`` whose class attributes are ``cls_dict``'s items.
-
-        Raises:
-            TypeError: If the new class still lacks an implementation of an abstract method.
-        """
-        namespace = dict(cls_dict or {})
-        namespace.setdefault("__module__", sys._getframe(1).f_globals.get("__name__", cls.__module__))
-        derived = type(name, (cls,), namespace)
-        missing = sorted(getattr(derived, "__abstractmethods__", ()))
-        if missing:
-            del MLModel._registry[name]
-            raise TypeError(f"ML model '{name}' does not implement the abstract method(s): {', '.join(missing)}")
-        return derived
-
-    @classmethod
-    def get_cls(cls, name: str) -> type[MLModel]:
-        """The registered model class called ``name``; an unknown name lists the available ones."""
-        model_cls = MLModel._registry.get(name)
-        if model_cls is None or getattr(model_cls, "__abstractmethods__", None):
-            available = sorted(n for n, c in MLModel._registry.items() if not getattr(c, "__abstractmethods__", None))
-            raise UserError(f"unknown ML model '{name}', available: {', '.join(available) or '(none)'}")
-        return model_cls
-
     @property
     def cls_name(self) -> str:
         """The model's registered name; its output columns are ``"{cls_name}.<name>"``."""
         return type(self).__name__
 
-    def _apply_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        allowed = self.setting_names()
-        for key, value in parameters.items():
-            if key not in allowed:
-                raise UserError(
-                    f"unknown setting '{key}' for ML model '{self.cls_name}', allowed: {', '.join(allowed)}",
-                )
-            setattr(self, key, value)
-        return parameters
-
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        """The attributes ``--ml-model-settings`` may set: public class attributes that are plain values."""
-        return sorted(
-            name
-            for name in dir(cls)
-            if not name.startswith("_")
-            and not callable(getattr(cls, name))
-            and not isinstance(getattr(cls, name, None), property)
-            and not isinstance(inspect.getattr_static(cls, name), property)
-        )
-
     @property
     def parameters_repr(self) -> str:
         """A short, stable representation of the settings (empty without settings), used in output paths."""
-        return short_hash(self.parameters) if self.parameters else ""
+        return self.settings_hash(self.parameters)
 
     @property
     def training_parameters_repr(self) -> str:
         """Like ``parameters_repr`` but without the ``evaluation_settings``: the training's output path."""
         training = {k: v for k, v in self.parameters.items() if k not in self.evaluation_settings}
-        return short_hash(training) if training else ""
+        return self.settings_hash(training)
 
     @property
     def config_inst(self) -> Any:
@@ -246,7 +189,7 @@ class MLModel(abc.ABC):
 
     # optional hooks
 
-    def setup(self) -> None:  # noqa: B027 (an optional hook, empty by default)
+    def setup(self) -> None:
         """Called once the configs are known; may add variables (e.g. of the outputs) to the configs."""
 
     def requires(self, task: Any) -> Any:
@@ -272,3 +215,16 @@ class MLModel(abc.ABC):
     def evaluation_producers(self, config_inst: Any, requested_producers: Sequence[str]) -> list[str]:
         """The producers whose columns the evaluation reads in this config."""
         return list(requested_producers)
+
+
+@functools.cache
+def model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...]) -> MLModel:
+    """The registered model ``name`` for the configs, with typed ``key=value`` settings (one per process).
+
+    The model modules of law.cfg ``ml_modules`` are imported first; ``setup()`` runs once per process.
+    """
+    from cf.analysis import load_analysis, load_modules
+
+    load_modules("ml_modules")
+    model_cls = MLModel.get_cls(name)
+    return model_cls(load_analysis(), requested_configs=list(configs), parameters=parse_settings(list(settings)))

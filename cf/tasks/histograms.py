@@ -17,10 +17,10 @@ import numpy as np
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route
 from cf.io import atomic_path, open_source
-from cf.ml import MLModel
+from cf.ml import MLModel, model_instance
 from cf.tasks.base import CalibratorsMixin, DatasetTask, ProducersMixin, SelectorMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
-from cf.tasks.ml import MLEvaluation, model_instance
+from cf.tasks.ml import MLEvaluation
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
 from cf.util import UserError, short_hash

@@ -11,7 +11,6 @@ other datasets). Training and evaluation run in the model's sandbox; outputs are
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import uuid
@@ -26,7 +25,7 @@ from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route, take_ak_columns
 from cf.folds import FOLD_COLUMNS, fold_indices
 from cf.io import ParquetWriter, dump_json, load_json, open_source
-from cf.ml import MLModel, parse_settings
+from cf.ml import MLModel, model_instance, parse_settings
 from cf.tasks.base import (
     CalibratorsMixin,
     ConfigTask,
@@ -52,14 +51,6 @@ __all__ = [
 
 #: Event weight column written next to the features when the producers made it.
 WEIGHT_COLUMN = "normalization_weight"
-
-
-@functools.cache
-def model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...]) -> MLModel:
-    """The registered model ``name`` for the configs, with typed ``key=value`` settings (one per process)."""
-    load_modules("ml_modules")
-    model_cls = MLModel.get_cls(name)
-    return model_cls(load_analysis(), requested_configs=list(configs), parameters=parse_settings(list(settings)))
 
 
 class MLModelMixin:

@@ -20,7 +20,7 @@ import numpy as np
 
 from cf.columnar_util import Route
 from cf.io import iter_event_chunks, open_source
-from cf.tasks.ml import model_instance
+from cf.ml import model_instance
 
 
 def main(spec_path: str, output_path: str) -> None:
