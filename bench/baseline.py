@@ -106,7 +106,6 @@ def process_dataset(
             sum_weights += float(np.sum(file["Events"]["genWeight"].array(library="np"), dtype=np.float64))
     ctx = ColumnContext(config_inst, dataset_inst, "nominal", selection_stats={"sum_mc_weight": sum_weights})
     keep_columns = [*config_inst.x.keep_columns["cf.ReduceEvents"], *CALIBRATED_COLUMNS]
-    produced = sorted(produce.produces)
     n_events = [0] * FOLDS
     fold_weights = [0.0] * FOLDS
     os.makedirs(os.path.join(out_dir, dataset), exist_ok=True)

@@ -16,8 +16,10 @@ from typing import Any
 __all__ = [
     "CONFIG",
     "DATASETS",
+    "DEFAULT_BASKET_SIZE",
     "ML_MODEL",
     "SampleInfo",
+    "data_dir",
     "events_per_file",
     "ml_settings",
     "parse_count",
@@ -70,6 +72,15 @@ def events_per_file(n_events: int) -> int:
     return max(1, round(MC_EVENTS_PER_FILE * sample_scale(n_events)))
 
 
+def data_dir(workdir: str | os.PathLike[str], n_events: int, basket_size: int) -> Path:
+    """Where the sample of one size and basket layout lives (``CF_DATA`` of its measurements)."""
+    return Path(workdir) / f"data_{format_count(n_events)}_b{format_count(basket_size) if basket_size else 0}"
+
+
+#: Entries per basket of the bench samples' ROOT files (see bench/sample.py).
+DEFAULT_BASKET_SIZE = 10_000
+
+
 def ml_settings(epochs: int) -> str:
     """The ``--ml-model-settings`` of the bench trainings: exactly ``epochs`` epochs (no early stop)."""
     return f"epochs={epochs},patience={epochs}"
@@ -86,6 +97,7 @@ class SampleInfo:
         self.n_events: dict[str, int] = dict(data["n_events"])
         self.branches: list[str] = list(data["branches"])
         self.scale: float = float(data["scale"])
+        self.basket_size: int = int(data.get("basket_size", 0))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SampleInfo:

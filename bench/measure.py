@@ -47,8 +47,8 @@ class Run:
 
 
 def _last_json_line(text: str) -> dict[str, Any]:
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
+    for raw_line in reversed(text.strip().splitlines()):
+        line = raw_line.strip()
         if line.startswith("{") and line.endswith("}"):
             try:
                 value = json.loads(line)

@@ -40,7 +40,7 @@ def _fmt_rate(value: float) -> str:
 def _fmt_time(stats: Mapping[str, float]) -> str:
     if stats["n"] == 1:
         return f"{stats['wall']:.1f}"
-    return f"{stats['wall']:.1f} ({stats['wall_min']:.1f}–{stats['wall_max']:.1f})"
+    return f"{stats['wall']:.1f} ({stats['wall_min']:.1f}-{stats['wall_max']:.1f})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -57,6 +57,11 @@ def summary(runs: Sequence[Mapping[str, Any]], events: float | None = None) -> d
     stats["rate"] = n / stats["wall"] if stats["wall"] else 0.0
     stats["cpu_rate"] = n / stats["cpu"] if stats["cpu"] else 0.0
     return stats
+
+
+def best_ratio(ours: Sequence[Mapping[str, Any]], theirs: Sequence[Mapping[str, Any]]) -> float:
+    """The events/s ratio of the fastest runs: other users of the machine only ever slow a run down."""
+    return min(run["wall"] for run in theirs) / min(run["wall"] for run in ours)
 
 
 class Target:
@@ -79,9 +84,15 @@ def _training_rates(ml: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         samples = [run["output"]["n_fit"] * run["output"]["epochs"] for run in runs]
         rates[key] = {
             "samples": statistics.median(samples),
-            "fit": statistics.median(s / run["output"]["load_fit_seconds"] for s, run in zip(samples, runs, strict=True)),
-            "wall": statistics.median(s / run["wall"] for s, run in zip(samples, runs, strict=True)),
-            **{k: v for k, v in summarize(runs).items() if k in {"wall", "wall_min", "wall_max", "spread", "max_rss_mb"}},
+            "fit": statistics.median(
+                s / run["output"]["load_fit_seconds"] for s, run in zip(samples, runs, strict=True)
+            ),
+            "wall_rate": statistics.median(s / run["wall"] for s, run in zip(samples, runs, strict=True)),
+            **{
+                k: v
+                for k, v in summarize(runs).items()
+                if k in {"wall", "wall_min", "wall_max", "spread", "max_rss_mb"}
+            },
             "fit_seconds": statistics.median(run["output"]["load_fit_seconds"] for run in runs),
             "n": len(runs),
         }
@@ -94,34 +105,47 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
     sizes = results["sizes"]
     main = {item: summary(runs) for item, runs in sizes[label].items() if item != "chain_complete"}
     out = []
-    chain, baseline, raw = main["chain"], main["baseline"], main["raw"]
-    ratio = chain["rate"] / baseline["rate"]
-    out.append(Target("chain vs hand-written", "≥ 0.8×", f"{ratio:.2f}×", ratio >= 0.8, "events/s, 1 worker"))
-    if "chain_w2" in main:
-        ratio_w2 = main["chain_w2"]["rate"] / baseline["rate"]
-        out.append(Target("chain (`--workers 2`) vs hand-written", "≥ 0.8×", f"{ratio_w2:.2f}×", ratio_w2 >= 0.8))
-    ratio = chain["rate"] / raw["rate"]
-    out.append(Target("chain vs raw read", "≥ 0.5×", f"{ratio:.2f}×", ratio >= 0.5, "events/s, 1 worker"))
+    chain = main.get("chain")
+    runs = sizes[label]
+    for item, reference, name, goal in (
+        ("chain", "baseline", "chain vs hand-written", 0.8),
+        ("chain_w2", "baseline", "chain (`--workers 2`) vs hand-written", 0.8),
+        ("chain", "raw", "chain vs raw read", 0.5),
+    ):
+        if item in main and reference in main:
+            ratio = main[item]["rate"] / main[reference]["rate"]
+            best = best_ratio(runs[item], runs[reference])
+            out.append(
+                Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, f"events/s; fastest runs: {best:.2f}x")
+            )
     ml = results.get("ml", {})
     rates = _training_rates(ml)
     if "train_cf" in rates and "train_plain" in rates:
         fit_ratio = rates["train_cf"]["fit"] / rates["train_plain"]["fit"]
-        wall_ratio = rates["train_cf"]["wall"] / rates["train_plain"]["wall"]
+        wall_ratio = rates["train_cf"]["wall_rate"] / rates["train_plain"]["wall_rate"]
+        best = min(run["output"]["load_fit_seconds"] for run in ml["train_plain"]) / min(
+            run["output"]["load_fit_seconds"] for run in ml["train_cf"]
+        )
         out.append(
             Target(
                 "MLTraining fold vs plain `keras.fit`",
-                "≥ 0.9×",
-                f"{fit_ratio:.2f}× (whole process: {wall_ratio:.2f}×)",
+                ">= 0.9x",
+                f"{fit_ratio:.2f}x (whole process: {wall_ratio:.2f}x)",
                 fit_ratio >= 0.9,
-                "samples/s of load + fit; the whole process adds law, model export and ONNX check",
+                f"samples/s of load + fit; fastest runs: {best:.2f}x; the whole process adds law, model export "
+                "and ONNX check",
             )
         )
-    if ml.get("eval_onnx") and ml.get("predict_plain"):
-        onnx, plain = summary(ml["eval_onnx"]), summary(ml["predict_plain"])
-        ratio = onnx["rate"] / plain["rate"]
-        out.append(Target("MLEvaluation (ONNX) vs plain Keras `predict`", "≥ 1.5×", f"{ratio:.2f}×", ratio >= 1.5))
-    scaled = [n for n in results["settings"]["scaling"] if format_count(n) in sizes and "chain" in sizes[format_count(n)]]
-    if scaled:
+    for key, how in (("eval_onnx", "a sandbox per file"), ("eval_onnx_in_sandbox", "`law run` in the sandbox")):
+        if ml.get(key) and ml.get("predict_plain"):
+            ratio = summary(ml[key])["rate"] / summary(ml["predict_plain"])["rate"]
+            best = best_ratio(ml[key], ml["predict_plain"])
+            name = f"MLEvaluation (ONNX, {how}) vs plain Keras `predict`"
+            out.append(Target(name, ">= 1.5x", f"{ratio:.2f}x", ratio >= 1.5, f"events/s; fastest runs: {best:.2f}x"))
+    scaled = [
+        n for n in results["settings"]["scaling"] if format_count(n) in sizes and "chain" in sizes[format_count(n)]
+    ]
+    if scaled and chain:
         largest = format_count(max(scaled))
         rss = max(run["max_rss_mb"] for run in sizes[largest]["chain"]) / chain["max_rss_mb"] - 1.0
         out.append(
@@ -135,7 +159,9 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
     complete = sizes[label].get("chain_complete")
     if complete:
         seconds = statistics.median(run["wall"] for run in complete)
-        out.append(Target("`law run` of a complete chain", "< 3 s", f"{seconds:.2f} s", seconds < 3.0, "all 4 datasets"))
+        out.append(
+            Target("`law run` of a complete chain", "< 3 s", f"{seconds:.2f} s", seconds < 3.0, "all 4 datasets")
+        )
     if results.get("setup_sh"):
         seconds = statistics.median(run["wall"] for run in results["setup_sh"])
         out.append(Target("`source setup.sh`, warm", "< 2 s", f"{seconds:.2f} s", seconds < 2.0))
@@ -153,9 +179,10 @@ def _main_table(results: Mapping[str, Any]) -> str:
             continue
         s = stats[item]
         ref = reference[item]
-        ratio = f"{s['rate'] / stats[ref]['rate']:.2f}× {ref}" if ref else "—"
-        if item.startswith("chain"):
-            ratio += f", {s['rate'] / stats['raw']['rate']:.2f}× raw"
+        ratios = [f"{s['rate'] / stats[ref]['rate']:.2f}x {ref}"] if ref in stats else []
+        if item.startswith("chain") and "raw" in stats:
+            ratios.append(f"{s['rate'] / stats['raw']['rate']:.2f}x raw")
+        ratio = ", ".join(ratios) or "—"
         rows.append(
             [
                 label_text,
@@ -167,7 +194,7 @@ def _main_table(results: Mapping[str, Any]) -> str:
                 f"±{s['spread'] / 2:.0%}",
             ]
         )
-    header = ["measurement", "events/s", "wall s (min–max)", "CPU s", "ratio (events/s)", "peak RSS MiB", "noise"]
+    header = ["measurement", "events/s", "wall s (min-max)", "CPU s", "ratio (events/s)", "peak RSS MiB", "noise"]
     return _table(header, rows)
 
 
@@ -182,64 +209,82 @@ def _ml_table(results: Mapping[str, Any]) -> str:
         if key not in rates:
             continue
         r = rates[key]
-        ratio = "—" if key == "train_plain" or not plain else f"{r['fit'] / plain['fit']:.2f}× ({r['wall'] / plain['wall']:.2f}×)"
+        ratio = (
+            "—"
+            if key == "train_plain" or not plain
+            else f"{r['fit'] / plain['fit']:.2f}x ({r['wall_rate'] / plain['wall_rate']:.2f}x)"
+        )
         rows.append(
             [
                 text,
-                f"{_fmt_rate(r['fit'])} ({_fmt_rate(r['wall'])})",
+                f"{_fmt_rate(r['fit'])} ({_fmt_rate(r['wall_rate'])})",
                 f"{r['fit_seconds']:.1f} / {r['wall']:.1f}",
                 ratio,
                 f"{r['max_rss_mb']:.0f}",
                 f"±{r['spread'] / 2:.0%}",
             ]
         )
-    header = ["training", "samples/s: load + fit (whole process)", "s: load + fit / process", "ratio", "peak RSS MiB", "noise"]
+    header = [
+        "training",
+        "samples/s: load + fit (whole process)",
+        "s: load + fit / process",
+        "ratio",
+        "peak RSS MiB",
+        "noise",
+    ]
     table = _table(header, rows)
     rows = []
     plain_eval = summary(ml["predict_plain"]) if ml.get("predict_plain") else None
     for key, text in (
         ("predict_plain", "plain Keras `model.predict`"),
-        ("eval_keras", "`cf.MLEvaluation`, Keras"),
-        ("eval_onnx", "`cf.MLEvaluation`, ONNX"),
+        ("eval_keras", "`cf.MLEvaluation`, Keras (a sandbox per file)"),
+        ("eval_onnx", "`cf.MLEvaluation`, ONNX (a sandbox per file)"),
+        ("eval_keras_in_sandbox", "`cf.MLEvaluation`, Keras (`law run` in the sandbox)"),
+        ("eval_onnx_in_sandbox", "`cf.MLEvaluation`, ONNX (`law run` in the sandbox)"),
     ):
         if not ml.get(key):
             continue
         s = summary(ml[key])
-        ratio = "—" if key == "predict_plain" or plain_eval is None else f"{s['rate'] / plain_eval['rate']:.2f}×"
+        ratio = "—" if key == "predict_plain" or plain_eval is None else f"{s['rate'] / plain_eval['rate']:.2f}x"
         rows.append(
-            [text, _fmt_rate(s["rate"]), _fmt_time(s), f"{s['cpu']:.1f}", ratio, f"{s['max_rss_mb']:.0f}", f"±{s['spread'] / 2:.0%}"]
+            [
+                text,
+                _fmt_rate(s["rate"]),
+                _fmt_time(s),
+                f"{s['cpu']:.1f}",
+                ratio,
+                f"{s['max_rss_mb']:.0f}",
+                f"±{s['spread'] / 2:.0%}",
+            ]
         )
-    header = ["evaluation", "events/s", "wall s (min–max)", "CPU s", "ratio", "peak RSS MiB", "noise"]
+    header = ["evaluation", "events/s", "wall s (min-max)", "CPU s", "ratio", "peak RSS MiB", "noise"]
     return table + "\n\n" + _table(header, rows)
 
 
 def _scaling_table(results: Mapping[str, Any]) -> str:
     settings = results["settings"]
-    sizes = [settings["events"], *settings["scaling"]]
-    labels = [format_count(n) for n in sizes if format_count(n) in results["sizes"]]
-    if len(labels) < 2:
+    sizes = [n for n in [settings["events"], *settings["scaling"]] if format_count(n) in results["sizes"]]
+    if len(sizes) < 2:
         return "*No scaling sizes in this run.*"
-    base_label = labels[0]
     rows = []
     for item in ("raw", "baseline", "chain"):
-        if item not in results["sizes"][labels[1]]:
+        measured = [(n, results["sizes"][format_count(n)].get(item)) for n in sizes]
+        measured = [(n, runs) for n, runs in measured if runs]
+        if len(measured) < 2 or measured[0][0] != sizes[0]:
             continue
-        base = summary(results["sizes"][base_label][item])
-        for n, label in zip(sizes, labels, strict=False):
-            runs = results["sizes"][label].get(item)
-            if not runs:
-                continue
+        base = summary(measured[0][1])
+        for n, runs in measured:
             s = summary(runs)
-            factor = n / settings["events"]
+            first = n == sizes[0]
             rows.append(
                 [
-                    LABELS[item] if label == base_label else "",
-                    label,
+                    LABELS[item] if first else "",
+                    format_count(n),
                     _fmt_time(s),
                     _fmt_rate(s["rate"]),
-                    "—" if label == base_label else f"{s['wall'] / base['wall']:.1f}× (events {factor:.0f}×)",
+                    "—" if first else f"{s['wall'] / base['wall']:.1f}x (events {n / sizes[0]:.0f}x)",
                     f"{s['max_rss_mb']:.0f}",
-                    "—" if label == base_label else f"{s['max_rss_mb'] / base['max_rss_mb'] - 1:+.0%}",
+                    "—" if first else f"{s['max_rss_mb'] / base['max_rss_mb'] - 1:+.0%}",
                 ]
             )
     header = ["measurement", "events", "wall s", "events/s", "time growth", "peak RSS MiB", "RSS growth"]
@@ -270,6 +315,7 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
         "events": label,
         "reps": str(settings["reps"]),
         "chunk_size": f"{settings['chunk_size']:,}",
+        "basket_size": f"{settings['basket_size']:,}" if settings.get("basket_size") else "one basket per branch",
         "epochs": str(settings["epochs"]) if settings.get("epochs") else "—",
         "main_table": _main_table(results),
         "ml_table": _ml_table(results),

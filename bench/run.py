@@ -26,8 +26,10 @@ from typing import Any
 from bench.common import (
     CONFIG,
     DATASETS,
+    DEFAULT_BASKET_SIZE,
     ML_MODEL,
     SampleInfo,
+    data_dir,
     format_count,
     ml_settings,
     parse_count,
@@ -40,6 +42,16 @@ __all__ = ["main"]
 #: Items measured at every size, and those only at the main size.
 SCALING_ITEMS = ("raw", "baseline", "chain")
 MAIN_ITEMS = ("raw", "baseline", "chain", "chain_w2")
+ML_ITEMS = (
+    "train",
+    "eval_onnx",
+    "eval_keras",
+    "eval_onnx_in_sandbox",
+    "eval_keras_in_sandbox",
+    "predict_plain",
+)
+#: The sandbox (cf_sandbox name) of each evaluation backend of the dnn model.
+EVAL_SANDBOXES = {"onnx": "venv_ml_onnx", "keras": "venv_ml_tf"}
 #: Relative tolerance of the weight sums when the baseline's ML inputs are compared with the chain's.
 WEIGHT_RTOL = 1e-4
 
@@ -57,6 +69,7 @@ class Bench:
     chunk_size: int
     reps: int
     epochs: int
+    basket_size: int = DEFAULT_BASKET_SIZE
     results: dict[str, Any] = field(default_factory=dict)
     samples: dict[int, SampleInfo] = field(default_factory=dict)
 
@@ -71,7 +84,7 @@ class Bench:
         env = dict(os.environ)
         env.update(
             {
-                "CF_DATA": str(self.workdir / f"data_{format_count(n_events)}"),
+                "CF_DATA": str(data_dir(self.workdir, n_events, self.basket_size)),
                 "CF_SAMPLE_SCALE": repr(sample_scale(n_events)),
                 "CF_JOB_BASE": str(self.workdir / "jobs"),
                 "CF_STORE_LOCAL": str(store or self.workdir / "store_unused"),
@@ -97,7 +110,8 @@ class Bench:
         info_path = Path(env["CF_DATA"]) / "sample.json"
         Path(env["CF_DATA"]).mkdir(parents=True, exist_ok=True)
         _log(f"sample of {format_count(n_events)} events in {env['CF_DATA']}")
-        subprocess.run([sys.executable, "-m", "bench.sample", str(info_path)], env=env, cwd=self.base, check=True)
+        command = [sys.executable, "-m", "bench.sample", str(info_path), "--basket-size", str(self.basket_size)]
+        subprocess.run(command, env=env, cwd=self.base, check=True)
         sample = SampleInfo.load(info_path)
         self.samples[n_events] = sample
         return sample
@@ -172,10 +186,10 @@ class Bench:
     def ml_common(self) -> list[str]:
         return ["--version", "v1", "--config", CONFIG, "--ml-model", ML_MODEL]
 
-    def run_ml(self, n_events: int) -> None:
+    def run_ml(self, n_events: int, items: Sequence[str]) -> None:
         """Training (fold 0) and evaluation (all bench datasets) measurements, each against plain Keras."""
         label = format_count(n_events)
-        store = Path(self.results.pop("kept_store"))
+        store = Path(self.results.pop("kept_store", None) or self.workdir / f"store_{label}_ml")
         env = self.env(n_events, store)
         settings = ml_settings(self.epochs)
         _log(f"ML inputs in {store} (not timed)")
@@ -205,20 +219,28 @@ class Bench:
             run = self.measure(f"{label}_train_plain_{rep}", plain_train, env)
             self.record("ml", "train_plain").append(run.to_dict())
 
-        self.interleave([cf_training, plain_training])
-
-        _log("training the other folds for the evaluation (not timed)")
+        if "train" in items:
+            self.interleave([cf_training, plain_training])
+        evaluations = [item for item in items if item.startswith(("eval_", "predict_"))]
+        if not evaluations:
+            shutil.rmtree(store, ignore_errors=True)
+            return
+        _log("training the (other) folds for the evaluation (not timed)")
         self.measure(f"{label}_train_rest", train, env)
         evaluation = ["law", "run", "bench.tasks.BenchEvaluation", "--version", "v1"]
         predict = ["cf_sandbox", "venv_ml_tf", "python", "-m", "bench.predict_plain", str(store)]
 
-        def cf_evaluation(backend: str) -> Callable[[int], None]:
+        def cf_evaluation(key: str) -> Callable[[int], None]:
+            # law starts one sandbox process per branch (file), or, "in_sandbox", law itself runs in the sandbox
+            backend = key.split("_")[1]
+            sandbox = ["cf_sandbox", EVAL_SANDBOXES[backend]] if key.endswith("_in_sandbox") else []
+
             def run_it(rep: int) -> None:
                 shutil.rmtree(store / "analysis_template" / "cf.MLEvaluation", ignore_errors=True)
-                command = [*evaluation, "--ml-model-settings", f"{settings},evaluation_backend={backend}"]
-                run = self.measure(f"{label}_eval_{backend}_{rep}", command, env)
+                command = [*sandbox, *evaluation, "--ml-model-settings", f"{settings},evaluation_backend={backend}"]
+                run = self.measure(f"{label}_{key}_{rep}", command, env)
                 run.output = {"events": evaluation_rows(store)}
-                self.record("ml", f"eval_{backend}").append(run.to_dict())
+                self.record("ml", key).append(run.to_dict())
 
             return run_it
 
@@ -229,7 +251,7 @@ class Bench:
             shutil.rmtree(out_dir, ignore_errors=True)
             self.record("ml", "predict_plain").append(run.to_dict())
 
-        self.interleave([cf_evaluation("onnx"), cf_evaluation("keras"), plain_predict])
+        self.interleave([plain_predict if key == "predict_plain" else cf_evaluation(key) for key in evaluations])
         shutil.rmtree(store, ignore_errors=True)
 
     def interleave(self, steps: Sequence[Callable[[int], None]], reps: int | None = None) -> None:
@@ -320,15 +342,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="further sample sizes for the scaling of time and peak RSS ('none' to skip; default 4M,8M)",
     )
     parser.add_argument("--reps", type=int, default=3, help="repetitions at the main size (default 3)")
-    parser.add_argument("--scaling-reps", type=int, default=1, help="repetitions at the scaling sizes (default 1)")
+    parser.add_argument("--scaling-reps", type=int, default=2, help="repetitions at the scaling sizes (default 2)")
     parser.add_argument(
         "--scaling-items",
-        default="raw,chain",
-        help=f"what to measure at the scaling sizes, of {','.join(SCALING_ITEMS)} (default raw,chain)",
+        default=",".join(SCALING_ITEMS),
+        help=f"what to measure at the scaling sizes (default and choices: {','.join(SCALING_ITEMS)})",
     )
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of the training measurement (default 20)")
-    parser.add_argument("--skip-ml", action="store_true", help="skip the training and evaluation measurements")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the training measurement (default 10)")
+    parser.add_argument(
+        "--items",
+        default=",".join(MAIN_ITEMS),
+        help=f"what to measure at the main size (default and choices: {','.join(MAIN_ITEMS)})",
+    )
+    parser.add_argument(
+        "--ml-items",
+        default=",".join(ML_ITEMS),
+        help=f"ML measurements ('none' to skip; default and choices: {','.join(ML_ITEMS)})",
+    )
+    parser.add_argument("--skip-ml", action="store_true", help="the same as --ml-items none")
     parser.add_argument("--chunk-size", type=int, default=0, help="events per chunk (default: law.cfg's)")
+    parser.add_argument(
+        "--basket-size",
+        type=int,
+        default=DEFAULT_BASKET_SIZE,
+        help=f"entries per ROOT basket of the samples (default {DEFAULT_BASKET_SIZE}; 0: the template's writer)",
+    )
     parser.add_argument(
         "--workdir",
         default="/tmp/cf_bench",
@@ -343,10 +381,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.events = parse_count(args.events)
     args.scaling = [] if args.scaling.lower() in {"", "none"} else [parse_count(s) for s in args.scaling.split(",")]
-    args.scaling_items = [item for item in args.scaling_items.split(",") if item]
-    unknown = set(args.scaling_items) - set(SCALING_ITEMS)
-    if unknown:
-        parser.error(f"unknown --scaling-items {sorted(unknown)}, choose from {','.join(SCALING_ITEMS)}")
+    for option, choices in (("scaling_items", SCALING_ITEMS), ("items", MAIN_ITEMS), ("ml_items", ML_ITEMS)):
+        value = getattr(args, option)
+        items = [] if value.lower() == "none" else [item for item in value.split(",") if item]
+        unknown = set(items) - set(choices)
+        if unknown:
+            parser.error(f"unknown --{option.replace('_', '-')} {sorted(unknown)}, choose from {','.join(choices)}")
+        setattr(args, option, [item for item in choices if item in items])  # in the canonical order
+    if args.skip_ml:
+        args.ml_items = []
     if args.reps < 1 or args.scaling_reps < 1 or args.epochs < 1:
         parser.error("--reps, --scaling-reps and --epochs must be at least 1")
     return args
@@ -366,7 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(workdir / "logs", ignore_errors=True)
-    bench = Bench(base=base, workdir=workdir, chunk_size=chunk_size, reps=args.reps, epochs=args.epochs)
+    bench = Bench(
+        base=base,
+        workdir=workdir,
+        chunk_size=chunk_size,
+        reps=args.reps,
+        epochs=args.epochs,
+        basket_size=args.basket_size,
+    )
     started = time.time()
     bench.results.update(
         {
@@ -378,8 +428,11 @@ def main(argv: list[str] | None = None) -> int:
                 "scaling_items": args.scaling_items,
                 "reps": args.reps,
                 "scaling_reps": args.scaling_reps,
-                "epochs": None if args.skip_ml else args.epochs,
+                "epochs": args.epochs if "train" in args.ml_items else None,
+                "items": args.items,
+                "ml_items": args.ml_items,
                 "chunk_size": chunk_size,
+                "basket_size": args.basket_size,
                 "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
             },
             "load_start": list(os.getloadavg()),
@@ -389,17 +442,26 @@ def main(argv: list[str] | None = None) -> int:
         bench.prepare_sample(n_events)
 
     label = format_count(args.events)
-    _log(f"main size {label}: {', '.join(MAIN_ITEMS)} x {args.reps}, interleaved")
+    _log(f"main size {label}: {', '.join(args.items)} x {args.reps}, interleaved")
+    keep = bool(args.ml_items)
     steps = [
-        (lambda rep, item=item: bench.run_item(args.events, item, rep, keep_store=item == "chain" and rep == 0))
-        for item in MAIN_ITEMS
+        (
+            lambda rep, item=item: bench.run_item(
+                args.events, item, rep, keep_store=keep and item == "chain" and rep == 0
+            )
+        )
+        for item in args.items
     ]
     bench.interleave(steps)
     bench.measure_setup()
-    if not args.skip_ml:
-        bench.run_ml(args.events)
-    else:
-        shutil.rmtree(bench.results.pop("kept_store"), ignore_errors=True)
+    if args.ml_items:
+        if "kept_store" not in bench.results:
+            _log("the chain for the ML measurements (not timed)")
+            store = workdir / f"store_{label}_ml"
+            shutil.rmtree(store, ignore_errors=True)
+            bench.measure(f"{label}_ml_chain", bench.chain_command(), bench.env(args.events, store))
+            bench.results["kept_store"] = str(store)
+        bench.run_ml(args.events, args.ml_items)
     for n_events in args.scaling:
         _log(f"scaling size {format_count(n_events)}: {', '.join(args.scaling_items)} x {args.scaling_reps}")
         steps = [(lambda rep, item=item, n=n_events: bench.run_item(n, item, rep)) for item in args.scaling_items]

@@ -1,0 +1,238 @@
+"""The bench (``python -m bench``): its helpers, the I/O fast paths it measures, and a smoke run so that it cannot rot.
+
+The full bench is not part of the tests (it takes half an hour); the smoke runs use 20k events and one repetition and
+write their page to a temporary path, never to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from bench.common import DATASETS, data_dir, format_count, parse_count, sample_scale
+from bench.measure import BenchError, run_measured, summarize
+from bench.report import render
+from bench.sample import write_file
+from cf.columnar_util import Route, strip_unused_options
+from cf.io import ParquetSource, ParquetWriter, RootSource
+from tests.conftest import require_cf_base
+
+#: A tiny tt_sl file: the template generator's events, written with different basket layouts.
+SAMPLE_KWARGS = {"processes": {"tt_sl": 300}, "seed": 102, "is_data": False}
+#: Timeout of a smoke run of the bench, in seconds.
+SMOKE_TIMEOUT = 900
+
+
+def test_event_counts_parse_and_format() -> None:
+    assert parse_count("1M") == 1_000_000
+    assert parse_count("20k") == 20_000
+    assert parse_count("2.5M") == 2_500_000
+    assert parse_count("250000") == 250_000
+    assert format_count(8_000_000) == "8M"
+    assert format_count(20_000) == "20k"
+    assert format_count(1234) == "1234"
+    for bad in ("", "1G", "-5", "0"):
+        with pytest.raises(ValueError, match="count"):
+            parse_count(bad)
+
+
+def test_sample_scale_gives_the_requested_events() -> None:
+    # 4 datasets x 2 files x 4000 events x scale
+    assert sample_scale(1_000_000) * 4000 * 2 * len(DATASETS) == pytest.approx(1_000_000)
+    assert data_dir("/w", 1_000_000, 10_000) == Path("/w/data_1M_b10k")
+    assert data_dir("/w", 20_000, 0) == Path("/w/data_20k_b0")
+
+
+@pytest.fixture(scope="module")
+def root_files(tmp_path_factory: pytest.TempPathFactory) -> dict[int, str]:
+    """The same 300 events in one basket per branch (0), and in baskets of 64 and of 100 entries."""
+    directory = tmp_path_factory.mktemp("bench_root")
+    return {size: write_file(str(directory / f"b{size}.root"), 0, SAMPLE_KWARGS, size) for size in (0, 64, 100)}
+
+
+def test_sample_files_hold_the_requested_baskets(root_files: dict[int, str]) -> None:
+    with uproot.open(root_files[64]) as file:
+        branch = file["Events"]["Jet_pt"]
+        assert branch.num_baskets == 5
+        assert list(branch.entry_offsets) == [0, 64, 128, 192, 256, 300]
+    with uproot.open(root_files[0]) as file:
+        assert file["Events"]["Jet_pt"].num_baskets == 1
+    contents = [uproot.open(path)["Events"].arrays(["Jet_pt", "MET_pt", "event"]) for path in root_files.values()]
+    for other in contents[1:]:
+        assert ak.array_equal(contents[0], other)
+
+
+@pytest.mark.parametrize("basket_size", [0, 64, 100])
+@pytest.mark.parametrize("chunk_size", [50, 64, 100, 128, 300])
+def test_root_chunks_equal_a_full_read(root_files: dict[int, str], basket_size: int, chunk_size: int) -> None:
+    """RootSource keeps basket-aligned reads between chunks: the chunks must still be exactly the file's entries."""
+    source = RootSource(root_files[basket_size])
+    routes = [Route("Jet.pt"), Route("Jet.eta"), Route("MET.pt"), Route("event")]
+    with uproot.open(root_files[basket_size]) as file:
+        full = file["Events"].arrays(["Jet_pt", "Jet_eta", "MET_pt", "event"])
+    chunks = [source.read(routes, start, min(start + chunk_size, 300)) for start in range(0, 300, chunk_size)]
+    # a second pass from the start and a jump back must not reuse stale windows
+    chunks_again = [source.read(routes[:2], start, min(start + chunk_size, 300)) for start in range(0, 300, chunk_size)]
+    events = ak.concatenate(chunks)
+    assert ak.array_equal(events.Jet.pt, full.Jet_pt)
+    assert ak.array_equal(events.Jet.eta, full.Jet_eta)
+    assert ak.array_equal(events.MET.pt, full.MET_pt)
+    assert ak.array_equal(events.event, full.event)
+    assert ak.array_equal(ak.concatenate(chunks_again).Jet.pt, full.Jet_pt)
+    assert ak.array_equal(source.read(routes, 10, 20).Jet.pt, full.Jet_pt[10:20])
+
+
+def test_parquet_source_reads_what_from_parquet_reads(tmp_path: Path) -> None:
+    """ParquetSource reads row groups from its open file: the same arrays as ak.from_parquet, in file order."""
+    rng = np.random.default_rng(1)
+    n_jets = rng.integers(0, 5, 1000)
+    events = ak.zip(
+        {
+            "run": np.arange(1000, dtype=np.uint32),
+            "Jet": ak.zip(
+                {
+                    "pt": ak.unflatten(rng.random(n_jets.sum()).astype(np.float32), n_jets),
+                    "eta": ak.unflatten(rng.random(n_jets.sum()), n_jets),
+                }
+            ),
+            "MET": ak.zip({"pt": rng.random(1000), "phi": rng.random(1000)}),
+            "category_ids": ak.unflatten(np.arange(n_jets.sum(), dtype=np.int32), n_jets),
+        },
+        depth_limit=1,
+    )
+    path = tmp_path / "events.parquet"
+    with ParquetWriter(path) as writer:
+        for start in range(0, 1000, 300):
+            writer.write(events[start : start + 300])
+    source = ParquetSource(str(path))
+    assert source._leaves is not None  # the fast path is taken for files the tasks write
+    for columns, start, stop in (
+        (["MET.pt", "Jet.pt", "run"], 0, 1000),
+        (["category_ids", "Jet.eta"], 250, 700),
+        (["Jet.eta", "Jet.pt", "MET.phi"], 900, 1000),
+    ):
+        routes = [Route(column) for column in columns]
+        got = source.read(routes, start, stop)
+        expected = strip_unused_options(ak.from_parquet(path, columns=columns)[start:stop])
+        assert got.fields == expected.fields
+        assert got.layout.form == expected.layout.form
+        assert ak.array_equal(got, expected)
+
+
+def test_measured_run_reports_time_cpu_and_rss(tmp_path: Path) -> None:
+    code = "import json, numpy; a = numpy.ones(50_000_000); print(json.dumps({'events': 7}))"
+    run = run_measured([sys.executable, "-c", code], os.environ, tmp_path / "ok.log")
+    assert run.output == {"events": 7}
+    assert run.wall > 0
+    assert run.cpu > 0
+    assert run.max_rss_mb > 300  # the 400 MB array
+    stats = summarize([run, run])
+    assert stats["n"] == 2
+    assert stats["spread"] == 0
+    with pytest.raises(BenchError, match="exited with 3"):
+        run_measured([sys.executable, "-c", "raise SystemExit(3)"], os.environ, tmp_path / "fail.log")
+
+
+def _run(wall: float, rss: float = 200.0, **output: float) -> dict[str, object]:
+    return {"wall": wall, "cpu": wall, "max_rss_mb": rss, "load": 1.0, "output": output}
+
+
+def test_report_renders_every_table_and_target() -> None:
+    results = {
+        "date": "2026-01-01 00:00 UTC",
+        "machine": {
+            "cpu": "test cpu",
+            "cores": 2,
+            "memory_gib": 24,
+            "os": "linux",
+            "python": "3.11",
+            "packages": {"awkward": "2"},
+            "commit": "abc",
+        },
+        "settings": {
+            "events": 1_000_000,
+            "scaling": [8_000_000],
+            "reps": 2,
+            "chunk_size": 50_000,
+            "epochs": 5,
+            "command": "python -m bench",
+        },
+        "load_start": [1.0, 1.0, 1.0],
+        "sizes": {
+            "1M": {
+                "raw": [_run(2.0, events=1e6), _run(2.2, events=1e6)],
+                "baseline": [_run(10.0, events=1e6), _run(10.0, events=1e6)],
+                "chain": [_run(12.0, 300, events=1e6), _run(13.0, 300, events=1e6)],
+                "chain_w2": [_run(11.0, events=1e6), _run(11.5, events=1e6)],
+                "chain_complete": [_run(1.5), _run(1.4)],
+            },
+            "8M": {"raw": [_run(16.0, events=8e6)], "chain": [_run(100.0, 330, events=8e6)]},
+        },
+        "setup_sh": [_run(0.2), _run(0.3), _run(0.2)],
+        "ml": {
+            "train_cf": [_run(30.0, n_fit=1000, epochs=5, load_fit_seconds=20.0)],
+            "train_plain": [_run(25.0, n_fit=1000, epochs=5, load_fit_seconds=21.0)],
+            "eval_onnx": [_run(20.0, events=5e5)],
+            "eval_onnx_in_sandbox": [_run(5.0, events=5e5)],
+            "predict_plain": [_run(10.0, events=5e5)],
+        },
+    }
+    page = render(results)
+    assert "$" not in page.replace("$$", "")  # every placeholder was filled
+    assert "test cpu" in page
+    assert "| `law run` chain, 1 worker | 80k |" in page
+    assert "0.80x baseline" in page
+    assert "chain peak RSS flat 1M → 8M | within ±20% | +10%" in page
+    assert "MLEvaluation (ONNX, `law run` in the sandbox) vs plain Keras `predict` | >= 1.5x | 2.00x | **met**" in page
+    assert "MLTraining fold vs plain `keras.fit` | >= 0.9x | 1.05x" in page
+    assert "| 8M | 100.0 | 80k | 8.0x (events 8x) | 330 | +10% |" in page
+
+
+def _smoke(tmp_path: Path, *args: str) -> tuple[str, dict[str, object]]:
+    """Run the bench with a page and results under tmp_path; docs/performance.md must stay untouched."""
+    base = require_cf_base()
+    page_path, results_path = tmp_path / "performance.md", tmp_path / "results.json"
+    docs_page = base / "docs" / "performance.md"
+    before = docs_page.read_bytes() if docs_page.exists() else None
+    command = [sys.executable, "-m", "bench", "--events", "20k", "--reps", "1", "--scaling", "none"]
+    command += ["--workdir", str(tmp_path / "work"), "--output", str(page_path), "--results-json", str(results_path)]
+    result = subprocess.run(
+        [*command, *args], cwd=base, capture_output=True, text=True, timeout=SMOKE_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert (docs_page.read_bytes() if docs_page.exists() else None) == before
+    return page_path.read_text(), json.loads(results_path.read_text())
+
+
+@pytest.mark.slow
+def test_bench_smoke_run_of_the_chain(tmp_path: Path) -> None:
+    page, results = _smoke(tmp_path, "--items", "raw,baseline,chain", "--ml-items", "none")
+    assert "### Targets" in page
+    assert "| `law run` chain, 1 worker |" in page
+    runs = results["sizes"]["20k"]  # type: ignore[index]
+    assert {"raw", "baseline", "chain", "chain_complete"} <= set(runs)
+    assert all(run["output"]["events"] == 20_000 for run in runs["raw"])
+    # the hand-written script and the chain wrote the same ML inputs
+    assert results["checks"]["20k"]["chain_agrees"] or results["checks"]["20k"]["baseline_agrees"]  # type: ignore[index]
+    assert results["setup_sh"]
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+def test_bench_smoke_run_of_training_and_evaluation(tmp_path: Path) -> None:
+    ml_items = "train,eval_onnx_in_sandbox,predict_plain"
+    page, results = _smoke(tmp_path, "--items", "chain", "--ml-items", ml_items, "--epochs", "1")
+    ml = results["ml"]  # type: ignore[index]
+    assert set(ml) == {"train_cf", "train_plain", "eval_onnx_in_sandbox", "predict_plain"}
+    assert ml["train_cf"][0]["output"]["epochs"] == 1
+    assert ml["train_plain"][0]["output"]["n_fit"] == ml["train_cf"][0]["output"]["n_fit"]
+    assert ml["eval_onnx_in_sandbox"][0]["output"]["events"] == ml["predict_plain"][0]["output"]["events"] > 0
+    assert "plain `keras.fit`" in page
