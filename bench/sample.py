@@ -25,22 +25,6 @@ from bench.common import CONFIG, DATASETS
 __all__ = ["chain_branches", "main", "write_file"]
 
 
-def _nanoaod_branches(events: Any) -> dict[str, Any]:
-    """Event records as ``mktree`` input: collections stay records (``nJet``, ``Jet_pt``), MET becomes MET_pt."""
-    import awkward as ak
-
-    branches: dict[str, Any] = {}
-    for name in events.fields:
-        column = events[name]
-        if column.ndim > 1:
-            branches[name] = column
-        elif column.fields:
-            branches.update({f"{name}_{sub}": ak.to_numpy(column[sub]) for sub in column.fields})
-        else:
-            branches[name] = ak.to_numpy(column)
-    return branches
-
-
 def write_file(path: str, file_index: int, kwargs: dict[str, Any], basket_size: int) -> str:
     """Generate one file of a dataset with the template's generator; baskets of ``basket_size`` entries.
 
@@ -54,7 +38,7 @@ def write_file(path: str, file_index: int, kwargs: dict[str, Any], basket_size: 
     import uproot
 
     events = generate.generate_events(kwargs["processes"], kwargs["seed"], file_index, kwargs.get("is_data", False))
-    branches = _nanoaod_branches(events)
+    branches = generate.nanoaod_branches(events)
     n_events = len(events)
     starts = range(0, max(n_events, 1), basket_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -877,7 +877,7 @@ def generate_events(processes: dict[str, float], seed: int, file_index: int, is_
     return ak.zip(columns, depth_limit=1)
 
 
-def _nanoaod_branches(events: ak.Array) -> dict[str, np.ndarray | ak.Array]:
+def nanoaod_branches(events: ak.Array) -> dict[str, np.ndarray | ak.Array]:
     """Flattens event records into mktree input.
 
     Jagged collections stay records (mktree makes nX and X_y branches of them); per-event records (MET, PV) are
@@ -907,7 +907,7 @@ def write_nanoaod(path: str | os.PathLike, events: ak.Array) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    branches = _nanoaod_branches(events)
+    branches = nanoaod_branches(events)
     # a unique hidden sibling: same file system (atomic os.replace) and never picked up as a finished file
     tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
