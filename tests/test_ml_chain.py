@@ -7,6 +7,7 @@ reproducible, and bad input fails with one clear message.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -108,6 +109,52 @@ def test_retraining_with_the_same_seed_gives_identical_scores(
     ):
         assert first != second
         assert pq.read_table(first).equals(pq.read_table(second))
+
+
+def copy_of_store(env: LawEnv, destination: Path) -> LawEnv:
+    """The environment with a copy of its store (outputs can be removed there without touching the original)."""
+    shutil.copytree(env.store, destination)
+    return env.with_paths(store=destination)
+
+
+def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
+    trained: LawEnv,
+    law_run: LawRun,
+    law_outputs: LawOutputs,
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_store(trained, tmp_path / "store")
+    files = evaluation_files(copy, law_outputs)
+    expected = [pq.read_table(path) for path in files]
+    for workers, sandboxes in (("1", 1), ("2", len(files))):
+        for path in files:
+            path.unlink()
+        result = law_run(*EVALUATE, "--workers", workers, env=copy.env, timeout=600)
+        # one worker: the workflow enters the sandbox once; more workers: each file (branch) in its own
+        assert result.stdout.count("entering sandbox") == sandboxes, result.stdout[-3000:]
+        assert all(pq.read_table(path).equals(table) for path, table in zip(files, expected, strict=True))
+
+
+def test_a_failing_file_keeps_the_files_evaluated_before_it(
+    trained: LawEnv,
+    law_run: LawRun,
+    law_outputs: LawOutputs,
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_store(trained, tmp_path / "store")
+    files = evaluation_files(copy, law_outputs)
+    first = pq.read_table(files[0])
+    for path in files:
+        path.unlink()
+    reduced = law_outputs("cf.ReduceEvents", "--version", "v1", "--calibrators", "skip_jecunc", env=copy.env)
+    reduced[1].write_bytes(b"not a parquet file")
+    result = law_run(*EVALUATE, env=copy.env, timeout=600, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"error: cannot open parquet file '{reduced[1]}'" in output, output[-3000:]
+    assert pq.read_table(files[0]).equals(first)
+    assert not files[1].exists()
+    assert sorted(path.name for path in files[0].parent.iterdir()) == [files[0].name]
 
 
 def assert_clear_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:

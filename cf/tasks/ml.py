@@ -37,7 +37,7 @@ from cf.tasks.base import (
 from cf.tasks.external import DatasetWorkflow
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
-from cf.tasks.remote import BatchWorkflow
+from cf.tasks.remote import BatchWorkflow, WorkflowSandboxTask
 from cf.util import UserError
 
 __all__ = [
@@ -387,12 +387,13 @@ class MLEvaluation(
     CalibratorsMixin,
     ShiftMixin,
     DatasetWorkflow,
-    law.SandboxTask,
+    WorkflowSandboxTask,
 ):
     """Evaluates the fold models on the events of one file; writes only the model's ``produces`` columns.
 
-    Runs in the model's sandbox; ``events_used_in_training`` is whether the dataset is one of the model's
-    training datasets in this config.
+    Runs in the model's sandbox, entered once for all files of a local workflow (:class:`WorkflowSandboxTask`);
+    the fold models are opened once per process. ``events_used_in_training`` is whether the dataset is one of
+    the model's training datasets in this config.
     """
 
     @property
@@ -420,7 +421,7 @@ class MLEvaluation(
         model = self.ml_model_inst
         inputs = self.input()
         fold_outputs = [inputs["models"]["collection"].targets[fold] for fold in range(model.folds)]
-        models = [model.open_model(target) for target in fold_outputs]
+        models = open_fold_models(model, fold_outputs)
         sources = [open_source(inputs["events"]["events"].path)]
         if "columns" in inputs:
             sources.append(open_source(inputs["columns"]["columns"].path))
@@ -432,6 +433,20 @@ class MLEvaluation(
                 folds = fold_indices(events, model.folds)
                 scored = model.evaluate(self, events, models, folds, events_used_in_training=used_in_training)
                 writer.write(take_ak_columns(scored, produces))
+
+
+#: Fold models opened in this process, keyed by their output paths and modification times.
+_OPEN_FOLD_MODELS: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def open_fold_models(model: MLModel, fold_outputs: list[Any]) -> list[Any]:
+    """The opened models of all folds; opened once per process, so the branches of a workflow share them."""
+    paths = [target.path for target in law.util.flatten(fold_outputs)]
+    key = tuple((path, os.stat(path).st_mtime_ns) for path in paths)
+    if key not in _OPEN_FOLD_MODELS:
+        _OPEN_FOLD_MODELS.clear()
+        _OPEN_FOLD_MODELS[key] = [model.open_model(target) for target in fold_outputs]
+    return _OPEN_FOLD_MODELS[key]
 
 
 class MergeMLEvaluation(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTask):

@@ -48,6 +48,7 @@ __all__ = [
     "SlurmJobManager",
     "SlurmWorkflow",
     "SlurmWorkflowProxy",
+    "WorkflowSandboxTask",
     "bootstrap_render_variables",
     "check_job_resources",
     "create_job_file",
@@ -444,3 +445,42 @@ def create_job_file(
         if task.effective_workflow == "htcondor" and proxy.job_manager.job_grouping_submit:
             return proxy.create_job_file({job_num: list(branches)})
         return proxy.create_job_file(job_num, list(branches))
+
+
+class WorkflowSandboxTask(law.SandboxTask):
+    """A sandboxed workflow whose local branches run in one sandbox process.
+
+    law enters a task's sandbox once per branch: a new process that imports the sandbox's software and
+    resolves the task's parameters again, about 2 s per branch with TensorFlow or ONNX Runtime, often more than
+    the work of the branch (one file's evaluation). With one worker (the default), a local workflow of this
+    class enters its sandbox once instead and runs its incomplete branches there, one after the other, in that
+    process (law's sandbox runs exactly one task, so the branches are run directly, not scheduled). With
+    ``--workers N > 1``, each branch enters the sandbox in its own process as usual, ``N`` at a time. A single
+    branch (``--branch N``) and batch workflows (each job enters the sandbox for its own branches) are
+    unchanged.
+    """
+
+    def __getattribute__(self, attr: str, proxy: bool | None = None) -> Any:
+        if attr == "run" and proxy is not False and runs_branches_in_one_sandbox(self):
+            if not self.is_sandboxed():
+                return self.sandbox_proxy.run
+            if self.is_sandboxed_task():
+                return super().__getattribute__("run_branches_in_process")
+        return super().__getattribute__(attr, proxy=proxy)
+
+    def run_branches_in_process(self) -> None:
+        """Run the incomplete branches one after the other in this process (inside the sandbox)."""
+        branch_tasks = [task for task in self.get_branch_tasks().values() if not task.complete()]
+        for done, branch_task in enumerate(branch_tasks):
+            # the branches report to the scheduler through the workflow, which is the task luigi runs
+            branch_task.set_status_message = self.set_status_message
+            branch_task.set_progress_percentage = lambda _: None
+            branch_task.run()
+            self.publish_progress(100.0 * (done + 1) / len(branch_tasks))
+
+
+def runs_branches_in_one_sandbox(task: law.SandboxTask) -> bool:
+    """Whether ``task`` is a local workflow (not a branch) run by a single luigi worker."""
+    if not isinstance(task, law.BaseWorkflow) or not task.is_workflow():
+        return False
+    return task.effective_workflow == "local" and luigi.interface.core().workers == 1
