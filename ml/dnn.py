@@ -298,6 +298,16 @@ def signal_vs_rest_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarr
 # the model
 
 
+def epoch_logger(fold: int) -> Any:
+    """A Keras callback printing one line per epoch with its losses and accuracies."""
+
+    def log(epoch: int, logs: dict[str, float]) -> None:
+        values = ", ".join(f"{key} {float(value):.4f}" for key, value in sorted(logs.items()))
+        print(f"fold {fold} epoch {epoch + 1}: {values}", flush=True)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
 @dataclass
 class FoldModel:
     """One fold's trained network with its standardization, as ``open_model`` returns it.
@@ -557,8 +567,9 @@ class DNNClassifier(MLModel):
             epochs=self.epochs,
             batch_size=self.batch_size,
             shuffle=True,
-            callbacks=[stopping],
-            verbose=2,
+            callbacks=[stopping, epoch_logger(fold)],
+            # no per-batch progress: a callback that reads batch logs makes Keras wait for every batch
+            verbose=0,
         )
         fit_seconds = time.perf_counter() - start
 

@@ -99,7 +99,8 @@ class TestModel(MLModel):
         events_used_in_training: bool = False,
     ) -> ak.Array:
         x = self.feature_matrix(events)
-        predictions = [model.predict(x, batch_size=8192, verbose=0) for model in models]
+        # a direct call: predict() would retrace its tf.function for every new chunk length
+        predictions = [np.asarray(model(x, training=False)) for model in models]
         scores = combine_fold_outputs(predictions, fold_indices, events_used_in_training)
         for node, name in enumerate(self.dataset_names):
             column = f"{self.cls_name}.score_{name.split('_')[0]}"
