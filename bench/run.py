@@ -46,12 +46,11 @@ ML_ITEMS = (
     "train",
     "eval_onnx",
     "eval_keras",
-    "eval_onnx_in_sandbox",
     "eval_keras_in_sandbox",
     "predict_plain",
 )
-#: The sandbox (cf_sandbox name) of each evaluation backend of the dnn model.
-EVAL_SANDBOXES = {"onnx": "venv_ml_onnx", "keras": "venv_ml_tf"}
+#: The sandbox (cf_sandbox name) of the Keras evaluation of the dnn model (ONNX runs in the base environment).
+KERAS_SANDBOX = "venv_ml_tf"
 #: Relative tolerance of the weight sums when the baseline's ML inputs are compared with the chain's.
 WEIGHT_RTOL = 1e-4
 
@@ -231,9 +230,10 @@ class Bench:
         predict = ["cf_sandbox", "venv_ml_tf", "python", "-m", "bench.predict_plain", str(store)]
 
         def cf_evaluation(key: str) -> Callable[[int], None]:
-            # law starts one sandbox process per branch (file), or, "in_sandbox", law itself runs in the sandbox
+            # ONNX: no sandbox; Keras: each MLEvaluation workflow (dataset) enters the TF sandbox once, or,
+            # "in_sandbox", law itself runs in it
             backend = key.split("_")[1]
-            sandbox = ["cf_sandbox", EVAL_SANDBOXES[backend]] if key.endswith("_in_sandbox") else []
+            sandbox = ["cf_sandbox", KERAS_SANDBOX] if key.endswith("_in_sandbox") else []
 
             def run_it(rep: int) -> None:
                 shutil.rmtree(store / "analysis_template" / "cf.MLEvaluation", ignore_errors=True)

@@ -22,8 +22,8 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
   on the validation inputs), ``history.json``, ``metrics.json`` (validation AUC of HH against the rest)
   and ``standardization.json``.
-* **Evaluation**: ONNX Runtime in the light ``venv_ml_onnx`` sandbox (default), or Keras in the TF sandbox
-  with ``--ml-model-settings evaluation_backend=keras``.
+* **Evaluation**: ONNX Runtime in the base environment (default: no sandbox, no TensorFlow), or Keras in the
+  TF sandbox with ``--ml-model-settings evaluation_backend=keras``.
 
 The held-out AUC over all folds is not known inside one fold's training (fold ``i``'s events are not its
 input); compute it from the MLEvaluation outputs, e.g. with :func:`signal_vs_rest_auc`.
@@ -67,15 +67,14 @@ __all__ = [
     "validation_mask",
 ]
 
-#: The evaluation backends: ONNX Runtime (light sandbox, no TensorFlow) or Keras (TF sandbox).
+#: The evaluation backends: ONNX Runtime (base environment, no TensorFlow) or Keras (TF sandbox).
 EVALUATION_BACKENDS = ("onnx", "keras")
 #: Largest allowed difference between the ONNX and the Keras outputs on the validation inputs.
 ONNX_TOLERANCE = 1e-5
 #: Salt of the validation hash, so that the validation split is independent of the fold assignment.
 VALIDATION_SALT = 0x5EED_0F_7A11D
-#: Sandboxes of training (and Keras evaluation) and of ONNX evaluation.
+#: Sandbox of the training and of the Keras evaluation; the ONNX evaluation runs in the base environment.
 TF_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
-ONNX_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_onnx.sh"
 
 
 # features
@@ -350,7 +349,7 @@ class DNNClassifier(MLModel):
             first epochs would otherwise stop the training too early).
         validation_fraction: Fraction of the training folds used for validation and early stopping.
         seed: Base seed; fold ``i`` trains with ``seed + i``.
-        evaluation_backend: ``onnx`` (ONNX Runtime in the light sandbox) or ``keras`` (the TF sandbox).
+        evaluation_backend: ``onnx`` (ONNX Runtime in the base environment) or ``keras`` (the TF sandbox).
         onnx_threads: Intra-op threads of an ONNX Runtime session.
     """
 
@@ -443,8 +442,9 @@ class DNNClassifier(MLModel):
     # the contract
 
     def sandbox(self, task: law.Task) -> str:
+        # ONNX Runtime is part of the base environment: no sandbox process to start for the evaluation
         if task.task_family == "cf.MLEvaluation" and self.evaluation_backend == "onnx":
-            return ONNX_SANDBOX
+            return ""
         return TF_SANDBOX
 
     def datasets(self, config_inst: Any) -> set[Any]:

@@ -1,5 +1,6 @@
 """The reference classifier ``dnn`` end to end: trained in the TF sandbox, evaluated with ONNX Runtime in the
-light sandbox (and with Keras), checked for separation power, leakage, reproducibility and backend agreement."""
+base environment (and with Keras in the TF sandbox), checked for separation power, leakage, reproducibility and
+backend agreement."""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ from cf.folds import fold_indices
 from cf.ml import parse_settings
 from ml.dnn import (
     FEATURES,
-    ONNX_SANDBOX,
     TF_SANDBOX,
     DNNClassifier,
     apply_standardization,
@@ -299,7 +298,7 @@ def test_single_layer_setting_becomes_a_tuple() -> None:
     ("backend", "family", "sandbox"),
     [
         ("onnx", "cf.MLTraining", TF_SANDBOX),
-        ("onnx", "cf.MLEvaluation", ONNX_SANDBOX),
+        ("onnx", "cf.MLEvaluation", ""),
         ("keras", "cf.MLTraining", TF_SANDBOX),
         ("keras", "cf.MLEvaluation", TF_SANDBOX),
     ],

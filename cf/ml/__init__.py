@@ -150,7 +150,11 @@ class MLModel(RegisteredModel, abc.ABC):
 
     @abc.abstractmethod
     def sandbox(self, task: Any) -> str:
-        """The sandbox the task runs in, e.g. ``"bash::$CF_BASE/sandboxes/venv_ml_tf.sh"``."""
+        """The sandbox the task runs in, e.g. ``"bash::$CF_BASE/sandboxes/venv_ml_tf.sh"``.
+
+        An empty string runs the task in the base environment (no sandbox process), for models whose software
+        is installed there, such as ONNX Runtime.
+        """
 
     @abc.abstractmethod
     def datasets(self, config_inst: Any) -> set[Any]:

@@ -119,6 +119,16 @@ def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any])
     }
 
 
+class MLModelSandboxMixin(MLModelMixin):
+    """A task that runs in its model's sandbox (``MLModel.sandbox``); ``""`` means the base environment."""
+
+    allow_empty_sandbox = True
+
+    @property
+    def sandbox(self) -> str:
+        return self.ml_model_inst.sandbox(self) or law.NO_STR
+
+
 class MLTrainingEventsMixin(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin):
     """Training-side tasks of one dataset.
 
@@ -241,7 +251,7 @@ class MergeMLEvents(MLTrainingEventsMixin, DatasetTask):
 
 
 class MLTraining(
-    MLModelMixin,
+    MLModelSandboxMixin,
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
@@ -290,10 +300,6 @@ class MLTraining(
 
     def model_configs(self) -> tuple[str, ...]:
         return tuple(self.configs)
-
-    @property
-    def sandbox(self) -> str:
-        return self.ml_model_inst.sandbox(self)
 
     def store_parts(self) -> list[str]:
         parts = [self.analysis_inst.name, self.task_family, "__".join(self.configs)]
@@ -381,7 +387,7 @@ def remove_path(path: str) -> None:
 
 
 class MLEvaluation(
-    MLModelMixin,
+    MLModelSandboxMixin,
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
@@ -395,10 +401,6 @@ class MLEvaluation(
     the fold models are opened once per process. ``events_used_in_training`` is whether the dataset is one of
     the model's training datasets in this config.
     """
-
-    @property
-    def sandbox(self) -> str:
-        return self.ml_model_inst.sandbox(self)
 
     def training_requirement(self) -> MLTraining:
         funcs = training_functions(self.ml_model_inst, self.config_inst, self.param_kwargs)
@@ -465,7 +467,7 @@ class MergeMLEvaluation(MLModelMixin, ProducersMixin, SelectorMixin, Calibrators
 
 
 class MLTrainingScores(
-    MLModelMixin,
+    MLModelSandboxMixin,
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
@@ -496,10 +498,6 @@ class MLTrainingScores(
                 raise UserError(str(error)) from None
             params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
         return params
-
-    @property
-    def sandbox(self) -> str:
-        return self.ml_model_inst.sandbox(self)
 
     def store_parts(self) -> list[str]:
         return [*super().store_parts(), *self.function_store_parts()]
