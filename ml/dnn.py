@@ -45,13 +45,13 @@ import numpy as np
 from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
 from cf.folds import event_hash
 from cf.ml import MLModel, combine_fold_outputs
-from cf.util import maybe_import
+from cf.util import lazy_import, maybe_import
 
 # TensorFlow / Keras only exist in the TF sandbox and onnxruntime only in the sandboxes; elsewhere (law index,
 # the base venv, unit tests) these are placeholders that fail on use
 tf = maybe_import("tensorflow")
 keras = maybe_import("keras")
-ort = maybe_import("onnxruntime")
+ort = lazy_import("onnxruntime")
 
 __all__ = [
     "FEATURES",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import awkward as ak
 import numpy as np
@@ -29,6 +30,7 @@ from cf.util import (
     brace_expand,
     expand_list,
     expand_path,
+    lazy_import,
     maybe_import,
     short_hash,
     split_outside_braces,
@@ -268,6 +270,21 @@ def test_maybe_import_of_missing_module_is_falsy_and_fails_on_use() -> None:
         _ = module.some_function
     # dunder lookups (copy, pickle, hasattr probes) get an AttributeError, not an ImportError
     assert not hasattr(module, "__wrapped__")
+
+
+def test_lazy_import_imports_on_first_use() -> None:
+    sys.modules.pop("colorsys", None)
+    module = lazy_import("colorsys")
+    assert "colorsys" not in sys.modules
+    assert module.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert "colorsys" in sys.modules
+
+
+def test_lazy_import_of_missing_module_is_falsy_and_fails_on_use() -> None:
+    module = lazy_import("cf_no_such_module_xyz")
+    assert not module
+    with pytest.raises(ImportError, match="module 'cf_no_such_module_xyz' is not available"):
+        module.anything  # noqa: B018
 
 
 def test_maybe_import_of_installed_module_returns_it() -> None:
