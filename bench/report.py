@@ -182,19 +182,22 @@ def _main_table(results: Mapping[str, Any]) -> str:
         if item.startswith("chain") and "raw" in stats:
             ratios.append(f"{s['rate'] / stats['raw']['rate']:.2f}x raw")
         ratio = ", ".join(ratios) or "—"
-        rows.append(
-            [
-                label_text,
-                _fmt_rate(s["rate"]),
-                _fmt_time(s),
-                f"{s['cpu']:.1f}",
-                ratio,
-                f"{s['max_rss_mb']:.0f}",
-                f"±{s['spread'] / 2:.0%}",
-            ]
-        )
+        rows.append(_rate_row(label_text, s, ratio))
     header = ["measurement", "events/s", "wall s (min-max)", "CPU s", "ratio (events/s)", "peak RSS MiB", "noise"]
     return _table(header, rows)
+
+
+def _rate_row(label: str, s: Mapping[str, Any], ratio: str) -> list[str]:
+    """A table row of a rate measurement: label, events/s, wall time, CPU time, ratio, peak RSS and noise."""
+    return [
+        label,
+        _fmt_rate(s["rate"]),
+        _fmt_time(s),
+        f"{s['cpu']:.1f}",
+        ratio,
+        f"{s['max_rss_mb']:.0f}",
+        f"±{s['spread'] / 2:.0%}",
+    ]
 
 
 def _ml_table(results: Mapping[str, Any]) -> str:
@@ -244,17 +247,7 @@ def _ml_table(results: Mapping[str, Any]) -> str:
             continue
         s = summary(ml[key])
         ratio = "—" if key == "predict_plain" or plain_eval is None else f"{s['rate'] / plain_eval['rate']:.2f}x"
-        rows.append(
-            [
-                text,
-                _fmt_rate(s["rate"]),
-                _fmt_time(s),
-                f"{s['cpu']:.1f}",
-                ratio,
-                f"{s['max_rss_mb']:.0f}",
-                f"±{s['spread'] / 2:.0%}",
-            ]
-        )
+        rows.append(_rate_row(text, s, ratio))
     header = ["evaluation", "events/s", "wall s (min-max)", "CPU s", "ratio", "peak RSS MiB", "noise"]
     return table + "\n\n" + _table(header, rows)
 

@@ -47,8 +47,8 @@ from cf.folds import event_hash
 from cf.ml import MLModel, combine_fold_outputs
 from cf.util import lazy_import, maybe_import
 
-# TensorFlow / Keras only exist in the TF sandbox and onnxruntime only in the sandboxes; elsewhere (law index,
-# the base venv, unit tests) these are placeholders that fail on use
+# TensorFlow / Keras only exist in the TF sandbox; elsewhere (law index, the base venv, unit tests) they are
+# placeholders that fail on use. onnxruntime is in every environment and imported on first use.
 tf = maybe_import("tensorflow")
 keras = maybe_import("keras")
 ort = lazy_import("onnxruntime")

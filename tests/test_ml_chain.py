@@ -111,10 +111,17 @@ def test_retraining_with_the_same_seed_gives_identical_scores(
         assert pq.read_table(first).equals(pq.read_table(second))
 
 
-def copy_of_store(env: LawEnv, destination: Path) -> LawEnv:
-    """The environment with a copy of its store (outputs can be removed there without touching the original)."""
+def store_without_evaluation(
+    env: LawEnv, law_outputs: LawOutputs, destination: Path
+) -> tuple[LawEnv, list[Path], list[pa.Table]]:
+    """A copy of the store whose evaluation files are removed, with their paths and their tables as they were."""
     shutil.copytree(env.store, destination)
-    return env.with_paths(store=destination)
+    copy = env.with_paths(store=destination)
+    files = evaluation_files(copy, law_outputs)
+    tables = [pq.read_table(path) for path in files]
+    for path in files:
+        path.unlink()
+    return copy, files, tables
 
 
 def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
@@ -123,12 +130,10 @@ def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
     law_outputs: LawOutputs,
     tmp_path: Path,
 ) -> None:
-    copy = copy_of_store(trained, tmp_path / "store")
-    files = evaluation_files(copy, law_outputs)
-    expected = [pq.read_table(path) for path in files]
+    copy, files, expected = store_without_evaluation(trained, law_outputs, tmp_path / "store")
     for workers, sandboxes in (("1", 1), ("2", len(files))):
         for path in files:
-            path.unlink()
+            path.unlink(missing_ok=True)
         result = law_run(*EVALUATE, "--workers", workers, env=copy.env, timeout=600)
         # one worker: the workflow enters the sandbox once; more workers: each file (branch) in its own
         assert result.stdout.count("entering sandbox") == sandboxes, result.stdout[-3000:]
@@ -141,11 +146,7 @@ def test_a_failing_file_keeps_the_files_evaluated_before_it(
     law_outputs: LawOutputs,
     tmp_path: Path,
 ) -> None:
-    copy = copy_of_store(trained, tmp_path / "store")
-    files = evaluation_files(copy, law_outputs)
-    first = pq.read_table(files[0])
-    for path in files:
-        path.unlink()
+    copy, files, (first, _) = store_without_evaluation(trained, law_outputs, tmp_path / "store")
     reduced = law_outputs("cf.ReduceEvents", "--version", "v1", "--calibrators", "skip_jecunc", env=copy.env)
     reduced[1].write_bytes(b"not a parquet file")
     result = law_run(*EVALUATE, env=copy.env, timeout=600, check=False)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import law
 import numpy as np
 import pytest
 
 from analysis_template.config.analysis import analysis_template
 from cf.folds import fold_indices
 from cf.ml import MLModel, combine_fold_outputs, parse_settings
+from cf.tasks.ml import open_fold_models
 
 CONFIG = "run2_2017_nano_uhh_v11_limited"
 
@@ -183,3 +187,31 @@ def test_combine_fold_outputs_uses_the_own_fold_model_for_training_datasets() ->
     folds = np.array([2, 0, 1, 2])
     np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, True)[:, 0], [2.0, 0.0, 1.0, 2.0])
     np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, False), np.full((4, 2), 1.0))
+
+
+class _CountingOpener:
+    """Stands in for an MLModel in open_fold_models: records which targets it opened."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def open_model(self, target: law.LocalFileTarget) -> tuple[int, str]:
+        self.opened.append(target.path)
+        return (id(self), target.path)
+
+
+def test_fold_models_are_opened_once_per_model_and_unchanged_outputs(tmp_path: Path) -> None:
+    targets = [law.LocalFileTarget(str(tmp_path / f"fold_{i}.onnx")) for i in range(3)]
+    for target in targets:
+        Path(target.path).write_text("weights")
+    onnx, keras = _CountingOpener(), _CountingOpener()
+    first = open_fold_models(onnx, targets)  # type: ignore[arg-type]
+    assert open_fold_models(onnx, targets) is first  # the next file of the workflow reuses them
+    assert len(onnx.opened) == 3
+    # another model instance (e.g. the Keras backend of the same training) opens its own
+    assert open_fold_models(keras, targets) == [(id(keras), target.path) for target in targets]  # type: ignore[arg-type]
+    # a retrained fold (new modification time) is opened again
+    open_fold_models(onnx, targets)  # type: ignore[arg-type]
+    os.utime(targets[1].path, ns=(1, 1))
+    open_fold_models(onnx, targets)  # type: ignore[arg-type]
+    assert len(onnx.opened) == 9

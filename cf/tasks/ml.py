@@ -437,18 +437,22 @@ class MLEvaluation(
                 writer.write(take_ak_columns(scored, produces))
 
 
-#: Fold models opened in this process, keyed by their output paths and modification times.
-_OPEN_FOLD_MODELS: dict[tuple[Any, ...], list[Any]] = {}
+#: The fold models opened last in this process: the model instance, the outputs' paths and modification times,
+#: and what ``open_model`` returned for them.
+_OPEN_FOLD_MODELS: list[tuple[MLModel, tuple[Any, ...], list[Any]]] = []
 
 
 def open_fold_models(model: MLModel, fold_outputs: list[Any]) -> list[Any]:
-    """The opened models of all folds; opened once per process, so the branches of a workflow share them."""
+    """The opened models of all folds; opened once per process, so the branches of a workflow share them.
+
+    They are reused only for the same model instance (its evaluation settings, e.g. the backend, may differ
+    for the same training outputs) and unchanged outputs.
+    """
     paths = [target.path for target in law.util.flatten(fold_outputs)]
     key = tuple((path, os.stat(path).st_mtime_ns) for path in paths)
-    if key not in _OPEN_FOLD_MODELS:
-        _OPEN_FOLD_MODELS.clear()
-        _OPEN_FOLD_MODELS[key] = [model.open_model(target) for target in fold_outputs]
-    return _OPEN_FOLD_MODELS[key]
+    if not _OPEN_FOLD_MODELS or _OPEN_FOLD_MODELS[0][0] is not model or _OPEN_FOLD_MODELS[0][1] != key:
+        _OPEN_FOLD_MODELS[:] = [(model, key, [model.open_model(target) for target in fold_outputs])]
+    return _OPEN_FOLD_MODELS[0][2]
 
 
 class MergeMLEvaluation(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTask):
