@@ -18,6 +18,10 @@ if ! "$python_exe" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/
     exit 1
 fi
 
+# the interpreter the venvs are made from, not a venv's own: after a requirement change, setup.sh runs in a shell
+# where the old venv is active, and its python3 vanishes with the rm below
+python_exe="$("$python_exe" -c 'import sys; print(getattr(sys, "_base_executable", None) or sys.executable)')" || exit 1
+
 echo "cf: building venv $venv_dir (this happens once per requirement change)"
 rm -rf "$venv_dir"
 if ! "$python_exe" -m venv "$venv_dir"; then

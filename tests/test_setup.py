@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -329,3 +330,19 @@ def test_build_venv_with_old_python_fails_cleanly(
     assert result.returncode == 1
     assert f"but '{fake}' is Python 3.8.10" in result.stderr
     assert not venv.exists()
+
+
+def test_venv_rebuilds_from_a_shell_where_it_is_active(cf_base: Path, tmp_path: Path) -> None:
+    """After a requirement change, the python on PATH is the venv's own: the rebuild uses its base interpreter."""
+    venv = tmp_path / "venvs" / "fake"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    requirements = tmp_path / "empty.txt"
+    requirements.write_text("# version 1\n")
+    env = {**os.environ, "CF_PYTHON": str(venv / "bin" / "python")}
+    result = subprocess.run(
+        ["bash", str(cf_base / "sandboxes" / "_build_venv.sh"), str(venv), "0123456789abcdef", str(requirements)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (venv / "cf_venv.hash").read_text().strip() == "0123456789abcdef"
+    assert (venv / "bin" / "python").exists()
