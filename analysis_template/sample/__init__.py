@@ -9,5 +9,14 @@ from analysis_template.sample.generate import (
     generate_events,
     write_nanoaod,
 )
+from analysis_template.sample.layouts import LAYOUTS, apply_layout
 
-__all__ = ["PROCESS_GENERATORS", "create_file", "draw_counts", "generate_events", "write_nanoaod"]
+__all__ = [
+    "PROCESS_GENERATORS",
+    "LAYOUTS",
+    "apply_layout",
+    "create_file",
+    "draw_counts",
+    "generate_events",
+    "write_nanoaod",
+]

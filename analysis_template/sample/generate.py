@@ -20,6 +20,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from analysis_template.sample.layouts import DEFAULT_LAYOUT, apply_layout, get_layout
+
 __all__ = ["PROCESS_GENERATORS", "create_file", "draw_counts", "generate_events", "write_nanoaod"]
 
 # particle properties in GeV
@@ -919,7 +921,14 @@ def write_nanoaod(path: str | os.PathLike, events: ak.Array) -> None:
         raise
 
 
-def create_file(path: str, file_index: int, processes: dict[str, float], seed: int, is_data: bool = False) -> None:
+def create_file(
+    path: str,
+    file_index: int,
+    processes: dict[str, float],
+    seed: int,
+    is_data: bool = False,
+    layout: str = DEFAULT_LAYOUT,
+) -> None:
     """Generates and writes one file of an embedded dataset (the framework's entry point).
 
     Args:
@@ -928,5 +937,11 @@ def create_file(path: str, file_index: int, processes: dict[str, float], seed: i
         processes: Process name to the number of events per file (MC) or the expected number per file (data).
         seed: Dataset seed.
         is_data: Whether the dataset is data.
+        layout: Branch layout of a NanoAOD version, a key of `analysis_template.sample.layouts.LAYOUTS`.
+
+    Raises:
+        ValueError: For an unknown layout (listing the known ones), unknown processes or negative counts.
     """
-    write_nanoaod(path, generate_events(processes, seed, file_index, is_data))
+    get_layout(layout)  # fail before generating
+    events = generate_events(processes, seed, file_index, is_data)
+    write_nanoaod(path, apply_layout(events, layout, seed, file_index))
