@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import awkward as ak
@@ -18,6 +18,7 @@ __all__ = [
     "EMPTY_FLOAT",
     "EMPTY_INT",
     "Route",
+    "add_empty_collections",
     "filter_routes",
     "flat_np_view",
     "get_ak_routes",
@@ -249,3 +250,30 @@ def take_ak_columns(array: ak.Array, patterns: Iterable[RouteLike]) -> ak.Array:
         for route in routes:
             result = set_ak_column(result, route, array[route.fields])
     return result
+
+
+#: Fields of an empty collection that hold integers (IDs, bitmasks, charges, indices); all others are float32.
+_INTEGER_FIELD_PREFIXES = ("id", "jetId", "charge", "decayMode", "pdgId", "hadronFlavour", "partonFlavour")
+
+
+def add_empty_collections(array: ak.Array, fields: Mapping[str, Iterable[str]]) -> ak.Array:
+    """Add jagged collections without objects, e.g. those a skim dropped, with the given fields.
+
+    Integer-like fields (IDs, bitmasks, charges) are int32 so that bit operations work on them; others float32.
+
+    Args:
+        array: The events.
+        fields: Collection name -> field names (``{"Tau": ["pt", "idDeepTau2018v2p5VSjet"]}``).
+
+    Returns:
+        The events with every collection of ``fields`` added (one empty list per event).
+    """
+    counts = np.zeros(len(array), dtype=np.int64)
+    for collection, names in fields.items():
+        field_names = sorted(set(names))
+        if not field_names:
+            continue
+        dtypes = {name: np.int32 if name.startswith(_INTEGER_FIELD_PREFIXES) else np.float32 for name in field_names}
+        empty = ak.zip({name: np.zeros(0, dtype=dtype) for name, dtype in dtypes.items()})
+        array = set_ak_column(array, collection, ak.unflatten(empty, counts))
+    return array

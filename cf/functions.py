@@ -4,6 +4,13 @@ A column function is a plain Python function decorated with what it reads (``use
 (``produces``). The declared ``uses`` drive which columns are read from disk; the ``produces`` decide
 which columns a task writes.
 
+An entry of ``uses`` / ``mc_uses`` / ``produces`` is one of
+
+* a column route (``"Jet.pt"``, ``"Electron.*"``),
+* another column function, whose columns are included (so a producer that calls another declares it once),
+* a :class:`ConfigColumns`: columns named by an entry of the config, e.g. the electron ID branch of the
+  config's NanoAOD version; they are resolved per config, so a function reads exactly what exists there.
+
 Example:
     >>> @producer(uses={"Jet.pt"}, produces={"ht"})
     ... def my_ht(events, ctx):
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import awkward as ak
 
@@ -24,6 +31,8 @@ __all__ = [
     "apply_functions",
     "ColumnContext",
     "ColumnFunction",
+    "ColumnSpec",
+    "ConfigColumns",
     "Registry",
     "SelectionResult",
     "UnknownNameError",
@@ -38,6 +47,33 @@ __all__ = [
 
 class UnknownNameError(UserError):
     """A name that is not registered; the message lists the registered names."""
+
+
+@dataclass(frozen=True)
+class ConfigColumns:
+    """Columns named by the config entry ``config.x.<entry>``, resolved per config.
+
+    Attributes:
+        entry: The name of the auxiliary config entry (``config.x.<entry>``).
+        columns: Called with the entry's value, returns the column routes (e.g. ``lambda objects:
+            objects.selector_columns()``).
+    """
+
+    entry: str
+    columns: Callable[[Any], Iterable[str]]
+
+    def resolve(self, config_inst: Any) -> frozenset[str]:
+        """The columns for ``config_inst``.
+
+        Raises:
+            UserError: If the config has no such entry.
+        """
+        if not config_inst.has_aux(self.entry):
+            raise UserError(
+                f"config '{config_inst.name}' has no entry x.{self.entry}, which names the columns of this analysis' "
+                f"functions; set config.x.{self.entry} in the config (see the docs' 'Running on real data')",
+            )
+        return frozenset(self.columns(config_inst.x(self.entry)))
 
 
 @dataclass
@@ -78,26 +114,69 @@ class ColumnFunction:
         name: The name used on the command line.
         kind: "calibrator", "selector" or "producer".
         func: ``func(events, ctx) -> events`` (selectors return ``(events, SelectionResult)``).
-        uses: Columns read (route strings, ``*`` wildcards allowed).
+        uses: Columns read (route strings, ``*`` wildcards allowed, other functions, :class:`ConfigColumns`).
         mc_uses: Columns read only for simulated datasets (e.g. ``genWeight``).
-        produces: Columns written.
+        produces: Columns written (route strings, other functions, :class:`ConfigColumns`).
         shifts: Names of the shifts the function implements (e.g. {"jec_up", "jec_down"}).
     """
 
     name: str
     kind: str
     func: Callable[..., Any]
-    uses: frozenset[str]
-    produces: frozenset[str]
+    uses: frozenset[ColumnSpec]
+    produces: frozenset[ColumnSpec]
     shifts: frozenset[str]
-    mc_uses: frozenset[str] = frozenset()
+    mc_uses: frozenset[ColumnSpec] = frozenset()
 
     def __call__(self, events: ak.Array, ctx: ColumnContext) -> Any:
         return self.func(events, ctx)
 
-    def columns_used(self, is_data: bool) -> frozenset[str]:
-        """The columns read for a data (``uses``) or simulated (``uses | mc_uses``) dataset."""
-        return self.uses if is_data else self.uses | self.mc_uses
+    def column_origins(self, config_inst: Any, is_data: bool) -> dict[str, str]:
+        """Per column read for a dataset of ``config_inst``, where it is declared (for error messages).
+
+        Simulated datasets read ``uses | mc_uses``, data ``uses`` only; included functions add theirs.
+        """
+        origins: dict[str, str] = {}
+        specs = self.uses if is_data else self.uses | self.mc_uses
+        for spec in sorted(specs, key=_spec_order):
+            if isinstance(spec, ColumnFunction):
+                for column, origin in spec.column_origins(config_inst, is_data).items():
+                    origins.setdefault(column, origin)
+            elif isinstance(spec, ConfigColumns):
+                for column in sorted(spec.resolve(config_inst)):
+                    origins.setdefault(column, f"config.x.{spec.entry} of config '{config_inst.name}'")
+            else:
+                origins.setdefault(spec, f"'uses' of {self.kind} '{self.name}'")
+        return origins
+
+    def columns_used(self, config_inst: Any, is_data: bool) -> frozenset[str]:
+        """The columns read for a data (``uses``) or simulated (``uses | mc_uses``) dataset of ``config_inst``."""
+        return frozenset(self.column_origins(config_inst, is_data))
+
+    def columns_produced(self, config_inst: Any) -> frozenset[str]:
+        """The columns written for datasets of ``config_inst``."""
+        columns: set[str] = set()
+        for spec in self.produces:
+            if isinstance(spec, ColumnFunction):
+                columns |= spec.columns_produced(config_inst)
+            elif isinstance(spec, ConfigColumns):
+                columns |= spec.resolve(config_inst)
+            else:
+                columns.add(spec)
+        return frozenset(columns)
+
+
+#: One entry of ``uses`` / ``mc_uses`` / ``produces``.
+ColumnSpec: TypeAlias = str | ColumnFunction | ConfigColumns
+
+
+def _spec_order(spec: ColumnSpec) -> tuple[int, str]:
+    """Plain columns first, then config columns, then included functions; by name within each."""
+    if isinstance(spec, str):
+        return (0, spec)
+    if isinstance(spec, ConfigColumns):
+        return (1, spec.entry)
+    return (2, spec.name)
 
 
 F = TypeVar("F", bound=ColumnFunction)
@@ -133,10 +212,10 @@ class Registry(Generic[F]):
         func: Callable[..., Any] | None = None,
         *,
         name: str | None = None,
-        uses: Iterable[str] = (),
-        produces: Iterable[str] = (),
+        uses: Iterable[ColumnSpec] = (),
+        produces: Iterable[ColumnSpec] = (),
         shifts: Iterable[str] = (),
-        mc_uses: Iterable[str] = (),
+        mc_uses: Iterable[ColumnSpec] = (),
     ) -> Any:
         """Register ``func`` under ``name`` (default: the function's name); usable with or without arguments.
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import difflib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -62,24 +63,50 @@ class EventSource(Protocol):
     def read(self, routes: list[Route], start: int, stop: int) -> ak.Array: ...
 
 
+#: Seconds after which a request to a remote (``root://``) file fails: a server that is down or does not answer
+#: fails the task instead of hanging it. The XRootD client checks timeouts every 15 s: with 20 s, a server that is
+#: down fails an open or a read after ~30 s (with 30 s, after 30-45 s).
+REMOTE_TIMEOUT = 20
+#: Characters of an underlying error that an ``InputFileError`` message quotes.
+ERROR_DETAIL_LENGTH = 500
+
+
 class RootSource:
-    """The ``Events`` tree of a NanoAOD file; branches ``Jet_pt`` (with counter ``nJet``) become ``Jet.pt``."""
+    """The ``Events`` of a NanoAOD file; branches ``Jet_pt`` (with counter ``nJet``) become ``Jet.pt``.
+
+    The events may be a TTree or an RNTuple (detected per file); an RNTuple converted from a NanoAOD TTree gives
+    the same routes and arrays as the TTree (see :func:`_rntuple_columns`). ``path`` may be a ``root://`` URL;
+    remote requests time out after ``REMOTE_TIMEOUT`` seconds.
+    """
 
     def __init__(self, path: str, tree_name: str = "Events") -> None:
         import uproot
 
         self.path = path
+        # remote files: bounded requests (the XRootD client's default is to wait for ever)
+        options = {"timeout": REMOTE_TIMEOUT} if path.startswith(("root://", "roots://")) else {}
         try:
             # no array cache: chunks are read once each, and a cache would only hold up to 100 MB per file
-            self._file = uproot.open(path, array_cache=None)
+            self._file = uproot.open(path, array_cache=None, **options)
         except Exception as error:
-            raise InputFileError(f"cannot open ROOT file '{path}': {error}") from error
+            raise InputFileError(f"cannot open ROOT file '{path}': {_one_line(error)}") from error
         if tree_name not in self._file:
             raise InputFileError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
         self._tree = self._file[tree_name]
+        self._rntuple = isinstance(self._tree, uproot.behaviors.RNTuple.RNTuple)
+        if not self._rntuple and not isinstance(self._tree, uproot.behaviors.TTree.TTree):
+            raise InputFileError(
+                f"'{tree_name}' in ROOT file '{path}' is a {type(self._tree).__name__}, not a TTree or RNTuple"
+            )
         self.n_events = int(self._tree.num_entries)
         self._branch_of: dict[Route, str] = {}
-        names = set(self._tree.keys())
+        nested: dict[Route, str] = {}
+        if self._rntuple:
+            names, nested = _rntuple_columns(self._tree)
+            clusters = self._tree.ntuple.cluster_summaries
+            self._cluster_offsets = [int(c.num_first_entry) for c in clusters] + [self.n_events]
+        else:
+            names = set(self._tree.keys())
         heads = {n.split("_", 1)[0] for n in names if "_" in n}
         for name in names:
             if name.startswith("n") and (name[1:] in heads or name[1:] in names):
@@ -87,6 +114,7 @@ class RootSource:
             head, sep, tail = name.partition("_")
             route = Route((head, tail)) if sep else Route(name)
             self._branch_of[route] = name
+        self._branch_of.update(nested)
         # per branch, the last basket-aligned entry range read (start, stop, array); see _read_branches
         self._window: dict[str, tuple[int, int, ak.Array]] = {}
 
@@ -97,7 +125,8 @@ class RootSource:
         """The smallest entry range that starts and ends on basket boundaries of all branches and holds start-stop."""
         low, high = start, stop
         for branch in branches:
-            offsets = self._tree[branch].entry_offsets
+            # an RNTuple's fields share the cluster boundaries
+            offsets = self._cluster_offsets if self._rntuple else self._tree[branch].entry_offsets
             low = min(low, offsets[max(bisect.bisect_right(offsets, start) - 1, 0)])
             high = max(high, offsets[min(bisect.bisect_left(offsets, stop), len(offsets) - 1)])
         return low, high
@@ -116,7 +145,10 @@ class RootSource:
         ]
         if missing:
             low, high = self._basket_range(missing, start, stop) if stop > start else (start, stop)
-            arrays = self._tree.arrays(missing, entry_start=low, entry_stop=high, library="ak", how=dict)
+            if self._rntuple:
+                arrays = _read_rntuple(self._tree, missing, low, high)
+            else:
+                arrays = self._tree.arrays(missing, entry_start=low, entry_stop=high, library="ak", how=dict)
             for branch in missing:
                 self._window[branch] = (low, high, arrays[branch])
         data = {}
@@ -130,7 +162,7 @@ class RootSource:
         try:
             data = self._read_branches(branches, start, stop)
         except Exception as error:
-            raise InputFileError(f"cannot read entries {start}-{stop} of '{self.path}': {error}") from error
+            raise InputFileError(f"cannot read entries {start}-{stop} of '{self.path}': {_one_line(error)}") from error
         grouped: dict[str, dict[str, ak.Array]] = {}
         flat: dict[str, ak.Array] = {}
         for route, branch in zip(routes, branches, strict=True):
@@ -141,6 +173,95 @@ class RootSource:
         for name, columns in grouped.items():
             flat[name] = ak.zip(columns)
         return ak.Array(flat) if flat else ak.Array(ak.contents.RecordArray([], [], length=stop - start))
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line of at most ``ERROR_DETAIL_LENGTH`` characters (uproot's span many lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= ERROR_DETAIL_LENGTH else text[: ERROR_DETAIL_LENGTH - 3] + "..."
+
+
+def _rntuple_columns(rntuple: Any) -> tuple[set[str], dict[Route, str]]:
+    """The columns of an RNTuple: flat field names (named like TTree branches) and nested routes.
+
+    An RNTuple converted from a NanoAOD TTree (ROOT's RNTupleImporter, e.g. coffea's ``nano_dy_rntuple.root``)
+    stores each collection as an anonymous record collection ``_collectionN`` (subfields ``Jet_pt``, ...) and
+    exposes the TTree's names as projected fields: ``Jet_pt`` (``RVec<float>``), ``nJet`` (a cardinality),
+    flat fields such as ``run`` as they are. The storage fields that projections point into are left out, so the
+    names are the TTree's branch names. A record field without projections (``Jet`` with subfields ``pt``, as
+    uproot writes an ``ak.zip`` collection) gives the routes ``Jet.pt``, read as the field path ``Jet.pt``.
+
+    Returns:
+        The flat field names and, per nested route, its field path.
+    """
+    ntuple = rntuple.ntuple
+    _index_rntuple_fields(ntuple)
+    records = ntuple.field_records
+
+    def top_level(field_id: int) -> int:
+        while records[field_id].parent_field_id != field_id:
+            field_id = records[field_id].parent_field_id
+        return field_id
+
+    storage = {records[top_level(r.source_field_id)].field_name for r in records if r.source_field_id is not None}
+    names: set[str] = set()
+    nested: dict[Route, str] = {}
+    for field in rntuple.fields:
+        if field.name in storage:
+            continue
+        if field.fields:
+            for subfield in field.fields:
+                nested[Route((field.name, subfield.name))] = f"{field.name}.{subfield.name}"
+        else:
+            names.add(field.name)
+    return names, nested
+
+
+def _index_rntuple_fields(ntuple: Any) -> None:
+    """Fill uproot's per-field lists of subfields in one pass over the field records.
+
+    uproot (5.7) finds each field's subfields by scanning all field records, on first use of each field: for
+    NanoAOD's ~2000 fields that is ~2 s per opened file. This computes the same lists in linear time (an anonymous
+    subfield, such as the ``_0`` item of a collection, is replaced by its own subfields, as uproot does). It relies
+    on uproot's private ``_fields`` attributes; if they are not as expected, uproot computes the lists itself.
+    """
+    try:
+        records = ntuple.field_records
+        fields = ntuple.all_fields
+        if ntuple._fields is not None or any(field._fields is not None for field in fields):
+            return
+        children: list[list[int]] = [[] for _ in records]
+        top: list[int] = []
+        for field_id, record in enumerate(records):
+            (top if record.parent_field_id == field_id else children[record.parent_field_id]).append(field_id)
+        subfields: dict[int, list[Any]] = {}
+
+        def subfields_of(field_id: int) -> list[Any]:
+            if field_id not in subfields:
+                found: list[Any] = []
+                for child in children[field_id]:
+                    if fields[child].is_anonymous:
+                        found.extend(subfields_of(child))
+                    else:
+                        found.append(fields[child])
+                subfields[field_id] = found
+            return subfields[field_id]
+
+        for field_id, field in enumerate(fields):
+            field._fields = subfields_of(field_id)
+        ntuple._fields = [fields[field_id] for field_id in top]
+    except (AttributeError, IndexError, TypeError, RecursionError):
+        return
+
+
+def _read_rntuple(rntuple: Any, columns: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+    """The arrays of RNTuple columns (flat names or field paths ``Jet.pt``) for entries start-stop."""
+    arrays = rntuple.arrays(columns, entry_start=start, entry_stop=stop, library="ak", how=dict)
+    data = {}
+    for column in columns:
+        head, sep, tail = column.partition(".")
+        data[column] = arrays[head][tail] if sep else arrays[column]
+    return data
 
 
 class ParquetSource:
@@ -167,6 +288,9 @@ class ParquetSource:
     def read(self, routes: list[Route], start: int, stop: int) -> ak.Array:
         starts = self._group_starts
         groups = [i for i in range(len(starts) - 1) if starts[i] < stop and starts[i + 1] > start]
+        if not groups and stop == start and len(starts) > 1:
+            # an empty range (e.g. a file without events) still gets the typed columns, from the first row group
+            groups = [0]
         if not routes or not groups:
             return ak.Array(ak.contents.RecordArray([], [], length=stop - start))
         columns = [route.column for route in routes]
@@ -214,34 +338,74 @@ def open_source(path: str) -> EventSource:
     return RootSource(path)
 
 
+#: At most this many existing columns are named as close matches of a missing one.
+N_CLOSE_MATCHES = 10
+
+
+def close_columns(column: str, available: Iterable[str], n: int = N_CLOSE_MATCHES) -> list[str]:
+    """The existing columns most similar to ``column`` (at most ``n``, best first), e.g. other IDs of the object.
+
+    Columns of the same collection are preferred: ``Electron.mvaFall17V2Iso_WP90`` is matched against the
+    ``Electron.*`` columns first, so that the suggestions are the collection's IDs, not similar names elsewhere.
+    """
+    available = sorted(set(available))
+    head = column.split(".", 1)[0] + "."
+    same_collection = [name for name in available if name.startswith(head)]
+    matches = difflib.get_close_matches(column, same_collection, n=n, cutoff=0.5) if "." in column else []
+    for match in difflib.get_close_matches(column, available, n=n, cutoff=0.5):
+        if len(matches) >= n:
+            break
+        if match not in matches:
+            matches.append(match)
+    return matches
+
+
+def missing_column_message(column: str, origin: str | None, sources: list[EventSource]) -> str:
+    """One line: the missing column, where it is declared, the files read and the closest existing columns."""
+    available = {route.column for source in sources for route in source.routes()}
+    files = ", ".join(source.path for source in sources)
+    declared = f" (declared in {origin})" if origin else " (declared in 'uses')"
+    closest = close_columns(column, available)
+    hint = f"; closest existing: {', '.join(closest)}" if closest else "; no similar column exists"
+    where = (
+        f"; set the column in {origin.split(' of ')[0]} for this file's NanoAOD version"
+        if origin and origin.startswith("config.x.")
+        else ""
+    )
+    return f"column '{column}'{declared} is not in {files}{hint}{where}"
+
+
 def resolve_columns(
     sources: list[EventSource],
-    uses: Iterable[str],
+    uses: Iterable[str] | Mapping[str, str],
     optional: Iterable[str] = (),
 ) -> list[list[Route]]:
     """Per source, the routes to read so that every ``uses`` pattern is served by some source.
 
-    Patterns in ``optional`` are read where present and skipped silently where not.
+    ``uses`` may map each pattern to where it is declared (named in the error). Patterns in ``optional`` are read
+    where present and skipped silently where not.
 
     Raises:
-        MissingColumnError: If a pattern matches no column of any source (names the files and columns).
+        MissingColumnError: If a pattern matches no column of any source: one line naming the column, where it is
+            declared, the files and the closest existing columns.
     """
+    origins: Mapping[str, str] = uses if isinstance(uses, Mapping) else {}
     patterns = sorted(set(uses))
-    per_source = [filter_routes(source.routes(), [*patterns, *optional]) for source in sources]
+    # sorted: the routes of a ROOT file come in hash order, which changes between processes; the columns of every
+    # output must not
+    per_source = [
+        sorted(filter_routes(source.routes(), [*patterns, *optional]), key=lambda route: route.fields)
+        for source in sources
+    ]
     for pattern in patterns:
         if not any(filter_routes(source.routes(), [pattern]) for source in sources):
-            available = sorted({route.column for source in sources for route in source.routes()})
-            files = ", ".join(source.path for source in sources)
-            raise MissingColumnError(
-                f"column '{pattern}' is declared in 'uses' but not found in {files}; available columns: "
-                f"{', '.join(available)}",
-            )
+            raise MissingColumnError(missing_column_message(pattern, origins.get(pattern), sources))
     return per_source
 
 
 def iter_event_chunks(
     sources: list[EventSource],
-    uses: Iterable[str],
+    uses: Iterable[str] | Mapping[str, str],
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     optional: Iterable[str] = (),
 ) -> Iterator[tuple[ak.Array, int, int]]:

@@ -33,6 +33,9 @@ from typing import Protocol
 
 import pytest
 
+#: The XRootD server fixture (``xrootd_server``), for the tests that read remote files.
+pytest_plugins = ["tests.xrootd_server"]
+
 #: Default timeout of one ``law run`` in seconds (the chain of one dataset takes a few seconds).
 LAW_RUN_TIMEOUT = 300.0
 #: Characters of stdout / stderr shown when a command fails.
@@ -94,12 +97,22 @@ def require_cf_base() -> Path:
 def isolated_environ(store: Path, data: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of ``base`` (default ``os.environ``) with ``CF_STORE_LOCAL`` and ``CF_DATA`` set (dirs created).
 
-    ``CF_JOB_BASE`` goes below the data directory too, so nothing is written into the checkout's data.
+    ``CF_JOB_BASE`` goes below the data directory too, so nothing is written into the checkout's data. Downloads
+    (the coffea sdist with the real NanoAOD files) stay in the real environment's ``CF_DOWNLOAD_CACHE`` (default:
+    its ``$CF_DATA/downloads``), so that every test session and every run after the first reuses them.
     """
     store.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if base is None else base)
-    env.update({"CF_STORE_LOCAL": str(store), "CF_DATA": str(data), "CF_JOB_BASE": str(data / "jobs")})
+    downloads = env.get("CF_DOWNLOAD_CACHE") or str(Path(env.get("CF_DATA", str(data))) / "downloads")
+    env.update(
+        {
+            "CF_STORE_LOCAL": str(store),
+            "CF_DATA": str(data),
+            "CF_JOB_BASE": str(data / "jobs"),
+            "CF_DOWNLOAD_CACHE": downloads,
+        },
+    )
     return env
 
 

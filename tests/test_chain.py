@@ -277,8 +277,10 @@ def test_input_file_without_a_used_column_fails_naming_column_and_file(
     output = result.stdout + result.stderr
     assert result.returncode != 0
     # the message names the input file (and the calibrated columns read with it) and lists the available columns
-    assert f"error: column 'Jet.jetId' is declared in 'uses' but not found in {path}, " in output
-    assert "; available columns: " in output
+    declared = f"(declared in config.x.objects of config '{CONFIG}')"
+    assert f"error: column 'Jet.jetId' {declared} is not in {path}, " in output
+    assert "; closest existing: " in output
+    assert "; set the column in config.x.objects for this file's NanoAOD version" in output
     assert "Traceback" not in output
     produced = {p.name for p in _all_files(env.store)}
     # calibration does not use jetId and succeeds; the selection of file 1 fails and writes nothing

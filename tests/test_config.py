@@ -9,10 +9,11 @@ from types import ModuleType
 import order as od
 import pytest
 
-from analysis_template.config import campaign_run2_2017_nano_uhh_v11 as campaign_module
+from analysis_template.config import campaigns as campaign_module
 from analysis_template.config import processes as procs
 from analysis_template.config.analysis import analysis_template
-from analysis_template.config.config_run2_2017 import add_config
+from analysis_template.config.configs import add_config
+from analysis_template.config.objects import NANO_V9_2017
 
 MC_DATASETS = {
     "hh_ggf_bbtautau_madgraph": "hh_ggf_bbtautau",
@@ -204,8 +205,9 @@ def test_default_objects_restored_after_reload() -> None:
 
 def test_limit_dataset_files() -> None:
     """limit_dataset_files shortens keys, file and event counts consistently."""
-    campaign = campaign_module.build_campaign()
-    config = add_config(od.Analysis(name="limit_test", id=1), campaign, "limited_files", 2, limit_dataset_files=1)
+    campaign = campaign_module.build_campaign(campaign_module.RUN2_2017_NANO_UHH_V11)
+    analysis = od.Analysis(name="limit_test", id=1)
+    config = add_config(analysis, campaign, "limited_files", 2, objects=NANO_V9_2017, limit_dataset_files=1)
     for dataset in config.datasets:
         assert dataset.n_files == len(dataset.keys) == 1
         assert dataset.n_events == dataset.info["nominal"].x.n_events_per_file[0]

@@ -21,6 +21,7 @@ from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
 from cf.functions import (
     ColumnContext,
     ColumnFunction,
+    ConfigColumns,
     Registry,
     SelectionResult,
     UnknownNameError,
@@ -91,8 +92,34 @@ def test_duplicate_name_from_another_module_is_rejected_naming_both() -> None:
 def test_mc_uses_only_for_simulation() -> None:
     registry: Registry[ColumnFunction] = Registry("producer")
     func = registry.decorator(uses={"Jet.pt"}, mc_uses={"genWeight"})(_from_module("m", "weights"))
-    assert func.columns_used(is_data=True) == frozenset({"Jet.pt"})
-    assert func.columns_used(is_data=False) == frozenset({"Jet.pt", "genWeight"})
+    assert func.columns_used(None, is_data=True) == frozenset({"Jet.pt"})
+    assert func.columns_used(None, is_data=False) == frozenset({"Jet.pt", "genWeight"})
+
+
+def test_included_functions_and_config_columns_resolve_per_config() -> None:
+    registry: Registry[ColumnFunction] = Registry("producer")
+    inner = registry.decorator(uses={"Jet.pt"}, mc_uses={"genWeight"}, produces={"ht"})(_from_module("m", "inner"))
+    from_config = ConfigColumns("objects", lambda objects: {f"Jet.{objects.btag.column}"})
+    outer = registry.decorator(uses={inner, from_config}, produces={inner, "n_btag"})(_from_module("m", "outer"))
+    config_2017 = analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
+    config_2024 = analysis_template.get_config("run3_2024_nano_v15_limited")
+    assert outer.columns_used(config_2017, is_data=True) == {"Jet.pt", "Jet.btagDeepFlavB"}
+    assert outer.columns_used(config_2024, is_data=True) == {"Jet.pt", "Jet.btagUParTAK4B"}
+    # an included function brings its mc_uses for simulation only
+    assert outer.columns_used(config_2017, is_data=False) == {"Jet.pt", "Jet.btagDeepFlavB", "genWeight"}
+    assert outer.columns_produced(config_2017) == {"ht", "n_btag"}
+    origins = outer.column_origins(config_2017, is_data=True)
+    assert origins == {
+        "Jet.btagDeepFlavB": "config.x.objects of config 'run2_2017_nano_uhh_v11_limited'",
+        "Jet.pt": "'uses' of producer 'inner'",
+    }
+
+
+def test_config_columns_without_the_entry_is_a_clear_error() -> None:
+    columns = ConfigColumns("not_there", lambda value: {value})
+    config = od.Config(name="bare", id=99)
+    with pytest.raises(UserError, match=r"^config 'bare' has no entry x\.not_there, .* set config\.x\.not_there"):
+        columns.resolve(config)
 
 
 def test_apply_functions_in_order() -> None:
@@ -119,8 +146,9 @@ def test_analysis_functions_are_registered() -> None:
     assert {"default", "features", "category_ids", "normalization_weight"} <= set(producers.names())
     assert calibrators.get("jec").shifts == frozenset({"jec_up", "jec_down"})
     assert calibrators.get("skip_jecunc").shifts == frozenset()
-    assert producers.get("default").mc_uses == frozenset({"genWeight"})
-    assert producers.get("default").produces == {
+    assert producers.get("default").mc_uses == frozenset({producers.get("normalization_weight")})
+    assert producers.get("default").columns_used(analysis_template.get_config(1), is_data=False) >= {"genWeight"}
+    assert producers.get("default").columns_produced(analysis_template.get_config(1)) == {
         *("n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"),
         *("category_ids", "normalization_weight"),
     }
@@ -346,7 +374,7 @@ def test_default_selector_masks(config: od.Config, selection_events: ak.Array) -
 def test_default_selector_needs_only_its_declared_columns(config: od.Config, selection_events: ak.Array) -> None:
     func = selectors.get("default")
     with_extra = set_ak_column(selection_events, "Jet.unrelated", selection_events.Jet.pt)
-    used = [Route(column).fields for column in func.uses]
+    used = [Route(column).fields for column in func.columns_used(config, is_data=False)]
     restricted = ak.Array(
         {c: with_extra[c][sorted(f for head, f in used if head == c)] for c in {head for head, _ in used}},
     )
@@ -475,7 +503,8 @@ def test_normalization_weight_is_one_for_data(config: od.Config, reduced_events:
     data_events = ak.without_field(reduced_events, "genWeight")
     result = producers.get("default")(data_events, _ctx(config, "data_mu_b"))
     assert ak.to_list(result.normalization_weight) == [1.0] * 5
-    assert producers.get("default").columns_used(is_data=True) == producers.get("default").uses
+    default = producers.get("default")
+    assert default.columns_used(config, is_data=True) == production.features.columns_used(config, is_data=True)
 
 
 def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_events: ak.Array) -> None:
@@ -487,6 +516,6 @@ def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_e
 
 
 def test_producer_functions_are_consistent_with_the_module(reduced_events: ak.Array) -> None:
-    assert producers.get("default").uses == production.features.uses
+    assert producers.get("default").uses == frozenset({production.features})
     assert selectors.get("default") is selection.default
     assert calibrators.get("jec") is calibration.jec

@@ -21,6 +21,7 @@ from cf.io import (
     ParquetWriter,
     RootSource,
     atomic_path,
+    close_columns,
     dump_json,
     iter_event_chunks,
     load_json,
@@ -191,14 +192,25 @@ def test_iter_event_chunks_root_plus_parquet(tmp_path: Path, nano_file: Path) ->
 
 def test_missing_uses_column_names_column_and_files(tmp_path: Path, nano_file: Path) -> None:
     root = RootSource(str(nano_file))
-    message = rf"^column 'Jet\.nope' is declared in 'uses' but not found in {re.escape(str(nano_file))}; available"
-    with pytest.raises(MissingColumnError, match=message):
+    message = rf"^column 'Jet\.nope' \(declared in 'uses'\) is not in {re.escape(str(nano_file))}; closest existing: "
+    with pytest.raises(MissingColumnError, match=message) as error:
         list(iter_event_chunks([root], ["Jet.pt", "Jet.nope"]))
+    assert "\n" not in str(error.value)
     parquet = ParquetSource(str(_write_parquet(tmp_path / "p.parquet", [_numbered(N_EVENTS)])))
-    with pytest.raises(
-        MissingColumnError, match=r"'Photon\.\*' .* not found in .*nano_0\.root, .*p\.parquet; available columns"
-    ):
+    with pytest.raises(MissingColumnError, match=r"'Photon\.\*' .* is not in .*nano_0\.root, .*p\.parquet; "):
         resolve_columns([root, parquet], ["Photon.*", "i"])
+
+
+def test_missing_column_names_its_origin_and_close_matches(nano_file: Path) -> None:
+    root = RootSource(str(nano_file))
+    origins = {"Electron.mvaIso_WP90": "config.x.objects of config 'c'", "Jet.pt": "'uses' of selector 's'"}
+    with pytest.raises(MissingColumnError) as error:
+        resolve_columns([root], origins)
+    message = str(error.value)
+    assert message.startswith("column 'Electron.mvaIso_WP90' (declared in config.x.objects of config 'c') is not in")
+    assert "closest existing: Electron.mvaFall17V2Iso_WP90" in message
+    assert message.endswith("; set the column in config.x.objects for this file's NanoAOD version")
+    assert len(close_columns("Electron.mvaIso_WP90", [r.column for r in root.routes()])) <= 10
 
 
 def test_resolve_columns_optional_and_per_source(tmp_path: Path, nano_file: Path) -> None:

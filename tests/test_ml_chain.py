@@ -190,7 +190,8 @@ def test_training_on_a_dataset_the_model_does_not_use_is_refused(fresh_law_env: 
 def test_a_feature_column_that_does_not_exist_is_named(fresh_law_env: LawEnv, law_run: LawRun) -> None:
     prepare = ("cf.PrepareMLEvents", "--version", "v1", "--ml-model", "test_model", "--dataset", "tt_sl_powheg")
     result = law_run(*prepare, "--ml-model-settings", "features=n_jet:n_jets_typo", env=fresh_law_env.env, check=False)
-    assert_clear_failure(result, "column 'n_jets_typo' is declared in 'uses' but not found")
+    assert_clear_failure(result, "column 'n_jets_typo' (declared in 'uses' of ML model 'test_model') is not in")
+    assert_clear_failure(result, "; closest existing: n_jet")
     assert not any(fresh_law_env.store.rglob("mlevents_*.parquet"))
 
 

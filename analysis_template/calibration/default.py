@@ -2,6 +2,10 @@
 
 The correction model is a stand-in with realistic shape (larger at low pt and high |eta|) for the real
 JEC of a CMS analysis; replace it with correctionlib evaluations of the official JEC files in a real fork.
+
+Both calibrators write the analysis' missing transverse momentum as ``MET.pt`` / ``MET.phi``, starting from the
+config's MET collection (``config.x.objects.met``: ``MET`` in Run 2, ``PuppiMET`` in Run 3), so that everything
+downstream reads one MET whatever the NanoAOD version calls it.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from analysis_template.config.objects import ObjectDefinitions
 from cf.columnar_util import set_ak_column
-from cf.functions import ColumnContext, calibrator
+from cf.functions import ColumnContext, ConfigColumns, calibrator
 
 JET_COLUMNS = {"Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass"}
-CALIBRATED_COLUMNS = {"Jet.pt", "Jet.mass", "Jet.pt_raw", "Jet.mass_raw"}
+CALIBRATED_COLUMNS = {"Jet.pt", "Jet.mass", "Jet.pt_raw", "Jet.mass_raw", "MET.pt", "MET.phi"}
+#: The MET of the config's NanoAOD version (``MET``, ``PuppiMET``, ...).
+SOURCE_MET = ConfigColumns("objects", ObjectDefinitions.met_columns)
 
 
 def residual_correction(pt: ak.Array, eta: ak.Array) -> ak.Array:
@@ -42,28 +49,38 @@ def scale_jets(events: ak.Array, scale: ak.Array) -> ak.Array:
     return set_ak_column(events, "Jet.mass", raw_mass * scale, value_type=np.float32)
 
 
-def propagate_to_met(events: ak.Array, old_pt: ak.Array) -> ak.Array:
-    """Type-1-like MET update: the change of the jets' transverse momenta is subtracted from MET."""
+def source_met(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """The MET collection named by the config (``config.x.objects.met``)."""
+    return events[ctx.config_inst.x.objects.met]
+
+
+def copy_met(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """The config's MET, unchanged, as ``MET.pt`` / ``MET.phi``."""
+    met = source_met(events, ctx)
+    events = set_ak_column(events, "MET.pt", met.pt, value_type=np.float32)
+    return set_ak_column(events, "MET.phi", met.phi, value_type=np.float32)
+
+
+def propagate_to_met(events: ak.Array, old_pt: ak.Array, ctx: ColumnContext) -> ak.Array:
+    """Type-1-like MET update of the config's MET: the change of the jets' transverse momenta is subtracted."""
+    met = source_met(events, ctx)
     delta_pt = events.Jet.pt - old_pt
     dx = ak.sum(delta_pt * np.cos(events.Jet.phi), axis=1)
     dy = ak.sum(delta_pt * np.sin(events.Jet.phi), axis=1)
-    met_x = events.MET.pt * np.cos(events.MET.phi) - dx
-    met_y = events.MET.pt * np.sin(events.MET.phi) - dy
+    met_x = met.pt * np.cos(met.phi) - dx
+    met_y = met.pt * np.sin(met.phi) - dy
     events = set_ak_column(events, "MET.pt", np.hypot(met_x, met_y), value_type=np.float32)
     return set_ak_column(events, "MET.phi", np.arctan2(met_y, met_x), value_type=np.float32)
 
 
-@calibrator(uses=JET_COLUMNS, produces=CALIBRATED_COLUMNS)
+@calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS)
 def skip_jecunc(events: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """Nominal jet calibration without uncertainty sources (data and MC)."""
-    return scale_jets(events, residual_correction(raw_jet_pt(events), events.Jet.eta))
+    """Nominal jet calibration without uncertainty sources (data and MC); MET is passed on unchanged."""
+    events = scale_jets(events, residual_correction(raw_jet_pt(events), events.Jet.eta))
+    return copy_met(events, ctx)
 
 
-@calibrator(
-    uses=JET_COLUMNS | {"MET.pt", "MET.phi"},
-    produces=CALIBRATED_COLUMNS | {"MET.pt", "MET.phi"},
-    shifts={"jec_up", "jec_down"},
-)
+@calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS, shifts={"jec_up", "jec_down"})
 def jec(events: ak.Array, ctx: ColumnContext) -> ak.Array:
     """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``, also in MET."""
     # evaluated at the raw pt, so that running after another calibrator does not correct twice
@@ -74,4 +91,4 @@ def jec(events: ak.Array, ctx: ColumnContext) -> ak.Array:
         scale = scale * (1.0 + sign * jec_uncertainty(raw_pt * scale, events.Jet.eta))
     old_pt = events.Jet.pt
     events = scale_jets(events, scale)
-    return propagate_to_met(events, old_pt)
+    return propagate_to_met(events, old_pt, ctx)

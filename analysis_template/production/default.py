@@ -11,11 +11,10 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from analysis_template.config.objects import ObjectDefinitions
 from cf.columnar_util import EMPTY_FLOAT, set_ak_column
-from cf.functions import ColumnContext, producer
+from cf.functions import ColumnContext, ConfigColumns, producer
 
-#: DeepJet medium working point of 2017.
-BTAG_MEDIUM_2017 = 0.3040
 Z_MASS = 91.1876
 
 FOUR_VECTOR = ("pt", "eta", "phi", "mass")
@@ -57,19 +56,27 @@ def same_flavour_pairs(events: ak.Array) -> ak.Array:
 
 
 @producer(
-    uses={"Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass", "Jet.btagDeepFlavB", "Electron.*", "Muon.*", "Tau.pt"},
+    uses={
+        "Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass", "Electron.*", "Muon.*", "Tau.pt",
+        ConfigColumns("objects", ObjectDefinitions.btag_columns),
+    },
     produces={"n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"},
-)
+)  # fmt: skip
 def features(events: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """Object multiplicities, HT, the mass of the two most b-like jets and of the same-flavour lepton pair."""
+    """Object multiplicities, HT, the mass of the two most b-like jets and of the same-flavour lepton pair.
+
+    The b-tagging discriminant and its medium working point are the config's (``config.x.objects.btag``).
+    """
+    btag = ctx.config_inst.x.objects.btag
     jets = events.Jet
+    btag_score = jets[btag.column]
     events = set_ak_column(events, "n_jet", ak.num(jets, axis=1), value_type=np.int32)
-    events = set_ak_column(events, "n_btag", ak.sum(jets.btagDeepFlavB > BTAG_MEDIUM_2017, axis=1), value_type=np.int32)
+    events = set_ak_column(events, "n_btag", ak.sum(btag_score > btag.medium, axis=1), value_type=np.int32)
     events = set_ak_column(events, "n_electron", ak.num(events.Electron, axis=1), value_type=np.int32)
     events = set_ak_column(events, "n_muon", ak.num(events.Muon, axis=1), value_type=np.int32)
     events = set_ak_column(events, "n_tau", ak.num(events.Tau, axis=1), value_type=np.int32)
     events = set_ak_column(events, "ht", ak.sum(jets.pt, axis=1), value_type=np.float32)
-    b_ordered = jets[ak.argsort(jets.btagDeepFlavB, axis=1, ascending=False)]
+    b_ordered = jets[ak.argsort(btag_score, axis=1, ascending=False)]
     events = set_ak_column(events, "m_bb", leading_pair_mass(b_ordered), value_type=np.float32)
     return set_ak_column(events, "m_ll", leading_pair_mass(same_flavour_pairs(events)), value_type=np.float32)
 
@@ -110,11 +117,7 @@ def normalization_weight(events: ak.Array, ctx: ColumnContext) -> ak.Array:
     return set_ak_column(events, "normalization_weight", weight, value_type=np.float32)
 
 
-@producer(
-    uses=features.uses,
-    mc_uses=normalization_weight.mc_uses,
-    produces=features.produces | category_ids.produces | normalization_weight.produces,
-)
+@producer(uses={features}, mc_uses={normalization_weight}, produces={features, category_ids, normalization_weight})
 def default(events: ak.Array, ctx: ColumnContext) -> ak.Array:
     """features, category_ids and normalization_weight."""
     events = features(events, ctx)

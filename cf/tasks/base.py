@@ -19,6 +19,7 @@ import law
 import luigi
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
+from cf.columnar_util import Route, add_empty_collections
 from cf.functions import ColumnContext, ColumnFunction, calibrators, producers, selectors
 from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks
 from cf.util import UserError, expand_path
@@ -89,12 +90,13 @@ class AnalysisTask(law.Task):
     def iter_chunks(
         self,
         sources: list[EventSource],
-        uses: set[str],
+        uses: set[str] | dict[str, str],
         optional: set[str] | frozenset[str] = frozenset(),
     ) -> Iterator[tuple[Any, int, int]]:
         """Chunks of the row-aligned sources, with law progress and, on a terminal, a progress bar.
 
-        Every column in ``uses`` must exist; columns in ``optional`` are read where present.
+        Every column in ``uses`` must exist (a dict maps each to where it is declared, named when it is missing);
+        columns in ``optional`` are read where present.
         """
         n_chunks = max(1, math.ceil(sources[0].n_events / self.chunk_size))
         show_bar = sys.stdout.isatty()
@@ -166,12 +168,48 @@ class DatasetTask(ConfigTask):
             parts.append(self.effective_shift)
         return [*parts, self.dataset, *self.function_store_parts()]
 
+    def column_origins(self, funcs: list[ColumnFunction]) -> dict[str, str]:
+        """Per column the functions read for this dataset (``mc_uses`` only for simulation), where it is declared."""
+        origins: dict[str, str] = {}
+        for func in funcs:
+            for column, origin in func.column_origins(self.config_inst, self.dataset_inst.is_data).items():
+                origins.setdefault(column, origin)
+        return origins
+
     def columns_used(self, funcs: list[ColumnFunction]) -> set[str]:
         """The columns the functions read for this dataset (``mc_uses`` only for simulation)."""
-        return {column for func in funcs for column in func.columns_used(self.dataset_inst.is_data)}
+        return set(self.column_origins(funcs))
+
+    def columns_produced(self, funcs: list[ColumnFunction]) -> list[str]:
+        """The columns the functions write for this dataset's config, sorted."""
+        return sorted({column for func in funcs for column in func.columns_produced(self.config_inst)})
 
     def column_context(self, **kwargs: Any) -> ColumnContext:
         return ColumnContext(self.config_inst, self.dataset_inst, self.effective_shift, **kwargs)
+
+    def iter_chunks(
+        self,
+        sources: list[EventSource],
+        uses: set[str] | dict[str, str],
+        optional: set[str] | frozenset[str] = frozenset(),
+    ) -> Iterator[tuple[Any, int, int]]:
+        """Chunks as :meth:`AnalysisTask.iter_chunks`, with the dataset's absent collections added empty.
+
+        A dataset whose files lack whole collections (e.g. a skim that dropped the taus) names them in
+        ``dataset.x.absent_collections``; the functions then see them without objects instead of failing on them.
+        """
+        absent = set(self.dataset_inst.x("absent_collections", ()))
+        if not absent:
+            yield from super().iter_chunks(sources, uses, optional)
+            return
+        origins = dict(uses) if isinstance(uses, dict) else dict.fromkeys(uses, "'uses'")
+        empty: dict[str, set[str]] = {}
+        for column in [column for column in origins if Route(column).fields[0] in absent]:
+            collection, *rest = Route(column).fields
+            del origins[column]
+            empty.setdefault(collection, set()).update(rest[:1] if rest and rest[0] != "*" else [])
+        for events, start, stop in super().iter_chunks(sources, origins, optional):
+            yield add_empty_collections(events, empty), start, stop
 
 
 def _config_of(params: dict[str, Any]) -> Any:

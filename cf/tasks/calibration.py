@@ -21,8 +21,8 @@ class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
 
     def run(self) -> None:
         funcs = self.calibrator_funcs
-        uses = self.columns_used(funcs)
-        produces = sorted({column for func in funcs for column in func.produces})
+        uses = self.column_origins(funcs)
+        produces = self.columns_produced(funcs)
         ctx = self.column_context()
         sources = [open_source(self.input_file())]
         with ParquetWriter(self.output()["columns"].path) as writer:

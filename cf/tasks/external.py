@@ -60,7 +60,8 @@ class CreateSampleFiles(DatasetTask):
 class GetDatasetLFNs(DatasetTask):
     """The list of files of a dataset (its keys, environment variables and globs expanded), as json.
 
-    Local files must exist; the number of files must equal the dataset's ``n_files``.
+    Local files must exist; the number of files must equal the dataset's ``n_files``. Remote keys (``root://``)
+    have their environment variables expanded and are checked when a task opens them.
     """
 
     def requires(self) -> Any:
@@ -75,7 +76,8 @@ class GetDatasetLFNs(DatasetTask):
         files: list[str] = []
         for key in self.dataset_inst.keys:
             if is_remote(key):
-                files.append(key)
+                # environment variables name servers or bases (root://$CF_XROOTD_SERVER//...), no globbing remotely
+                files.append(expand_path(key))
                 continue
             path = expand_path(key.removeprefix("file://"))
             matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]

@@ -88,6 +88,13 @@ class MLModelMixin:
             self._ml_model_inst = cached
         return cached
 
+    def model_columns(self) -> dict[str, str]:
+        """The columns the model reads in this task's config plus the fold columns, each with where it is declared."""
+        model = self.ml_model_inst
+        config_inst = self.config_inst  # type: ignore[attr-defined]
+        origins = {Route(column).column: f"'uses' of ML model '{model.cls_name}'" for column in model.uses(config_inst)}
+        return {**origins, **dict.fromkeys(FOLD_COLUMNS, "the fold assignment (cf.folds)")}
+
     def training_datasets(self) -> list[str]:
         """The names of the datasets the model trains on in this task's config."""
         return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))  # type: ignore[attr-defined]
@@ -173,7 +180,7 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
 
     def run(self) -> None:
         model = self.ml_model_inst
-        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        uses = self.model_columns()
         inputs = self.input()
         sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
         outputs = self.output()
@@ -182,7 +189,7 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
             for chunk, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
-                check_finite(chunk, sorted(uses - set(FOLD_COLUMNS)), self.dataset)
+                check_finite(chunk, sorted(set(uses) - set(FOLD_COLUMNS)), self.dataset)
                 folds = fold_indices(chunk, model.folds)
                 events = ak.with_field(chunk, folds, "fold")
                 weights = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else None
@@ -427,7 +434,7 @@ class MLEvaluation(
         sources = [open_source(inputs["events"]["events"].path)]
         if "columns" in inputs:
             sources.append(open_source(inputs["columns"]["columns"].path))
-        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        uses = self.model_columns()
         produces = sorted(Route(column).column for column in model.produces(self.config_inst))
         used_in_training = self.dataset in {dataset.name for dataset in model.datasets(self.config_inst)}
         with ParquetWriter(self.output()["mlcolumns"].path) as writer:
@@ -522,7 +529,7 @@ class MLTrainingScores(
     def run(self) -> None:
         model = self.ml_model_inst
         inputs = self.input()
-        uses = {Route(column).column for column in model.uses(self.config_inst)} | set(FOLD_COLUMNS)
+        uses = self.model_columns()
         produces = sorted(Route(column).column for column in model.produces(self.config_inst))
         with ParquetWriter(self.output().path) as writer:
             for fold in range(model.folds):

@@ -32,8 +32,8 @@ class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin
 
     def run(self) -> None:
         funcs = self.producer_funcs
-        uses = self.columns_used(funcs)
-        produces = sorted({column for func in funcs for column in func.produces})
+        uses = self.column_origins(funcs)
+        produces = self.columns_produced(funcs)
         inputs = self.input()
         ctx = self.column_context(selection_stats=load_json(inputs["stats"].path))
         sources = [open_source(inputs["events"]["events"].path)]

@@ -50,7 +50,7 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
 
     def kept_columns(self) -> set[str]:
         keep = set(self.config_inst.x("keep_columns", {}).get(self.task_family, ()))
-        produced = {column for func in [*self.calibrator_funcs, self.selector_func] for column in func.produces}
+        produced = set(self.columns_produced([*self.calibrator_funcs, self.selector_func]))
         return keep | produced | set(IDENTITY_COLUMNS)
 
     def run(self) -> None:

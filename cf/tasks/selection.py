@@ -53,7 +53,9 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     def run(self) -> None:
         func = self.selector_func
         is_mc = not self.dataset_inst.is_data
-        uses = self.columns_used([func]) | ({"genWeight"} if is_mc else set())
+        uses = self.column_origins([func])
+        if is_mc:
+            uses.setdefault("genWeight", "the selection statistics (sum of generator weights)")
         ctx = self.column_context()
         sources = [open_source(self.input_file()), open_source(self.input()["calib"]["columns"].path)]
         totals = dict.fromkeys(STAT_KEYS, 0.0)
@@ -65,7 +67,7 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
                     raise TypeError(f"selector '{func.name}' must return (events, SelectionResult), got {type(result)}")
                 for key, value in selection_stats(events, result.event, is_mc).items():
                     totals[key] += value
-                writer.write(self.selection_columns(events, result, sorted(func.produces)))
+                writer.write(self.selection_columns(events, result, self.columns_produced([func])))
         totals["n_events"] = int(totals["n_events"])
         totals["n_events_selected"] = int(totals["n_events_selected"])
         dump_json(outputs["stats"].path, totals)

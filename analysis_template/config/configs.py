@@ -1,33 +1,41 @@
-"""Builds an analysis config for a 2017 campaign: processes, datasets, variables, shifts, categories and defaults."""
+"""Builds an analysis config for a campaign: processes, datasets, object definitions, variables, shifts, categories."""
 
 from __future__ import annotations
 
 import order as od
-from scinum import Number
 
 from analysis_template.config import processes as procs
+from analysis_template.config.objects import ObjectDefinitions
 from cf.columnar_util import EMPTY_FLOAT
 
-__all__ = ["LUMINOSITY", "add_config"]
+__all__ = ["add_config", "keep_columns"]
 
-# in pb^-1: a slice of lumi sections of 2017 instead of the full 41.5 fb^-1, so that the pseudo-data (drawn at this
-# luminosity) stays small; 2.3% is the uncertainty on the 2017 luminosity
-LUMINOSITY = Number(5.0, {"lumi_13TeV_2017": 0.023j})
 
-#: Columns kept by the event reduction, as routes into the NanoAOD event structure.
-KEEP_COLUMNS: list[str] = [
-    "run",
-    "luminosityBlock",
-    "event",
-    "genWeight",
-    "PV.npvs",
-    "MET.pt",
-    "MET.phi",
-    *(f"Jet.{field}" for field in ("pt", "eta", "phi", "mass", "btagDeepFlavB", "hadronFlavour")),
-    *(f"Electron.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
-    *(f"Muon.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
-    *(f"Tau.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "decayMode")),
-]
+def keep_columns(objects: ObjectDefinitions) -> list[str]:
+    """The columns kept by the event reduction, as routes into the NanoAOD event structure.
+
+    ``MET`` is the calibrated MET that the calibrators write (from the config's ``objects.met``).
+
+    Args:
+        objects: The config's object definitions (name the b-tagging column).
+
+    Returns:
+        The routes, without duplicates.
+    """
+    jet_fields = ("pt", "eta", "phi", "mass", objects.btag.column, "hadronFlavour")
+    return [
+        "run",
+        "luminosityBlock",
+        "event",
+        "genWeight",
+        "PV.npvs",
+        "MET.pt",
+        "MET.phi",
+        *(f"Jet.{field}" for field in jet_fields),
+        *(f"Electron.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+        *(f"Muon.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+        *(f"Tau.{field}" for field in ("pt", "eta", "phi", "mass", "charge", "decayMode")),
+    ]
 
 
 def add_config(
@@ -35,15 +43,17 @@ def add_config(
     campaign: od.Campaign,
     config_name: str,
     config_id: int,
+    objects: ObjectDefinitions,
     limit_dataset_files: int | None = None,
 ) -> od.Config:
     """Create a config for ``campaign`` and register it in ``analysis``.
 
     Args:
         analysis: The analysis the config belongs to.
-        campaign: The campaign whose datasets the config uses.
+        campaign: The campaign whose datasets the config uses; its ``x.luminosity`` becomes the config's.
         config_name: Name of the config.
         config_id: Id of the config, unique within the analysis.
+        objects: The object definitions of the campaign's NanoAOD version and era (``config.x.objects``).
         limit_dataset_files: If set, the maximum number of files per dataset. The nominal info of the campaign's
             datasets is shortened in place (keys, ``n_files`` and ``n_events``).
 
@@ -52,7 +62,9 @@ def add_config(
     """
     config = od.Config(name=config_name, id=config_id, campaign=campaign, analysis=analysis)
 
-    for process in (procs.data, procs.hh_ggf_bbtautau, procs.tt, procs.dy):
+    top_processes = {procs.data, procs.hh_ggf_bbtautau, procs.tt, procs.dy}
+    top_processes |= {_top_process(dataset.processes.get_first()) for dataset in campaign.datasets}
+    for process in sorted(top_processes, key=lambda process: process.id):
         config.add_process(process)
 
     for dataset in campaign.datasets:
@@ -60,8 +72,9 @@ def add_config(
             _limit_files(dataset, limit_dataset_files)
         config.add_dataset(dataset)
 
-    config.x.luminosity = LUMINOSITY
-    config.x.keep_columns = {"cf.ReduceEvents": list(KEEP_COLUMNS)}
+    config.x.luminosity = campaign.x.luminosity
+    config.x.objects = objects
+    config.x.keep_columns = {"cf.ReduceEvents": keep_columns(objects)}
     config.x.default_calibrators = ("skip_jecunc",)
     config.x.default_selector = "default"
     config.x.default_producers = ("default",)
@@ -70,6 +83,13 @@ def add_config(
     _add_categories(config)
     _add_variables(config)
     return config
+
+
+def _top_process(process: od.Process) -> od.Process:
+    """The top-level parent of ``process`` (the process itself when it has none)."""
+    while process.parent_processes:
+        process = process.parent_processes.get_first()
+    return process
 
 
 def _limit_files(dataset: od.Dataset, n_files: int) -> None:
@@ -85,6 +105,8 @@ def _limit_files(dataset: od.Dataset, n_files: int) -> None:
     if n_files < 1:
         raise ValueError(f"limit_dataset_files must be at least 1, got {n_files}")
     info = dataset.get_info("nominal")
+    if not info.has_aux("n_events_per_file"):
+        return
     counts = info.x.n_events_per_file[:n_files]
     info.keys = info.keys[:n_files]
     info.n_files = len(counts)
