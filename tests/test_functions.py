@@ -519,3 +519,23 @@ def test_producer_functions_are_consistent_with_the_module(reduced_events: ak.Ar
     assert producers.get("default").uses == frozenset({production.features})
     assert selectors.get("default") is selection.default
     assert calibrators.get("jec") is calibration.jec
+
+
+def test_trigger_requirement_follows_the_config_and_the_dataset() -> None:
+    """An event must fire one of the config's triggers; a dataset without trigger bits is selected without them."""
+    config = analysis_template.get_config("run2_2018_nano_v6_limited")
+    definitions = config.x.objects
+    names = [name.removeprefix("HLT_") for name in definitions.triggers]
+    bits = {name: [False, False, False] for name in names}
+    bits[names[0]] = [True, False, False]
+    bits[names[2]] = [False, True, False]
+    events = ak.Array({"HLT": ak.zip(bits)})
+    assert selection.trigger_mask(events, definitions, config.get_dataset("tt_sl_powheg")).tolist() == [
+        True, True, False,
+    ]  # fmt: skip
+    without_bits = od.Dataset(name="skim", id=999, aux={"absent_collections": ["HLT"]})
+    assert selection.trigger_mask(events, definitions, without_bits).tolist() == [True, True, True]
+    # the user guide's config lists no triggers: every event passes
+    guide = analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
+    assert selection.trigger_mask(events, guide.x.objects, guide.get_dataset("tt_sl_powheg")).all()
+    assert {f"HLT.{name}" for name in names} <= selectors.get("default").columns_used(config, is_data=True)

@@ -24,15 +24,19 @@ DEEPTAU_RUN3 = {f"Tau_idDeepTau2018v2p5VS{target}" for target in ("jet", "e", "m
 FRACTIONS = {f"Jet_{name}" for name in ("neHEF", "neEmEF", "chHEF", "chEmEF", "muEF")}
 PUPPI_MET = {"PuppiMET_pt", "PuppiMET_phi"}
 # (removed, added) branches relative to nano_v9
+TRIGGERS_2016 = {"HLT_IsoMu24", "HLT_Ele27_WPTight_Gsf", "HLT_DoubleMediumIsoPFTau35_Trk1_eta2p1_Reg"}
+TRIGGERS_2018 = {"HLT_IsoMu24", "HLT_Ele32_WPTight_Gsf", "HLT_DoubleMediumChargedIsoPFTauHPS35_Trk1_eta2p1_Reg"}
+TRIGGERS_RUN3 = {"HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"}
 BRANCH_CHANGES: dict[str, tuple[set[str], set[str]]] = {
     "nano_v9": (set(), set()),
+    "nano_v6": (set(), {*TRIGGERS_2018}),
     "nano_v1": (
         {"Electron_mvaFall17V2Iso_WP90", *DEEPTAU_V9},
-        {"Electron_mvaSpring16GP_WP90", "Tau_idMVAoldDM", "Tau_idAntiEle", "Tau_idAntiMu"},
+        {"Electron_mvaSpring16GP_WP90", "Tau_idMVAoldDM", "Tau_idAntiEle", "Tau_idAntiMu", *TRIGGERS_2016},
     ),
     "nano_v12": (
         {"Electron_mvaFall17V2Iso_WP90", *DEEPTAU_V9},
-        {"Electron_mvaIso_WP90", *DEEPTAU_RUN3, *PUPPI_MET, *FRACTIONS},
+        {"Electron_mvaIso_WP90", *DEEPTAU_RUN3, *PUPPI_MET, *FRACTIONS, *TRIGGERS_RUN3},
     ),
     "nano_v15": (
         {"Electron_mvaFall17V2Iso_WP90", *DEEPTAU_V9, "Jet_jetId", "MET_pt", "MET_phi"},
@@ -46,6 +50,7 @@ BRANCH_CHANGES: dict[str, tuple[set[str], set[str]]] = {
             "Jet_chMultiplicity",
             "Jet_neMultiplicity",
             "Jet_btagUParTAK4B",
+            *TRIGGERS_RUN3,
         },
     ),
 }
@@ -265,9 +270,21 @@ def test_data_files_can_be_written_in_every_layout(tmp_path: Path, layout: str) 
 
 def test_unknown_layout_raises_listing_the_known_ones(tmp_path: Path) -> None:
     path = tmp_path / "out.root"
-    with pytest.raises(ValueError, match=r"nano_v42.*nano_v1, nano_v9, nano_v12, nano_v15"):
+    with pytest.raises(ValueError, match=r"nano_v42.*nano_v1, nano_v6, nano_v9, nano_v12, nano_v15"):
         create_file(str(path), 0, {"tt_sl": 10}, seed=1, layout="nano_v42")
     assert not path.exists()
     events = generate_events({"tt_sl": 10}, seed=1, file_index=0, is_data=False)
     with pytest.raises(ValueError, match="known layouts"):
         apply_layout(events, "nano_v42", seed=1, file_index=0)
+
+
+def test_trigger_bits_are_the_offline_objects_above_the_path_thresholds(files: dict[str, ak.Array]) -> None:
+    """The emulated triggers fire exactly for events with the path's objects (an ideal trigger)."""
+    v9, v12 = files["nano_v9"], files["nano_v12"]
+    muon = (v9.Muon_pt > 24.0) & (abs(v9.Muon_eta) < 2.4) & (v9.Muon_pfRelIso04_all < 0.15)
+    tau = (v9.Tau_pt > 35.0) & (abs(v9.Tau_eta) < 2.1) & ((v9.Tau_idDeepTau2017v2p1VSjet & 16) != 0)
+    assert ak.to_list(v12.HLT_IsoMu24) == ak.to_list(ak.any(muon, axis=1))
+    assert ak.to_list(v12.HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1) == ak.to_list(ak.sum(tau, axis=1) >= 2)
+    electron = (v9.Electron_pt > 30.0) & (abs(v9.Electron_eta) < 2.1) & v9.Electron_mvaFall17V2Iso_WP90
+    assert ak.to_list(v12.HLT_Ele30_WPTight_Gsf) == ak.to_list(ak.any(electron, axis=1))
+    assert 0 < ak.sum(v12.HLT_IsoMu24) < len(v12)

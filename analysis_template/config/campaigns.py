@@ -326,7 +326,7 @@ RUN2_2018_NANO_V6 = CampaignSpec(
     ecm=13,
     year=2018,
     nano_version=6,
-    sample_layout="nano_v9",
+    sample_layout="nano_v6",
     luminosity=LUMI_2018,
     seed=201,
     real_datasets=(
@@ -381,7 +381,7 @@ RUN3_2022_PREEE_NANO_V12 = CampaignSpec(
         coffea_dataset(
             "tt_sl_nanov12", 41, procs.tt_sl, "nano_tt_v12.root", 200,
             "semileptonic tt simulation (TTtoLNu2Q), Run 3, NanoAOD v12, skimmed without taus and triggers",
-            absent_collections=("Tau",),
+            absent_collections=("Tau", "HLT"),
         ),
     ),
 )  # fmt: skip

@@ -20,6 +20,11 @@ Sources of the differences (branch names checked against real files of each vers
 * b tagging: DeepJet (``btagDeepFlavB``) medium working points of BTV per era (2016 legacy 0.3093, 2017 UL 0.3040,
   2018 pre-UL 0.2770, 2022 preEE 0.3086); for 2024 BTV calibrates UParT (``btagUParTAK4B``, medium 0.1272).
 * MET: the type-1 PF MET ``MET`` in Run 2; Run 3 analyses use ``PuppiMET``; NanoAOD v15 renamed the PF MET to ``PFMET``.
+* Triggers: the isolated single-muon, single-electron and di-tau paths of each era's menu (2016: ``IsoMu24``,
+  ``Ele27_WPTight_Gsf``, ``DoubleMediumIsoPFTau35``; 2018: ``IsoMu24``, ``Ele32_WPTight_Gsf``,
+  ``DoubleMediumChargedIsoPFTauHPS35``; Run 3: ``IsoMu24``, ``Ele30_WPTight_Gsf``, ``DoubleMediumDeepTauPFTauHPS35``).
+  The user guide's config lists none: its embedded sample carries no trigger bits, so its selection (and every
+  number of the guide) is the one without a trigger requirement.
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ class ObjectDefinitions:
         jet_id: How the tight jet ID is obtained.
         btag: The b-tagging discriminant and working point.
         met: The collection of the missing transverse momentum that the calibrators start from.
+        triggers: The HLT paths of which an event must have fired one (``HLT_IsoMu24``, ...); none: no requirement.
         muon_isolation: The muon isolation field (relative, cone 0.4) and its maximum.
     """
 
@@ -172,6 +178,7 @@ class ObjectDefinitions:
     jet_id: JetId
     btag: BTagWorkingPoint
     met: str
+    triggers: tuple[str, ...] = ()
     muon_isolation: tuple[str, float] = ("pfRelIso04_all", 0.15)
 
     def selection_columns(self) -> set[str]:
@@ -182,7 +189,12 @@ class ObjectDefinitions:
             f"Muon.{self.muon_isolation[0]}",
             *(f"Tau.{cut.column}" for cut in (self.tau_vs_jet, self.tau_vs_e, self.tau_vs_mu)),
             *(f"Jet.{field}" for field in self.jet_id.columns()),
+            *self.trigger_columns(),
         }
+
+    def trigger_columns(self) -> set[str]:
+        """The trigger bits, as routes (the branch ``HLT_IsoMu24`` is the route ``HLT.IsoMu24``)."""
+        return {f"HLT.{name.removeprefix('HLT_')}" for name in self.triggers}
 
     def btag_columns(self) -> set[str]:
         """The b-tagging column of the jets."""
@@ -217,6 +229,7 @@ NANO_V6_2018 = ObjectDefinitions(
     jet_id=JetId("bits"),
     btag=BTagWorkingPoint("btagDeepFlavB", 0.2770),
     met="MET",
+    triggers=("HLT_IsoMu24", "HLT_Ele32_WPTight_Gsf", "HLT_DoubleMediumChargedIsoPFTauHPS35_Trk1_eta2p1_Reg"),
 )
 
 # 2016 NanoAOD v1 (80X): Spring16 electron MVA, MVA tau isolation with the anti-lepton discriminators
@@ -230,6 +243,7 @@ NANO_V1_2016 = ObjectDefinitions(
     jet_id=JetId("bits"),
     btag=BTagWorkingPoint("btagDeepFlavB", 0.3093),
     met="MET",
+    triggers=("HLT_IsoMu24", "HLT_Ele27_WPTight_Gsf", "HLT_DoubleMediumIsoPFTau35_Trk1_eta2p1_Reg"),
 )
 
 # Run 3 2022 (preEE) NanoAOD v12: DeepTau 2018v2p5 levels, JME's jet ID fix, PUPPI MET
@@ -243,6 +257,7 @@ NANO_V12_2022 = ObjectDefinitions(
     jet_id=JetId("nano_v12_fix"),
     btag=BTagWorkingPoint("btagDeepFlavB", 0.3086),
     met="PuppiMET",
+    triggers=("HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"),
 )
 
 # Run 3 2024 NanoAOD v15: jet ID from the energy fractions, UParT b tagging, PUPPI MET
@@ -256,4 +271,5 @@ NANO_V15_2024 = ObjectDefinitions(
     jet_id=JetId("from_fractions"),
     btag=BTagWorkingPoint("btagUParTAK4B", 0.1272),
     met="PuppiMET",
+    triggers=("HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"),
 )

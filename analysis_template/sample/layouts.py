@@ -5,7 +5,8 @@ is a pure function that rewrites them into the branch layout of another NanoAOD 
 every canonical column) unchanged, so that object definitions written for that version can be exercised. The
 differences follow the NanoAOD release notes of each version and the CMS JME jet ID recipes:
 
-* ``nano_v9``: Run 2 UL NanoAOD v9 (and v11), the canonical layout, unchanged.
+* ``nano_v9``: Run 2 UL NanoAOD v9 (and v11), the canonical layout, unchanged (no trigger bits).
+* ``nano_v6``: pre-UL 2018 NanoAOD v6: the v9 branches plus the 2018 trigger bits.
 * ``nano_v1``: 2016 NanoAOD v1 (CMSSW 80X, release notes of NanoAOD v1): the electron MVA ID is
   ``Electron_mvaSpring16GP_WP90`` and taus carry the MVA isolation ``Tau_idMVAoldDM`` (6 working points VLoose to
   VVTight) with the discriminators ``Tau_idAntiEle`` (5 working points VLoose to VTight) and ``Tau_idAntiMu``
@@ -19,6 +20,10 @@ differences follow the NanoAOD release notes of each version and the CMS JME jet
   ``Jet_chMultiplicity`` / ``Jet_neMultiplicity``), ``MET`` renamed ``PFMET`` and the UParT b-tag score
   ``Jet_btagUParTAK4B`` added.
 
+Every layout but ``nano_v9`` carries the trigger bits of its era (`TRIGGER_MENUS`): single muon, single electron
+and di-tau paths, emulated from the reconstructed objects (an ideal trigger at the path's threshold), so that the
+configs' trigger requirements select the embedded sample as they select real files.
+
 The jet energy fractions and multiplicities are drawn such that the Run 3 tight jet ID recipe gives back
 ``(Jet_jetId & 2) != 0`` of the canonical events for every jet at any eta, and the tight-lepton-veto criteria
 (for |eta| <= 2.7) give back ``(Jet_jetId & 4) != 0``. Their random numbers come from `layout_rng`, a stream
@@ -28,12 +33,13 @@ independent of the generator's, so the canonical columns stay bit for bit what `
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TypeVar
 
 import awkward as ak
 import numpy as np
 
-__all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "apply_layout", "get_layout", "layout_rng"]
+__all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "TRIGGER_MENUS", "TriggerMenu", "apply_layout", "get_layout", "layout_rng"]
 
 DEFAULT_LAYOUT = "nano_v9"
 # third entropy word of the layout stream; the generator uses 0 / 1 (MC / data, per process) and 2 (data shuffling)
@@ -53,6 +59,60 @@ _FAILING_NEHEF, _FAILING_NEEMEF = 0.995, 0.95
 _LEPTON_VETO_FAILING_MUEF, _MUEF_MAX = 0.9, 0.05
 # multiplicities of passing jets (inclusive ranges); failing jets get no charged and one neutral constituent
 _CH_MULTIPLICITY_RANGE, _NE_MULTIPLICITY_RANGE = (1, 25), (2, 20)
+
+
+@dataclass(frozen=True)
+class TriggerMenu:
+    """The HLT paths of an era that the embedded sample emulates, each with its offline-like threshold.
+
+    Attributes:
+        muon: The isolated single-muon path and its muon pt threshold (|eta| < 2.4, relative isolation < 0.15).
+        electron: The single-electron path and its threshold (|eta| < 2.1, the MVA ID at 90% efficiency).
+        ditau: The di-tau path and its threshold on both taus (|eta| < 2.1, DeepTau vs jets Medium).
+    """
+
+    muon: tuple[str, float]
+    electron: tuple[str, float]
+    ditau: tuple[str, float]
+
+
+#: Per era, the trigger paths of CMS's single-muon, single-electron and di-tau streams (names as in NanoAOD).
+TRIGGER_MENUS: dict[str, TriggerMenu] = {
+    "2016": TriggerMenu(
+        ("HLT_IsoMu24", 24.0), ("HLT_Ele27_WPTight_Gsf", 27.0), ("HLT_DoubleMediumIsoPFTau35_Trk1_eta2p1_Reg", 35.0)
+    ),
+    "2018": TriggerMenu(
+        ("HLT_IsoMu24", 24.0),
+        ("HLT_Ele32_WPTight_Gsf", 32.0),
+        ("HLT_DoubleMediumChargedIsoPFTauHPS35_Trk1_eta2p1_Reg", 35.0),
+    ),
+    "run3": TriggerMenu(
+        ("HLT_IsoMu24", 24.0), ("HLT_Ele30_WPTight_Gsf", 30.0), ("HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1", 35.0)
+    ),
+}
+
+
+def _emulated_triggers(events: ak.Array, menu: TriggerMenu) -> ak.Array:
+    """The trigger bits of ``menu`` from the canonical objects: per path, whether the event has its objects."""
+    muons, electrons, taus = events.Muon, events.Electron, events.Tau
+    muon_name, muon_pt = menu.muon
+    electron_name, electron_pt = menu.electron
+    ditau_name, ditau_pt = menu.ditau
+    muon = (muons.pt > muon_pt) & (abs(muons.eta) < 2.4) & (muons.pfRelIso04_all < 0.15)
+    electron = (electrons.pt > electron_pt) & (abs(electrons.eta) < 2.1) & electrons.mvaFall17V2Iso_WP90
+    tau = (taus.pt > ditau_pt) & (abs(taus.eta) < 2.1) & ((taus.idDeepTau2017v2p1VSjet & 16) != 0)
+    bits = {
+        muon_name: ak.any(muon, axis=1),
+        electron_name: ak.any(electron, axis=1),
+        ditau_name: ak.sum(tau, axis=1) >= 2,
+    }
+    return ak.zip({name.removeprefix("HLT_"): ak.to_numpy(bit) for name, bit in bits.items()})
+
+
+def _with_triggers(fields: dict[str, ak.Array], events: ak.Array, era: str) -> dict[str, ak.Array]:
+    """The fields with the era's trigger bits appended (``HLT_<path>`` branches when written)."""
+    return {**fields, "HLT": _emulated_triggers(events, TRIGGER_MENUS[era])}
+
 
 _T = TypeVar("_T")
 Layout = Callable[[ak.Array, np.random.Generator], ak.Array]
@@ -213,7 +273,21 @@ def nano_v1(events: ak.Array, rng: np.random.Generator) -> ak.Array:
     fields = _event_fields(events)
     fields = _with_collection(fields, "Electron", lambda e: _renamed(e, "mvaFall17V2Iso_WP90", "mvaSpring16GP_WP90"))
     fields = _with_collection(fields, "Tau", _deeptau_to_mva_old)
-    return ak.zip(fields, depth_limit=1)
+    return ak.zip(_with_triggers(fields, events, "2016"), depth_limit=1)
+
+
+def nano_v6(events: ak.Array, rng: np.random.Generator) -> ak.Array:
+    """Pre-UL 2018 NanoAOD v6: the branches of v9 plus the 2018 trigger bits.
+
+    Args:
+        events: Canonical event records from `generate_events`.
+        rng: Random stream of the layout (unused: the conversion is deterministic).
+
+    Returns:
+        Event records in the NanoAOD v6 layout.
+    """
+    del rng
+    return ak.zip(_with_triggers(_event_fields(events), events, "2018"), depth_limit=1)
 
 
 def _run3(events: ak.Array, rng: np.random.Generator, keep_jet_id: bool) -> dict[str, ak.Array]:
@@ -232,7 +306,7 @@ def _run3(events: ak.Array, rng: np.random.Generator, keep_jet_id: bool) -> dict
         return _splice(jet, "btagDeepFlavB", {"btagUParTAK4B": jet["btagDeepFlavB"].copy()})
 
     fields = _with_collection(fields, "Jet", convert_jets)
-    return _splice(fields, "MET", {"PuppiMET": fields["MET"]})
+    return _with_triggers(_splice(fields, "MET", {"PuppiMET": fields["MET"]}), events, "run3")
 
 
 def nano_v12(events: ak.Array, rng: np.random.Generator) -> ak.Array:
@@ -266,6 +340,7 @@ def nano_v15(events: ak.Array, rng: np.random.Generator) -> ak.Array:
 
 LAYOUTS: dict[str, Layout] = {
     "nano_v1": nano_v1,
+    "nano_v6": nano_v6,
     "nano_v9": nano_v9,
     "nano_v12": nano_v12,
     "nano_v15": nano_v15,

@@ -7,6 +7,8 @@ columns and working points come from the config's object definitions (``config.x
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numpy as np
 
@@ -54,6 +56,18 @@ def tau_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
     )
 
 
+def trigger_mask(events: ak.Array, objects: ObjectDefinitions, dataset_inst: Any) -> np.ndarray:
+    """Whether each event fired one of the config's triggers; all True without triggers or trigger bits.
+
+    A dataset whose files store no trigger bits (a skim that dropped them) says so with ``HLT`` in
+    ``dataset.x.absent_collections``; it is selected without the trigger requirement.
+    """
+    if not objects.triggers or "HLT" in dataset_inst.x("absent_collections", ()):
+        return np.ones(len(events), dtype=bool)
+    fired = [ak.to_numpy(events.HLT[name.removeprefix("HLT_")]).astype(bool) for name in objects.triggers]
+    return np.logical_or.reduce(fired)
+
+
 @selector(
     uses={
         *(
@@ -65,7 +79,10 @@ def tau_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
     },
 )
 def default(events: ak.Array, ctx: ColumnContext) -> tuple[ak.Array, SelectionResult]:
-    """Identified objects (jets cleaned against leptons and taus); events with >= 2 jets and >= 1 lepton or tau."""
+    """Identified objects (jets cleaned against leptons and taus); events with >= 2 jets and >= 1 lepton or tau.
+
+    Where the config lists triggers, the event must also have fired one of them.
+    """
     definitions: ObjectDefinitions = ctx.config_inst.x.objects
     objects = {
         "Electron": electron_mask(events, definitions),
@@ -78,4 +95,5 @@ def default(events: ak.Array, ctx: ColumnContext) -> tuple[ak.Array, SelectionRe
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))
-    return events, SelectionResult(event=(n_jet >= 2) & (n_lepton_or_tau >= 1), objects=objects)
+    triggered = trigger_mask(events, definitions, ctx.dataset_inst)
+    return events, SelectionResult(event=(n_jet >= 2) & (n_lepton_or_tau >= 1) & triggered, objects=objects)
