@@ -29,7 +29,7 @@ Sources of the differences (branch names checked against real files of each vers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import awkward as ak
@@ -218,17 +218,11 @@ NANO_V9_2017 = ObjectDefinitions(
     met="MET",
 )
 
-# pre-UL 2018 NanoAOD v6 (102X): the same branches as v9, DeepJet 2018 medium working point
-NANO_V6_2018 = ObjectDefinitions(
+# pre-UL 2018 NanoAOD v6 (102X): the branches of v9, the DeepJet 2018 medium working point, the 2018 triggers
+NANO_V6_2018 = replace(
+    NANO_V9_2017,
     nano_version=6,
-    electron_id=IdCut("mvaFall17V2Iso_WP90"),
-    muon_id=IdCut("tightId"),
-    tau_vs_jet=IdCut("idDeepTau2017v2p1VSjet", "bitmask", 16),
-    tau_vs_e=IdCut("idDeepTau2017v2p1VSe", "bitmask", 2),
-    tau_vs_mu=IdCut("idDeepTau2017v2p1VSmu", "bitmask", 1),
-    jet_id=JetId("bits"),
     btag=BTagWorkingPoint("btagDeepFlavB", 0.2770),
-    met="MET",
     triggers=("HLT_IsoMu24", "HLT_Ele32_WPTight_Gsf", "HLT_DoubleMediumChargedIsoPFTauHPS35_Trk1_eta2p1_Reg"),
 )
 
@@ -260,16 +254,10 @@ NANO_V12_2022 = ObjectDefinitions(
     triggers=("HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"),
 )
 
-# Run 3 2024 NanoAOD v15: jet ID from the energy fractions, UParT b tagging, PUPPI MET
-NANO_V15_2024 = ObjectDefinitions(
+# Run 3 2024 NanoAOD v15: as v12, with the jet ID from the energy fractions and UParT b tagging
+NANO_V15_2024 = replace(
+    NANO_V12_2022,
     nano_version=15,
-    electron_id=IdCut("mvaIso_WP90"),
-    muon_id=IdCut("tightId"),
-    tau_vs_jet=IdCut("idDeepTau2018v2p5VSjet", "level", 5),
-    tau_vs_e=IdCut("idDeepTau2018v2p5VSe", "level", 2),
-    tau_vs_mu=IdCut("idDeepTau2018v2p5VSmu", "level", 1),
     jet_id=JetId("from_fractions"),
     btag=BTagWorkingPoint("btagUParTAK4B", 0.1272),
-    met="PuppiMET",
-    triggers=("HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"),
 )
