@@ -30,7 +30,6 @@ from analysis_template.production.default import default as produce
 from analysis_template.selection.default import default as select
 from bench.common import CONFIG, DATASETS, SampleInfo
 from cf.folds import FOLD_COLUMNS, fold_indices
-from cf.functions import ColumnContext
 
 __all__ = ["main", "nanoaod_events", "process_dataset"]
 
@@ -104,7 +103,12 @@ def process_dataset(
     for path in files:
         with uproot.open(path) as file:
             sum_weights += float(np.sum(file["Events"]["genWeight"].array(library="np"), dtype=np.float64))
-    ctx = ColumnContext(config_inst, dataset_inst, "nominal", selection_stats={"sum_mc_weight": sum_weights})
+    calibrate_inst = skip_jecunc(config_inst=config_inst, dataset_inst=dataset_inst)
+    select_inst = select(config_inst=config_inst, dataset_inst=dataset_inst)
+    produce_inst = produce(config_inst=config_inst, dataset_inst=dataset_inst)
+    # what the normalization weight's setup hook loads from the merged selection statistics in the chain
+    for function in produce_inst.walk():
+        function.selection_stats = {"sum_mc_weight": sum_weights}
     keep_columns = [*config_inst.x.keep_columns["cf.ReduceEvents"], *CALIBRATED_COLUMNS]
     n_events = [0] * FOLDS
     fold_weights = [0.0] * FOLDS
@@ -118,14 +122,14 @@ def process_dataset(
         with uproot.open(path) as file:
             for arrays in file["Events"].iterate(branches, step_size=chunk_size, library="ak", how=dict):
                 events = nanoaod_events(arrays)
-                events = skip_jecunc(events, ctx)
-                events, selection = select(events, ctx)
+                events = calibrate_inst(events)
+                events, selection = select_inst(events)
                 # reduce: selected events, selected objects, kept columns
                 events = events[selection.event]
                 for collection, mask in selection.objects.items():
                     events[collection] = events[collection][mask[selection.event]]
                 events = keep(events, keep_columns)
-                events = produce(events, ctx)
+                events = produce_inst(events)
                 reduced_out.write(events)
                 # ML inputs: the model's columns, the weight and the fold, one file per fold
                 ml_events = keep(events, ml_columns)

@@ -77,8 +77,8 @@ def chain_branches(config_inst: Any, root_file: str) -> list[str]:
     load_modules("selection_modules")
     patterns: set[str] = {"genWeight", *IDENTITY_COLUMNS}
     for name in config_inst.x.default_calibrators:
-        patterns |= calibrators.get(name).columns_used(config_inst, is_data=False)
-    patterns |= selectors.get(config_inst.x.default_selector).columns_used(config_inst, is_data=False)
+        patterns |= calibrators.get(name)(config_inst=config_inst).used_columns
+    patterns |= selectors.get(config_inst.x.default_selector)(config_inst=config_inst).used_columns
     patterns |= set(config_inst.x.keep_columns.get("cf.ReduceEvents", ()))
     routes = filter_routes(RootSource(root_file).routes(), sorted(patterns))
     # NanoAOD naming: route ("Jet", "pt") is the branch Jet_pt

@@ -32,13 +32,13 @@ def _functions(config_inst: Any, args: argparse.Namespace) -> list[ColumnFunctio
     load_modules("production_modules")
     names_calib = args.calibrators.split(",") if args.calibrators else config_inst.x("default_calibrators", ())
     selector = args.selector or config_inst.x("default_selector", "default")
-    funcs = [calibrators.get(name) for name in names_calib] + [selectors.get(selector)]
+    classes = [calibrators.get(name) for name in names_calib] + [selectors.get(selector)]
     if args.producers:
-        funcs += [producers.get(name) for name in args.producers.split(",")]
-    return funcs
+        classes += [producers.get(name) for name in args.producers.split(",")]
+    return [cls(config_inst=config_inst) for cls in classes]
 
 
-def report(path: str, config_inst: Any, funcs: list[ColumnFunction], is_data: bool) -> tuple[list[str], int]:
+def report(path: str, funcs: list[ColumnFunction], is_data: bool) -> tuple[list[str], int]:
     """The report lines and the number of columns the file lacks.
 
     Columns a calibrator writes (e.g. the calibrated ``MET``) count as present for the functions after it.
@@ -49,8 +49,8 @@ def report(path: str, config_inst: Any, funcs: list[ColumnFunction], is_data: bo
     lines = [f"file {path}: {source.n_events} events, {len(available)} columns"]
     n_missing = 0
     for func in funcs:
-        lines.append(f"{func.kind} '{func.name}':")
-        for column, origin in sorted(func.column_origins(config_inst, is_data).items()):
+        lines.append(f"{func.kind} '{func.cls_name}':")
+        for column, origin in sorted(func.column_origins(is_data).items()):
             present = bool(filter_routes(source.routes(), [column])) or column in produced
             if present:
                 lines.append(f"  ok       {column}  ({origin})")
@@ -58,7 +58,7 @@ def report(path: str, config_inst: Any, funcs: list[ColumnFunction], is_data: bo
             n_missing += 1
             closest = ", ".join(close_columns(column, available)) or "no similar column"
             lines.append(f"  MISSING  {column}  ({origin}); closest: {closest}")
-        produced |= func.columns_produced(config_inst)
+        produced |= func.produced_columns
     lines.append(f"{n_missing} column(s) missing" if n_missing else "all columns present")
     return lines, n_missing
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config_inst = get_config(load_analysis(), args.config)
-        lines, n_missing = report(args.file, config_inst, _functions(config_inst, args), args.data)
+        lines, n_missing = report(args.file, _functions(config_inst, args), args.data)
     except (UserError, InputFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -19,7 +19,6 @@ from analysis_template.production import default as production
 from analysis_template.selection import default as selection
 from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
 from cf.functions import (
-    ColumnContext,
     ColumnFunction,
     ConfigColumns,
     Registry,
@@ -37,10 +36,16 @@ from cf.util import UserError
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _from_module(module: str, name: str = "func") -> Any:
-    """A column function defined (as far as the registry can tell) in ``module``."""
+def _registry(kind: str) -> Registry:
+    """A registry of its own, for a base class of its own, so that tests do not touch the analysis' functions."""
+    base = type(f"Test{kind.title()}", (ColumnFunction,), {"kind": kind})
+    return Registry(base)
 
-    def func(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+
+def _from_module(module: str, name: str = "func") -> Any:
+    """A column function body defined (as far as the registry can tell) in ``module``."""
+
+    def func(self: ColumnFunction, events: ak.Array, **kwargs: Any) -> ak.Array:
         return events
 
     func.__module__ = module
@@ -49,25 +54,28 @@ def _from_module(module: str, name: str = "func") -> Any:
 
 
 def test_register_with_and_without_arguments() -> None:
-    registry: Registry[ColumnFunction] = Registry("producer")
+    registry = _registry("producer")
     plain = registry.decorator(_from_module("mod_a", "plain"))
     named = registry.decorator(name="other", uses={"Jet.pt"}, produces={"ht"}, shifts={"jec_up"}, mc_uses={"w"})(
         _from_module("mod_a", "ignored"),
     )
-    assert isinstance(plain, ColumnFunction)
-    assert (plain.name, plain.kind, plain.uses, plain.produces) == ("plain", "producer", frozenset(), frozenset())
-    assert named.name == "other"
-    assert named.uses == frozenset({"Jet.pt"})
-    assert named.produces == frozenset({"ht"})
-    assert named.shifts == frozenset({"jec_up"})
+    assert issubclass(plain, ColumnFunction)
+    assert (plain.cls_name, plain.kind, plain.uses, plain.produces) == ("plain", "producer", set(), set())
+    assert plain.__module__ == "mod_a"
+    assert named.cls_name == "other"
+    assert (named.uses, named.produces, named.shifts) == ({"Jet.pt"}, {"ht"}, {"jec_up"})
     assert registry.names() == ["other", "plain"]
     assert "other" in registry
     assert "ignored" not in registry
     assert registry.get("other") is named
+    assert registry.base.get_cls("other") is named
+    assert registry.base.has_cls("plain")
+    assert not registry.base.has_cls("nope")
+    assert registry.base.get_cls("nope", silent=True) is None
 
 
 def test_unknown_name_lists_the_registered_names() -> None:
-    registry: Registry[ColumnFunction] = Registry("selector")
+    registry = _registry("selector")
     with pytest.raises(UnknownNameError, match=r"unknown selector 'x', available: \(none registered\)"):
         registry.get("x")
     registry.decorator(_from_module("m", "b_sel"))
@@ -79,7 +87,7 @@ def test_unknown_name_lists_the_registered_names() -> None:
 
 
 def test_duplicate_name_from_another_module_is_rejected_naming_both() -> None:
-    registry: Registry[ColumnFunction] = Registry("calibrator")
+    registry = _registry("calibrator")
     first = registry.decorator(_from_module("pkg.first_module", "jec"))
     with pytest.raises(ValueError, match=r"calibrator 'jec' is defined twice: in pkg\.first_module and pkg\.second"):
         registry.decorator(_from_module("pkg.second", "jec"))
@@ -90,29 +98,113 @@ def test_duplicate_name_from_another_module_is_rejected_naming_both() -> None:
 
 
 def test_mc_uses_only_for_simulation() -> None:
-    registry: Registry[ColumnFunction] = Registry("producer")
+    registry = _registry("producer")
     func = registry.decorator(uses={"Jet.pt"}, mc_uses={"genWeight"})(_from_module("m", "weights"))
-    assert func.columns_used(None, is_data=True) == frozenset({"Jet.pt"})
-    assert func.columns_used(None, is_data=False) == frozenset({"Jet.pt", "genWeight"})
+    assert func().column_origins(is_data=True).keys() == {"Jet.pt"}
+    assert func().used_columns == {"Jet.pt", "genWeight"}  # no dataset: simulation
 
 
-def test_included_functions_and_config_columns_resolve_per_config() -> None:
-    registry: Registry[ColumnFunction] = Registry("producer")
+def test_dependencies_and_config_columns_resolve_per_config() -> None:
+    registry = _registry("producer")
     inner = registry.decorator(uses={"Jet.pt"}, mc_uses={"genWeight"}, produces={"ht"})(_from_module("m", "inner"))
     from_config = ConfigColumns("objects", lambda objects: {f"Jet.{objects.btag.column}"})
     outer = registry.decorator(uses={inner, from_config}, produces={inner, "n_btag"})(_from_module("m", "outer"))
     config_2017 = analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
     config_2024 = analysis_template.get_config("run3_2024_nano_v15_limited")
-    assert outer.columns_used(config_2017, is_data=True) == {"Jet.pt", "Jet.btagDeepFlavB"}
-    assert outer.columns_used(config_2024, is_data=True) == {"Jet.pt", "Jet.btagUParTAK4B"}
-    # an included function brings its mc_uses for simulation only
-    assert outer.columns_used(config_2017, is_data=False) == {"Jet.pt", "Jet.btagDeepFlavB", "genWeight"}
-    assert outer.columns_produced(config_2017) == {"ht", "n_btag"}
-    origins = outer.column_origins(config_2017, is_data=True)
-    assert origins == {
+    data = outer(config_inst=config_2017, dataset_inst=config_2017.get_dataset("data_mu_b"))
+    assert data.used_columns == {"Jet.pt", "Jet.btagDeepFlavB"}
+    assert outer(config_inst=config_2024).column_origins(is_data=True).keys() == {"Jet.pt", "Jet.btagUParTAK4B"}
+    # a dependency brings its mc_uses for simulation only
+    simulation = outer(config_inst=config_2017, dataset_inst=config_2017.get_dataset("tt_sl_powheg"))
+    assert simulation.used_columns == {"Jet.pt", "Jet.btagDeepFlavB", "genWeight"}
+    assert simulation.produced_columns == {"ht", "n_btag"}
+    assert isinstance(simulation[inner], inner)
+    assert simulation[inner].config_inst is config_2017
+    assert data.column_origins() == {
         "Jet.btagDeepFlavB": "config.x.objects of config 'run2_2017_nano_uhh_v11_limited'",
         "Jet.pt": "'uses' of producer 'inner'",
     }
+
+
+def test_init_hook_extends_uses_per_config_and_dependencies_compose() -> None:
+    """The columnflow way: an init hook adds columns from self.config_inst; a producer calls another one."""
+    registry = _registry("producer")
+
+    @registry.decorator(uses={"Jet.pt"}, produces={"n_jet"})
+    def counts(self: ColumnFunction, events: ak.Array, **kwargs: Any) -> ak.Array:
+        return set_ak_column(events, "n_jet", ak.num(events.Jet.pt, axis=1))
+
+    @registry.decorator(uses={counts}, produces={counts, "n_btag"})
+    def btags(self: ColumnFunction, events: ak.Array, **kwargs: Any) -> ak.Array:
+        events = self[counts](events, **kwargs)
+        btag = self.config_inst.x.objects.btag
+        return set_ak_column(events, "n_btag", ak.sum(events.Jet[btag.column] > btag.medium, axis=1))
+
+    @btags.init
+    def btags_init(self: ColumnFunction) -> None:
+        self.uses.add(f"Jet.{self.config_inst.x.objects.btag.column}")
+
+    config = analysis_template.get_config("run3_2024_nano_v15_limited")
+    inst = btags(config_inst=config)
+    assert inst.used_columns == {"Jet.pt", "Jet.btagUParTAK4B"}
+    assert inst.produced_columns == {"n_jet", "n_btag"}
+    assert btags.uses == {counts}  # the class declaration is untouched
+    events = ak.Array({"Jet": [[{"pt": 30.0, "btagUParTAK4B": 0.9}, {"pt": 20.0, "btagUParTAK4B": 0.01}], []]})
+    result = inst(events)
+    assert ak.to_list(result.n_jet) == [2, 0]
+    assert ak.to_list(result.n_btag) == [1, 0]
+    with pytest.raises(KeyError, match="is not a dependency"):
+        inst[registry.decorator(_from_module("m", "unrelated"))]
+
+
+def test_mc_only_dependencies_are_skipped_for_data() -> None:
+    registry = _registry("producer")
+    weights = registry.decorator(produces={"w"}, mc_only=True)(_from_module("m", "weights_mc"))
+    outer = registry.decorator(uses={weights}, produces={weights})(_from_module("m", "outer_mc"))
+    config = analysis_template.get_config(1)
+    assert weights in outer(config_inst=config, dataset_inst=config.get_dataset("tt_sl_powheg")).deps
+    data = outer(config_inst=config, dataset_inst=config.get_dataset("data_mu_b"))
+    assert data.deps == {}
+    assert data.produced_columns == set()
+
+
+def test_derive_makes_a_registered_variant() -> None:
+    registry = _registry("producer")
+    base = registry.decorator(uses={"Jet.pt"}, produces={"x"}, threshold=1.0)(_from_module("m", "base_func"))
+    variant = base.derive("variant", cls_dict={"threshold": 2.0})
+    assert registry.get("variant") is variant
+    assert issubclass(variant, base)
+    assert (base.threshold, variant.threshold) == (1.0, 2.0)
+    assert variant.uses == {"Jet.pt"}
+
+
+def test_requires_and_setup_hooks_run_once_for_the_function_and_its_dependencies() -> None:
+    registry = _registry("producer")
+    calls: list[str] = []
+    inner = registry.decorator(produces={"a"})(_from_module("m", "inner_hooks"))
+    outer = registry.decorator(uses={inner}, produces={inner})(_from_module("m", "outer_hooks"))
+
+    @inner.requires
+    def inner_requires(self: ColumnFunction, task: Any, reqs: dict[str, Any], **kwargs: Any) -> None:
+        reqs["stats"] = f"stats of {task}"
+
+    @inner.setup
+    def inner_setup(
+        self: ColumnFunction,
+        task: Any,
+        reqs: dict[str, Any],
+        inputs: dict[str, Any],
+        reader_targets: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        calls.append("setup")
+        self.loaded = inputs["stats"]
+
+    inst = outer()
+    assert inst.run_requires("task", {}) == {"stats": "stats of task"}
+    inst.run_setup("task", {}, {"stats": 42}, {})
+    assert calls == ["setup"]
+    assert inst[inner].loaded == 42
 
 
 def test_config_columns_without_the_entry_is_a_clear_error() -> None:
@@ -123,32 +215,32 @@ def test_config_columns_without_the_entry_is_a_clear_error() -> None:
 
 
 def test_apply_functions_in_order() -> None:
-    registry: Registry[ColumnFunction] = Registry("producer")
+    registry = _registry("producer")
 
     @registry.decorator(produces={"x"})
-    def first(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    def first(self: ColumnFunction, events: ak.Array, **kwargs: Any) -> ak.Array:
         return ak.with_field(events, events.x * 10 if "x" in ak.fields(events) else np.ones(len(events)), "x")
 
     @registry.decorator(produces={"x"})
-    def second(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+    def second(self: ColumnFunction, events: ak.Array, **kwargs: Any) -> ak.Array:
         return ak.with_field(events, events.x + 1, "x")
 
-    ctx = ColumnContext(config_inst=None, dataset_inst=None)
     events = ak.Array({"a": [1, 2]})
-    assert ak.to_list(apply_functions([first, second], events, ctx).x) == [2.0, 2.0]
-    assert ak.to_list(apply_functions([second, first], ak.with_field(events, [0, 1], "x"), ctx).x) == [10, 20]
-    assert apply_functions([], events, ctx) is events
+    assert ak.to_list(apply_functions([first(), second()], events).x) == [2.0, 2.0]
+    assert ak.to_list(apply_functions([second(), first()], ak.with_field(events, [0, 1], "x")).x) == [10, 20]
+    assert apply_functions([], events) is events
 
 
 def test_analysis_functions_are_registered() -> None:
+    config = analysis_template.get_config(1)
     assert {"jec", "skip_jecunc"} <= set(calibrators.names())
     assert "default" in selectors.names()
     assert {"default", "features", "category_ids", "normalization_weight"} <= set(producers.names())
-    assert calibrators.get("jec").shifts == frozenset({"jec_up", "jec_down"})
-    assert calibrators.get("skip_jecunc").shifts == frozenset()
-    assert producers.get("default").mc_uses == frozenset({producers.get("normalization_weight")})
-    assert producers.get("default").columns_used(analysis_template.get_config(1), is_data=False) >= {"genWeight"}
-    assert producers.get("default").columns_produced(analysis_template.get_config(1)) == {
+    assert calibrators.get("jec")(config_inst=config).all_shifts == {"jec_up", "jec_down"}
+    assert calibrators.get("skip_jecunc")(config_inst=config).all_shifts == set()
+    default = producers.get("default")(config_inst=config, dataset_inst=config.get_dataset("tt_sl_powheg"))
+    assert "genWeight" in default.used_columns
+    assert default.produced_columns == {
         *("n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"),
         *("category_ids", "normalization_weight"),
     }
@@ -164,8 +256,23 @@ def config() -> od.Config:
     return analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
 
 
-def _ctx(config: od.Config, dataset: str, shift: str = "nominal", **kwargs: Any) -> ColumnContext:
-    return ColumnContext(config, config.get_dataset(dataset), shift, **kwargs)
+def _run(
+    cls: type[ColumnFunction],
+    events: ak.Array,
+    config: od.Config,
+    dataset: str,
+    shift: str = "nominal",
+    selection_stats: dict[str, float] | None = None,
+) -> Any:
+    """Call the function ``cls`` on ``events``, instantiated for the dataset and shift as a task does.
+
+    ``selection_stats`` stands in for what the normalization weight's setup hook loads in a task.
+    """
+    inst = cls(config_inst=config, dataset_inst=config.get_dataset(dataset), shift=shift)
+    if selection_stats is not None:
+        for function in inst.walk():
+            function.selection_stats = selection_stats  # type: ignore[attr-defined]
+    return inst(events)
 
 
 @pytest.fixture
@@ -190,7 +297,7 @@ def _nominal_scale(pt: float, eta: float) -> float:
 
 
 def test_skip_jecunc_scales_jets_and_keeps_raw_values(config: od.Config, jet_events: ak.Array) -> None:
-    result = calibration.skip_jecunc(jet_events, _ctx(config, "tt_sl_powheg"))
+    result = _run(calibration.skip_jecunc, jet_events, config, "tt_sl_powheg")
     expected_scales = [_nominal_scale(60.0, 2.0), _nominal_scale(30.0, 0.5), _nominal_scale(200.0, 0.0)]
     assert ak.to_list(result.Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
     assert ak.to_list(result.Jet.mass_raw) == [[10.0, 5.0, 20.0], []]
@@ -207,23 +314,22 @@ def test_skip_jecunc_scales_jets_and_keeps_raw_values(config: od.Config, jet_eve
 
 
 def test_calibration_is_idempotent_thanks_to_raw_values(config: od.Config, jet_events: ak.Array) -> None:
-    ctx = _ctx(config, "tt_sl_powheg")
-    once = calibration.skip_jecunc(jet_events, ctx)
-    twice = calibration.skip_jecunc(once, ctx)
+    once = _run(calibration.skip_jecunc, jet_events, config, "tt_sl_powheg")
+    twice = _run(calibration.skip_jecunc, once, config, "tt_sl_powheg")
     assert ak.to_list(twice.Jet.pt) == ak.to_list(once.Jet.pt)
     assert ak.to_list(twice.Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
 
 
 def test_jec_shifts_order_for_mc(config: od.Config, jet_events: ak.Array) -> None:
     calibrated = {
-        shift: calibration.jec(jet_events, _ctx(config, "tt_sl_powheg", shift))
+        shift: _run(calibration.jec, jet_events, config, "tt_sl_powheg", shift)
         for shift in ("nominal", "jec_up", "jec_down")
     }
     up, nominal, down = (np.asarray(ak.flatten(calibrated[s].Jet.pt)) for s in ("jec_up", "nominal", "jec_down"))
     assert np.all(up > nominal)
     assert np.all(nominal > down)
     # the nominal jec equals skip_jecunc on the jets
-    skip = calibration.skip_jecunc(jet_events, _ctx(config, "tt_sl_powheg"))
+    skip = _run(calibration.skip_jecunc, jet_events, config, "tt_sl_powheg")
     assert nominal.tolist() == pytest.approx(ak.to_list(ak.flatten(skip.Jet.pt)))
     # the relative up shift is the uncertainty at the calibrated pt: 2% + 1.5% |eta| / 2.5 + 1 / pt
     uncertainty = 0.02 + 0.015 * 2.0 / 2.5 + 1.0 / nominal[0]
@@ -234,14 +340,14 @@ def test_jec_shifts_order_for_mc(config: od.Config, jet_events: ak.Array) -> Non
 
 
 def test_jec_shifts_do_not_change_data(config: od.Config, jet_events: ak.Array) -> None:
-    results = [calibration.jec(jet_events, _ctx(config, "data_mu_b", s)) for s in ("nominal", "jec_up", "jec_down")]
+    results = [_run(calibration.jec, jet_events, config, "data_mu_b", s) for s in ("nominal", "jec_up", "jec_down")]
     assert ak.to_list(results[1].Jet.pt) == ak.to_list(results[0].Jet.pt) == ak.to_list(results[2].Jet.pt)
     assert ak.to_list(results[1].MET.pt) == ak.to_list(results[0].MET.pt)
     assert ak.to_list(results[0].Jet.pt_raw) == [[60.0, 30.0, 200.0], []]
 
 
 def test_jec_propagates_jet_changes_to_met(config: od.Config, jet_events: ak.Array) -> None:
-    result = calibration.jec(jet_events, _ctx(config, "tt_sl_powheg", "jec_up"))
+    result = _run(calibration.jec, jet_events, config, "tt_sl_powheg", "jec_up")
     delta = np.asarray(result.Jet.pt[0]) - np.asarray(jet_events.Jet.pt[0])
     phi = np.asarray(jet_events.Jet.phi[0])
     met_x = 50.0 * math.cos(3.0) - np.sum(delta * np.cos(phi))
@@ -352,7 +458,7 @@ def selection_events() -> ak.Array:
 
 
 def test_default_selector_masks(config: od.Config, selection_events: ak.Array) -> None:
-    events, result = selectors.get("default")(selection_events, _ctx(config, "tt_sl_powheg"))
+    events, result = _run(selectors.get("default"), selection_events, config, "tt_sl_powheg")
     assert events is selection_events
     assert isinstance(result, SelectionResult)
     assert set(result.objects) == {"Jet", "Electron", "Muon", "Tau"}
@@ -374,13 +480,13 @@ def test_default_selector_masks(config: od.Config, selection_events: ak.Array) -
 def test_default_selector_needs_only_its_declared_columns(config: od.Config, selection_events: ak.Array) -> None:
     func = selectors.get("default")
     with_extra = set_ak_column(selection_events, "Jet.unrelated", selection_events.Jet.pt)
-    used = [Route(column).fields for column in func.columns_used(config, is_data=False)]
+    used = [Route(column).fields for column in func(config_inst=config).used_columns]
     restricted = ak.Array(
         {c: with_extra[c][sorted(f for head, f in used if head == c)] for c in {head for head, _ in used}},
     )
     assert sorted(ak.fields(restricted.Jet)) == ["eta", "jetId", "phi", "pt"]
-    _, full = func(with_extra, _ctx(config, "tt_sl_powheg"))
-    _, reduced = func(restricted, _ctx(config, "tt_sl_powheg"))
+    _, full = _run(func, with_extra, config, "tt_sl_powheg")
+    _, reduced = _run(func, restricted, config, "tt_sl_powheg")
     assert ak.to_list(reduced.event) == ak.to_list(full.event)
     assert ak.to_list(reduced.objects["Jet"]) == ak.to_list(full.objects["Jet"])
 
@@ -410,7 +516,7 @@ def test_default_selector_drops_jets_overlapping_a_selected_lepton(config: od.Co
             ),
         },
     )
-    _, result = selectors.get("default")(events, _ctx(config, "tt_sl_powheg"))
+    _, result = _run(selectors.get("default"), events, config, "tt_sl_powheg")
     assert ak.to_list(result.objects["Muon"]) == [[True, False]]
     assert ak.to_list(result.objects["Jet"]) == [[False, True, True]]
     assert ak.to_list(result.event) == [True]
@@ -474,7 +580,7 @@ def reduced_events() -> ak.Array:
 
 def test_default_producer_columns(config: od.Config, reduced_events: ak.Array) -> None:
     stats = {"sum_mc_weight": 200.0, "n_events": 210}
-    result = producers.get("default")(reduced_events, _ctx(config, "tt_sl_powheg", selection_stats=stats))
+    result = _run(producers.get("default"), reduced_events, config, "tt_sl_powheg", selection_stats=stats)
     assert ak.to_list(result.n_jet) == [3, 4, 1, 0, 0]
     assert ak.to_list(result.n_btag) == [2, 1, 1, 0, 0]
     assert ak.to_list(result.n_electron) == [2, 0, 0, 0, 1]
@@ -501,22 +607,25 @@ def test_default_producer_columns(config: od.Config, reduced_events: ak.Array) -
 
 def test_normalization_weight_is_one_for_data(config: od.Config, reduced_events: ak.Array) -> None:
     data_events = ak.without_field(reduced_events, "genWeight")
-    result = producers.get("default")(data_events, _ctx(config, "data_mu_b"))
+    result = _run(producers.get("default"), data_events, config, "data_mu_b")
     assert ak.to_list(result.normalization_weight) == [1.0] * 5
-    default = producers.get("default")
-    assert default.columns_used(config, is_data=True) == production.features.columns_used(config, is_data=True)
+    data = config.get_dataset("data_mu_b")
+    default = producers.get("default")(config_inst=config, dataset_inst=data)
+    assert default.used_columns == production.features(config_inst=config, dataset_inst=data).used_columns
+    # data needs no selection statistics
+    assert default.run_requires("task", {}) == {}
 
 
 def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_events: ak.Array) -> None:
     func = producers.get("normalization_weight")
     with pytest.raises(ValueError, match=r"no sum of generator weights .* dataset 'tt_sl_powheg'"):
-        func(reduced_events, _ctx(config, "tt_sl_powheg"))
+        _run(func, reduced_events, config, "tt_sl_powheg")
     with pytest.raises(ValueError, match="no sum of generator weights"):
-        func(reduced_events, _ctx(config, "tt_sl_powheg", selection_stats={"sum_mc_weight": 0.0}))
+        _run(func, reduced_events, config, "tt_sl_powheg", selection_stats={"sum_mc_weight": 0.0})
 
 
 def test_producer_functions_are_consistent_with_the_module(reduced_events: ak.Array) -> None:
-    assert producers.get("default").uses == frozenset({production.features})
+    assert producers.get("default").uses == {production.features, production.normalization_weight}
     assert selectors.get("default") is selection.default
     assert calibrators.get("jec") is calibration.jec
 
@@ -538,4 +647,17 @@ def test_trigger_requirement_follows_the_config_and_the_dataset() -> None:
     # the user guide's config lists no triggers: every event passes
     guide = analysis_template.get_config("run2_2017_nano_uhh_v11_limited")
     assert selection.trigger_mask(events, guide.x.objects, guide.get_dataset("tt_sl_powheg")).all()
-    assert {f"HLT.{name}" for name in names} <= selectors.get("default").columns_used(config, is_data=True)
+    assert {f"HLT.{name}" for name in names} <= selectors.get("default")(config_inst=config).used_columns
+
+
+def test_columnflow_import_paths_name_the_same_objects() -> None:
+    """``from cf.production import Producer, producer`` (columnflow's layout) gives the cf.functions objects."""
+    import cf.calibration
+    import cf.functions
+    import cf.production
+    import cf.selection
+
+    assert (cf.calibration.Calibrator, cf.calibration.calibrator) == (cf.functions.Calibrator, calibrators.decorator)
+    assert (cf.selection.Selector, cf.selection.selector) == (cf.functions.Selector, selectors.decorator)
+    assert cf.selection.SelectionResult is SelectionResult
+    assert (cf.production.Producer, cf.production.producer) == (cf.functions.Producer, producers.decorator)

@@ -40,8 +40,10 @@ def _produce(config: str, dataset: str) -> tuple[str, ...]:
     return ("cf.ProduceColumns", *CHAIN, "--config", config, "--dataset", dataset)
 
 
-def _stats(law_outputs: LawOutputs, env: LawEnv, config: str, dataset: str) -> dict[str, float]:
+def _stats(law_run: LawRun, law_outputs: LawOutputs, env: LawEnv, config: str, dataset: str) -> dict[str, float]:
+    """The merged selection statistics (run here: data's ProduceColumns does not need them)."""
     args = ("cf.MergeSelectionStats", *CHAIN[:-2], "--config", config, "--dataset", dataset)
+    law_run(*args, env=env.env)
     (path,) = law_outputs(*args, env=env.env)
     return json.loads(path.read_text())
 
@@ -62,7 +64,7 @@ def test_chain_on_real_nanoaod(
 ) -> None:
     """cf.ProduceColumns on each real file with the config of its NanoAOD version; the event counts are the file's."""
     law_run(*_produce(config, dataset), env=law_env.env)
-    stats = _stats(law_outputs, law_env, config, dataset)
+    stats = _stats(law_run, law_outputs, law_env, config, dataset)
     assert stats["n_events"] == n_events
     assert stats["n_events_selected"] == n_selected
     (produced,) = law_outputs(*_produce(config, dataset), env=law_env.env)
@@ -82,7 +84,7 @@ def test_ml_evaluation_on_real_nanoaod(
     law_run(*evaluate, "--config", config, "--dataset", dataset, env=law_env.env, timeout=900)
     (scores,) = law_outputs(*evaluate, "--config", config, "--dataset", dataset, env=law_env.env)
     table = pq.read_table(scores)
-    stats = _stats(law_outputs, law_env, config, dataset)
+    stats = _stats(law_run, law_outputs, law_env, config, dataset)
     assert table.num_rows == stats["n_events_selected"]
     for column in ("test_model.score_hh", "test_model.score_tt"):
         values = table.column(column.split(".")[0]).combine_chunks().field(column.split(".")[1]).to_numpy()

@@ -10,12 +10,14 @@ downstream reads one MET whatever the NanoAOD version calls it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
 from cf.columnar_util import set_ak_column
-from cf.functions import ColumnContext, ConfigColumns, calibrator
+from cf.functions import Calibrator, ConfigColumns, calibrator
 
 JET_COLUMNS = {"Jet.pt", "Jet.eta", "Jet.phi", "Jet.mass"}
 CALIBRATED_COLUMNS = {"Jet.pt", "Jet.mass", "Jet.pt_raw", "Jet.mass_raw", "MET.pt", "MET.phi"}
@@ -49,21 +51,14 @@ def scale_jets(events: ak.Array, scale: ak.Array) -> ak.Array:
     return set_ak_column(events, "Jet.mass", raw_mass * scale, value_type=np.float32)
 
 
-def source_met(events: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """The MET collection named by the config (``config.x.objects.met``)."""
-    return events[ctx.config_inst.x.objects.met]
-
-
-def copy_met(events: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """The config's MET, unchanged, as ``MET.pt`` / ``MET.phi``."""
-    met = source_met(events, ctx)
+def copy_met(events: ak.Array, met: ak.Array) -> ak.Array:
+    """``met`` (the config's MET collection), unchanged, as ``MET.pt`` / ``MET.phi``."""
     events = set_ak_column(events, "MET.pt", met.pt, value_type=np.float32)
     return set_ak_column(events, "MET.phi", met.phi, value_type=np.float32)
 
 
-def propagate_to_met(events: ak.Array, old_pt: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """Type-1-like MET update of the config's MET: the change of the jets' transverse momenta is subtracted."""
-    met = source_met(events, ctx)
+def propagate_to_met(events: ak.Array, old_pt: ak.Array, met: ak.Array) -> ak.Array:
+    """Type-1-like update of ``met`` (the config's MET collection): the change of the jets' pt is subtracted."""
     delta_pt = events.Jet.pt - old_pt
     dx = ak.sum(delta_pt * np.cos(events.Jet.phi), axis=1)
     dy = ak.sum(delta_pt * np.sin(events.Jet.phi), axis=1)
@@ -74,21 +69,22 @@ def propagate_to_met(events: ak.Array, old_pt: ak.Array, ctx: ColumnContext) -> 
 
 
 @calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS)
-def skip_jecunc(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+def skip_jecunc(self: Calibrator, events: ak.Array, **kwargs: Any) -> ak.Array:
     """Nominal jet calibration without uncertainty sources (data and MC); MET is passed on unchanged."""
+    met = events[self.config_inst.x.objects.met]
     events = scale_jets(events, residual_correction(raw_jet_pt(events), events.Jet.eta))
-    return copy_met(events, ctx)
+    return copy_met(events, met)
 
 
 @calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS, shifts={"jec_up", "jec_down"})
-def jec(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+def jec(self: Calibrator, events: ak.Array, **kwargs: Any) -> ak.Array:
     """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``, also in MET."""
     # evaluated at the raw pt, so that running after another calibrator does not correct twice
     raw_pt = raw_jet_pt(events)
     scale = residual_correction(raw_pt, events.Jet.eta)
-    if ctx.shift in {"jec_up", "jec_down"} and not ctx.dataset_inst.is_data:
-        sign = 1.0 if ctx.shift == "jec_up" else -1.0
+    if self.shift in {"jec_up", "jec_down"} and not self.is_data:
+        sign = 1.0 if self.shift == "jec_up" else -1.0
         scale = scale * (1.0 + sign * jec_uncertainty(raw_pt * scale, events.Jet.eta))
-    old_pt = events.Jet.pt
+    old_pt, met = events.Jet.pt, events[self.config_inst.x.objects.met]
     events = scale_jets(events, scale)
-    return propagate_to_met(events, old_pt, ctx)
+    return propagate_to_met(events, old_pt, met)

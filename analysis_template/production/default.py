@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
 from cf.columnar_util import EMPTY_FLOAT, set_ak_column
-from cf.functions import ColumnContext, ConfigColumns, producer
+from cf.functions import ConfigColumns, Producer, producer
 
 Z_MASS = 91.1876
 
@@ -62,12 +62,12 @@ def same_flavour_pairs(events: ak.Array) -> ak.Array:
     },
     produces={"n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"},
 )  # fmt: skip
-def features(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+def features(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
     """Object multiplicities, HT, the mass of the two most b-like jets and of the same-flavour lepton pair.
 
     The b-tagging discriminant and its medium working point are the config's (``config.x.objects.btag``).
     """
-    btag = ctx.config_inst.x.objects.btag
+    btag = self.config_inst.x.objects.btag
     jets = events.Jet
     btag_score = jets[btag.column]
     events = set_ak_column(events, "n_jet", ak.num(jets, axis=1), value_type=np.int32)
@@ -95,31 +95,61 @@ def category_masks(events: ak.Array) -> dict[str, ak.Array]:
 
 
 @producer(uses=features.produces, produces={"category_ids"})
-def category_ids(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+def category_ids(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
     """The ids of all categories an event belongs to (a list per event)."""
     masks = category_masks(events)
-    ids = [np.where(ak.to_numpy(mask), ctx.config_inst.get_category(name).id, -1) for name, mask in masks.items()]
+    ids = [np.where(ak.to_numpy(mask), self.config_inst.get_category(name).id, -1) for name, mask in masks.items()]
     stacked = ak.from_regular(ak.Array(np.stack(ids, axis=1)))
     return set_ak_column(events, "category_ids", stacked[stacked >= 0], value_type=np.int32)
 
 
 @producer(mc_uses={"genWeight"}, produces={"normalization_weight"})
-def normalization_weight(events: ak.Array, ctx: ColumnContext) -> ak.Array:
-    """Sigma * L * genWeight / (sum of genWeight before selection) for MC, 1 for data."""
-    if ctx.dataset_inst.is_data:
+def normalization_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
+    """Sigma * L * genWeight / (sum of genWeight before selection) for MC, 1 for data.
+
+    The sum of generator weights comes from the dataset's merged selection statistics, which the ``requires`` hook
+    asks for and the ``setup`` hook loads once per task (``self.selection_stats``).
+    """
+    if self.is_data:
         return set_ak_column(events, "normalization_weight", np.ones(len(events), dtype=np.float32))
-    if not ctx.selection_stats or not ctx.selection_stats.get("sum_mc_weight"):
-        raise ValueError(f"no sum of generator weights in the selection stats of dataset '{ctx.dataset_inst.name}'")
-    process = ctx.dataset_inst.processes.get_first()
-    xsec = process.get_xsec(ctx.config_inst.campaign.ecm).nominal
-    lumi = ctx.config_inst.x.luminosity.nominal
-    weight = xsec * lumi * events.genWeight / ctx.selection_stats["sum_mc_weight"]
+    stats = getattr(self, "selection_stats", None)
+    if not stats or not stats.get("sum_mc_weight"):
+        raise ValueError(f"no sum of generator weights in the selection stats of dataset '{self.dataset_inst.name}'")
+    process = self.dataset_inst.processes.get_first()
+    xsec = process.get_xsec(self.config_inst.campaign.ecm).nominal
+    lumi = self.config_inst.x.luminosity.nominal
+    weight = xsec * lumi * events.genWeight / stats["sum_mc_weight"]
     return set_ak_column(events, "normalization_weight", weight, value_type=np.float32)
 
 
-@producer(uses={features}, mc_uses={normalization_weight}, produces={features, category_ids, normalization_weight})
-def default(events: ak.Array, ctx: ColumnContext) -> ak.Array:
+@normalization_weight.requires
+def normalization_weight_requires(self: Producer, task: Any, reqs: dict[str, Any], **kwargs: Any) -> None:
+    """The merged selection statistics of the task's dataset (simulation only)."""
+    if self.is_data:
+        return
+    from cf.tasks.selection import MergeSelectionStats
+
+    reqs["selection_stats"] = MergeSelectionStats.req(task)
+
+
+@normalization_weight.setup
+def normalization_weight_setup(
+    self: Producer,
+    task: Any,
+    reqs: dict[str, Any],
+    inputs: dict[str, Any],
+    reader_targets: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    """Load the selection statistics once per task."""
+    if "selection_stats" in inputs:
+        self.selection_stats = inputs["selection_stats"].load(formatter="json")
+
+
+# category_ids reads what features writes: it is a dependency through produces, so its uses are not read from disk
+@producer(uses={features, normalization_weight}, produces={features, category_ids, normalization_weight})
+def default(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
     """features, category_ids and normalization_weight."""
-    events = features(events, ctx)
-    events = category_ids(events, ctx)
-    return normalization_weight(events, ctx)
+    events = self[features](events, **kwargs)
+    events = self[category_ids](events, **kwargs)
+    return self[normalization_weight](events, **kwargs)

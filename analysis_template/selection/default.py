@@ -13,7 +13,7 @@ import awkward as ak
 import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
-from cf.functions import ColumnContext, ConfigColumns, SelectionResult, selector
+from cf.functions import ConfigColumns, SelectionResult, Selector, selector
 
 #: Jets closer than this (in eta-phi) to a selected lepton or tau are that object, not a jet.
 JET_CLEANING_DR = 0.4
@@ -78,12 +78,12 @@ def trigger_mask(events: ak.Array, objects: ObjectDefinitions, dataset_inst: Any
         ConfigColumns("objects", ObjectDefinitions.selection_columns),
     },
 )
-def default(events: ak.Array, ctx: ColumnContext) -> tuple[ak.Array, SelectionResult]:
+def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, SelectionResult]:
     """Identified objects (jets cleaned against leptons and taus); events with >= 2 jets and >= 1 lepton or tau.
 
     Where the config lists triggers, the event must also have fired one of them.
     """
-    definitions: ObjectDefinitions = ctx.config_inst.x.objects
+    definitions: ObjectDefinitions = self.config_inst.x.objects
     objects = {
         "Electron": electron_mask(events, definitions),
         "Muon": muon_mask(events, definitions),
@@ -95,5 +95,5 @@ def default(events: ak.Array, ctx: ColumnContext) -> tuple[ak.Array, SelectionRe
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))
-    triggered = trigger_mask(events, definitions, ctx.dataset_inst)
+    triggered = trigger_mask(events, definitions, self.dataset_inst)
     return events, SelectionResult(event=(n_jet >= 2) & (n_lepton_or_tau >= 1) & triggered, objects=objects)

@@ -20,8 +20,8 @@ import luigi
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.columnar_util import Route, add_empty_collections
-from cf.functions import ColumnContext, ColumnFunction, calibrators, producers, selectors
-from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks
+from cf.functions import ColumnFunction, Registry, calibrators, producers, selectors
+from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks, open_source
 from cf.util import UserError, expand_path
 
 __all__ = [
@@ -168,24 +168,42 @@ class DatasetTask(ConfigTask):
             parts.append(self.effective_shift)
         return [*parts, self.dataset, *self.function_store_parts()]
 
-    def column_origins(self, funcs: list[ColumnFunction]) -> dict[str, str]:
+    @staticmethod
+    def column_origins(insts: list[ColumnFunction]) -> dict[str, str]:
         """Per column the functions read for this dataset (``mc_uses`` only for simulation), where it is declared."""
         origins: dict[str, str] = {}
-        for func in funcs:
-            for column, origin in func.column_origins(self.config_inst, self.dataset_inst.is_data).items():
+        for inst in insts:
+            for column, origin in inst.column_origins().items():
                 origins.setdefault(column, origin)
         return origins
 
-    def columns_used(self, funcs: list[ColumnFunction]) -> set[str]:
-        """The columns the functions read for this dataset (``mc_uses`` only for simulation)."""
-        return set(self.column_origins(funcs))
+    @staticmethod
+    def columns_produced(insts: list[ColumnFunction]) -> list[str]:
+        """The columns the functions write, sorted."""
+        return sorted({column for inst in insts for column in inst.produced_columns})
 
-    def columns_produced(self, funcs: list[ColumnFunction]) -> list[str]:
-        """The columns the functions write for this dataset's config, sorted."""
-        return sorted({column for func in funcs for column in func.columns_produced(self.config_inst)})
+    def function_requirements(self, insts: list[ColumnFunction]) -> dict[str, Any]:
+        """What the functions' ``requires`` hooks ask for (e.g. the selection statistics), one dict for all."""
+        reqs: dict[str, Any] = {}
+        for inst in insts:
+            inst.run_requires(self, reqs)
+        return reqs
 
-    def column_context(self, **kwargs: Any) -> ColumnContext:
-        return ColumnContext(self.config_inst, self.dataset_inst, self.effective_shift, **kwargs)
+    def setup_functions(self, insts: list[ColumnFunction], inputs: dict[str, Any]) -> list[EventSource]:
+        """Run the functions' ``setup`` hooks once before the chunk loop.
+
+        Args:
+            insts: The functions.
+            inputs: The outputs of :meth:`function_requirements`'s tasks.
+
+        Returns:
+            The further row-aligned sources the hooks ask to read (``reader_targets``).
+        """
+        reqs = self.function_requirements(insts)
+        reader_targets: dict[str, Any] = {}
+        for inst in insts:
+            inst.run_setup(self, reqs, inputs, reader_targets)
+        return [open_source(target.path) for target in reader_targets.values()]
 
     def iter_chunks(
         self,
@@ -216,9 +234,27 @@ def _config_of(params: dict[str, Any]) -> Any:
     return get_config(load_analysis(), params["config"])
 
 
-def _column_functions(registry: Any, modules_key: str, names: tuple[str, ...]) -> list[ColumnFunction]:
+def _column_functions(registry: Registry, modules_key: str, names: tuple[str, ...]) -> list[type[ColumnFunction]]:
     load_modules(modules_key)
     return [registry.get(name) for name in names]
+
+
+def _instances(task: Any, registry: Registry, modules_key: str, names: tuple[str, ...], shift: str) -> list[Any]:
+    """The task's instances of the named functions for its config, dataset (if any) and ``shift``; made once."""
+    cache = task.__dict__.setdefault("_column_function_insts", {})
+    key = (registry.kind, tuple(names), shift)
+    if key not in cache:
+        classes = _column_functions(registry, modules_key, names)
+        config_inst, dataset_inst = task.config_inst, getattr(task, "dataset_inst", None)
+        cache[key] = [
+            cls(config_inst=config_inst, dataset_inst=dataset_inst, shift=shift, task=task) for cls in classes
+        ]
+    return cache[key]
+
+
+def _function_shift(task: Any) -> str:
+    """The shift the task's functions run with: the effective one (nominal where they do not implement it)."""
+    return task.effective_shift if isinstance(task, ShiftMixin) else "nominal"
 
 
 class CalibratorsMixin:
@@ -236,8 +272,9 @@ class CalibratorsMixin:
         return params
 
     @property
-    def calibrator_funcs(self) -> list[ColumnFunction]:
-        return _column_functions(calibrators, "calibration_modules", self.calibrators)
+    def calibrator_insts(self) -> list[ColumnFunction]:
+        """The calibrators, instantiated for this task's config, dataset and shift."""
+        return _instances(self, calibrators, "calibration_modules", self.calibrators, _function_shift(self))
 
 
 class SelectorMixin:
@@ -255,8 +292,9 @@ class SelectorMixin:
         return params
 
     @property
-    def selector_func(self) -> ColumnFunction:
-        return _column_functions(selectors, "selection_modules", (self.selector,))[0]
+    def selector_inst(self) -> ColumnFunction:
+        """The selector, instantiated for this task's config, dataset and shift."""
+        return _instances(self, selectors, "selection_modules", (self.selector,), _function_shift(self))[0]
 
 
 class ProducersMixin:
@@ -274,8 +312,9 @@ class ProducersMixin:
         return params
 
     @property
-    def producer_funcs(self) -> list[ColumnFunction]:
-        return _column_functions(producers, "production_modules", self.producers)
+    def producer_insts(self) -> list[ColumnFunction]:
+        """The producers, instantiated for this task's config, dataset and shift."""
+        return _instances(self, producers, "production_modules", self.producers, _function_shift(self))
 
 
 class ShiftMixin:
@@ -291,15 +330,15 @@ class ShiftMixin:
         return params
 
     def implemented_shifts(self) -> set[str]:
-        """Shifts implemented by the column functions this task and its inputs run."""
-        funcs: list[ColumnFunction] = []
+        """Shifts implemented by the column functions this task and its inputs run (asked of nominal instances)."""
+        insts: list[ColumnFunction] = []
         if isinstance(self, CalibratorsMixin):
-            funcs += self.calibrator_funcs
+            insts += _instances(self, calibrators, "calibration_modules", self.calibrators, "nominal")
         if isinstance(self, SelectorMixin):
-            funcs.append(self.selector_func)
+            insts += _instances(self, selectors, "selection_modules", (self.selector,), "nominal")
         if isinstance(self, ProducersMixin):
-            funcs += self.producer_funcs
-        return {shift for func in funcs for shift in func.shifts}
+            insts += _instances(self, producers, "production_modules", self.producers, "nominal")
+        return {shift for inst in insts for shift in inst.all_shifts}
 
     @property
     def effective_shift(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import law
 
 from cf.columnar_util import take_ak_columns
@@ -16,16 +18,17 @@ __all__ = ["CalibrateEvents"]
 class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the calibrators on one input file; writes only the columns they declare in ``produces``."""
 
+    def input_requirements(self) -> dict[str, Any]:
+        return {**super().input_requirements(), "functions": self.function_requirements(self.calibrator_insts)}
+
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"columns": self.target(f"calib_{self.branch}.parquet")}
 
     def run(self) -> None:
-        funcs = self.calibrator_funcs
-        uses = self.column_origins(funcs)
-        produces = self.columns_produced(funcs)
-        ctx = self.column_context()
-        sources = [open_source(self.input_file())]
+        insts = self.calibrator_insts
+        uses = self.column_origins(insts)
+        produces = self.columns_produced(insts)
+        sources = [open_source(self.input_file()), *self.setup_functions(insts, self.input()["functions"])]
         with ParquetWriter(self.output()["columns"].path) as writer:
             for chunk, _, _ in self.iter_chunks(sources, uses):
-                events = apply_functions(funcs, chunk, ctx)
-                writer.write(take_ak_columns(events, produces))
+                writer.write(take_ak_columns(apply_functions(insts, chunk), produces))

@@ -50,7 +50,7 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
 
     def kept_columns(self) -> set[str]:
         keep = set(self.config_inst.x("keep_columns", {}).get(self.task_family, ()))
-        produced = set(self.columns_produced([*self.calibrator_funcs, self.selector_func]))
+        produced = set(self.columns_produced([*self.calibrator_insts, self.selector_inst]))
         return keep | produced | set(IDENTITY_COLUMNS)
 
     def run(self) -> None:

@@ -42,7 +42,8 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     """
 
     def input_requirements(self) -> dict[str, Any]:
-        return {**super().input_requirements(), "calib": CalibrateEvents.req(self)}
+        functions = self.function_requirements([self.selector_inst])
+        return {**super().input_requirements(), "calib": CalibrateEvents.req(self), "functions": functions}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {
@@ -51,23 +52,30 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         }
 
     def run(self) -> None:
-        func = self.selector_func
+        inst = self.selector_inst
         is_mc = not self.dataset_inst.is_data
-        uses = self.column_origins([func])
+        uses = self.column_origins([inst])
         if is_mc:
             uses.setdefault("genWeight", "the selection statistics (sum of generator weights)")
-        ctx = self.column_context()
-        sources = [open_source(self.input_file()), open_source(self.input()["calib"]["columns"].path)]
+        inputs = self.input()
+        sources = [
+            open_source(self.input_file()),
+            open_source(inputs["calib"]["columns"].path),
+            *self.setup_functions([inst], inputs["functions"]),
+        ]
+        produces = self.columns_produced([inst])
         totals = dict.fromkeys(STAT_KEYS, 0.0)
         outputs = self.output()
         with ParquetWriter(outputs["columns"].path) as writer:
             for chunk, _, _ in self.iter_chunks(sources, uses):
-                events, result = func(chunk, ctx)
+                events, result = inst(chunk)
                 if not isinstance(result, SelectionResult):
-                    raise TypeError(f"selector '{func.name}' must return (events, SelectionResult), got {type(result)}")
+                    raise TypeError(
+                        f"selector '{inst.cls_name}' must return (events, SelectionResult), got {type(result)}",
+                    )
                 for key, value in selection_stats(events, result.event, is_mc).items():
                     totals[key] += value
-                writer.write(self.selection_columns(events, result, self.columns_produced([func])))
+                writer.write(self.selection_columns(events, result, produces))
         totals["n_events"] = int(totals["n_events"])
         totals["n_events_selected"] = int(totals["n_events_selected"])
         dump_json(outputs["stats"].path, totals)
