@@ -20,6 +20,7 @@ __all__ = [
     "expand_list",
     "expand_path",
     "import_object",
+    "dev_sandbox",
     "maybe_import",
     "short_hash",
     "split_outside_braces",
@@ -152,6 +153,16 @@ def expand_path(path: str) -> str:
     if "$" in expanded:
         raise UserError(f"path '{path}' references an undefined environment variable (expanded to '{expanded}')")
     return expanded
+
+
+def dev_sandbox(sandbox: str) -> str:
+    """The sandbox itself: columnflow's development variants of sandboxes do not exist here (ported code keeps it).
+
+    Example:
+        >>> dev_sandbox("bash::$CF_BASE/sandboxes/venv_ml_tf.sh")
+        'bash::$CF_BASE/sandboxes/venv_ml_tf.sh'
+    """
+    return sandbox
 
 
 def short_hash(value: Any, length: int = 10) -> str:

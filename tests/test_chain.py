@@ -224,7 +224,11 @@ def test_chunk_size_does_not_change_the_outputs(
         ("--shift", "shift", "jec_down, jec_up, nominal"),
         ("--calibrators", "calibrator", "jec, skip_jecunc"),
         ("--selector", "selector", "default"),
-        ("--producers", "producer", "category_ids, default, features, normalization_weight"),
+        (
+            "--producers",
+            "producer",
+            "category_ids, default, features, jet_shape, normalization_weight, porting_features",
+        ),
     ],
 )
 def test_unknown_parameter_value_fails_with_one_clear_message(

@@ -139,6 +139,67 @@ def test_config_inst_with_several_configs_is_an_error() -> None:
         _ = model.config_inst
 
 
+def test_columnflow_model_attributes() -> None:
+    """cls_name on the class, parameter pairs and their hash as columnflow forms them, columns per config."""
+    assert unit_model.cls_name == "unit_model"
+    tuned = unit_model(analysis_template, requested_configs=[CONFIG], parameters={"layers": (4, 4), "epochs": 2})
+    assert tuned.parameter_pairs() == [("epochs", 2), ("layers", (4, 4))]
+    assert tuned.parameters_repr == law.util.create_hash("epochs_2__layers_4_4")
+    assert str(tuned) == f"unit_model__{tuned.parameters_repr}"
+    config_inst = tuned.config_inst
+    assert {str(route) for route in tuned.used_columns[config_inst]} == {"ht"}
+    assert {str(route) for route in tuned.produced_columns[config_inst]} == {"unit_model.score"}
+    assert tuned.used_datasets == {config_inst: {config_inst.get_dataset("tt_sl_powheg")}}
+    assert tuned.accepts_scheduler_messages is False
+    assert tuned.get_scheduler_messages(object()) == {}
+
+
+def test_evaluation_settings_are_not_significant() -> None:
+    model_cls = CompleteModel.derive("unit_model_eval", cls_dict={"evaluation_settings": frozenset({"backend"})})
+    model_cls.backend = "onnx"  # type: ignore[attr-defined]
+    model = model_cls(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 2, "backend": "keras"})
+    assert model.parameter_pairs(only_significant=True) == [("epochs", 2)]
+    plain = model_cls(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 2})
+    assert model.training_parameters_repr == plain.training_parameters_repr
+    assert model.parameters_repr != plain.parameters_repr
+
+
+def test_get_cls_silent_has_cls_and_derive_with_bases_and_module() -> None:
+    class Mixin:
+        extra = 5
+
+    assert MLModel.get_cls("no_such_model", silent=True) is None
+    assert MLModel.has_cls("unit_model")
+    assert not MLModel.has_cls("no_such_model")
+    derived = CompleteModel.derive("unit_model_mixed", bases=(Mixin,), cls_dict={"folds": 3}, module="my.models")
+    assert issubclass(derived, Mixin)
+    assert (derived.extra, derived.folds, derived.__module__, derived.cls_name) == (
+        5,
+        3,
+        "my.models",
+        "unit_model_mixed",
+    )
+
+
+def test_training_hooks_run_once_per_config_and_their_values_resolve_to_themselves() -> None:
+    """A hook that extends the request (columnflow style) adds once, however often tasks ask."""
+    calls: list[tuple[str, ...]] = []
+
+    def training_producers(self: MLModel, config_inst: Any, requested: list[str]) -> list[str]:
+        calls.append(tuple(requested))
+        return [*requested, "extra"]
+
+    model_cls = CompleteModel.derive("unit_model_hooks", cls_dict={"training_producers": training_producers})
+    model = model_cls(analysis_template, requested_configs=[CONFIG])
+    config_inst = model.config_inst
+    first = model.resolved_hook("training_producers", config_inst, ("default",))
+    assert first == ("default", "extra")
+    assert model.resolved_hook("training_producers", config_inst, ("default",)) == first
+    # a task that passes the resolved value on does not get "extra" twice
+    assert model.resolved_hook("training_producers", config_inst, first) == first
+    assert calls == [("default",)]
+
+
 def identity(n: int, seed: int = 0) -> ak.Array:
     rng = np.random.default_rng(seed)
     return ak.Array(

@@ -669,7 +669,7 @@ def inference_model(
             "__module__": build.__module__,
             "__qualname__": name or build.__name__,
         }
-        return base.derive(name or build.__name__, namespace)
+        return base.derive(name or build.__name__, cls_dict=namespace)
 
     return decorator(func) if func is not None else decorator
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import abc
 import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
+from law.util import create_hash
 
+from cf.columnar_util import Route
 from cf.registry import RegisteredModel
 from cf.util import UserError
 
@@ -89,6 +92,8 @@ class MLModel(RegisteredModel, abc.ABC):
         store_name: Optional name of the model's output directory (default: ``cls_name``).
         evaluation_settings: Names of settings that only change the evaluation (e.g. the inference backend):
             they are left out of the training's output path, so changing them does not retrain.
+        preparation_producer_in_ml_evaluation: Whether the :meth:`preparation_producer` also runs before
+            ``evaluate`` (columnflow's flag).
 
     Attributes:
         analysis_inst: The order analysis.
@@ -100,6 +105,7 @@ class MLModel(RegisteredModel, abc.ABC):
     single_config: ClassVar[bool] = False
     store_name: ClassVar[str | None] = None
     evaluation_settings: ClassVar[frozenset[str]] = frozenset()
+    preparation_producer_in_ml_evaluation: ClassVar[bool] = True
 
     kind: ClassVar[str] = "ML model"
     _registry: ClassVar[dict[str, type[RegisteredModel]]] = {}
@@ -116,27 +122,85 @@ class MLModel(RegisteredModel, abc.ABC):
         if not isinstance(self.folds, int) or self.folds < 2:
             raise UserError(f"ML model '{self.cls_name}': folds must be an integer >= 2, got {self.folds!r}")
         requested = list(requested_configs or [])
-        configs = self.training_configs(requested) if requested else requested
+        configs = list(dict.fromkeys(self.training_configs(requested))) if requested else requested
         self.config_insts = [analysis_inst.get_config(name) for name in configs]
         if self.single_config and len(self.config_insts) > 1:
             raise UserError(f"ML model '{self.cls_name}' uses a single config, got {configs}")
         self.setup()
 
-    @property
-    def cls_name(self) -> str:
-        """The model's registered name; its output columns are ``"{cls_name}.<name>"``."""
-        return type(self).__name__
+    def __str__(self) -> str:
+        return f"{self.cls_name}__{self.parameters_repr}" if self.parameters_repr else self.cls_name
+
+    @staticmethod
+    def _format_value(value: Any) -> str:
+        """A setting's value as text in the parameter pairs (columnflow's format: tuples joined by ``_``)."""
+        if isinstance(value, (list, tuple)):
+            return "_".join(MLModel._format_value(item) for item in value)
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, float):
+            return f"{value}" if value >= 0.01 else f"{value:.2e}"
+        return str(value)
+
+    def parameter_pairs(self, only_significant: bool = False) -> list[tuple[str, Any]]:
+        """The settings as sorted ``(name, value)`` pairs.
+
+        Args:
+            only_significant: Leave out the settings that cannot change the training (``evaluation_settings``).
+        """
+        pairs = sorted(self.parameters.items())
+        return [(k, v) for k, v in pairs if k not in self.evaluation_settings] if only_significant else pairs
+
+    def _parameters_hash(self, only_significant: bool) -> str:
+        pairs = self.parameter_pairs(only_significant=only_significant)
+        if not pairs:
+            return ""
+        return create_hash("__".join(f"{name}_{self._format_value(value)}" for name, value in pairs))
 
     @property
     def parameters_repr(self) -> str:
-        """A short, stable representation of the settings (empty without settings), used in output paths."""
-        return self.settings_hash(self.parameters)
+        """The hash of the joined parameter pairs (columnflow's form; empty without settings), in output paths."""
+        return self._parameters_hash(only_significant=False)
 
     @property
     def training_parameters_repr(self) -> str:
-        """Like ``parameters_repr`` but without the ``evaluation_settings``: the training's output path."""
-        training = {k: v for k, v in self.parameters.items() if k not in self.evaluation_settings}
-        return self.settings_hash(training)
+        """Like ``parameters_repr`` but of the significant pairs only: the training's output path."""
+        return self._parameters_hash(only_significant=True)
+
+    @property
+    def accepts_scheduler_messages(self) -> bool:
+        """Whether training and evaluation react to messages of a central luigi scheduler.
+
+        The template runs law with its local scheduler, which sends none; a model may still say True (ported code),
+        and :meth:`get_scheduler_messages` then returns what the task received.
+        """
+        return False
+
+    def get_scheduler_messages(self, task: Any) -> dict[str, Any]:
+        """Key-value messages the task received from a central scheduler (none with the local scheduler)."""
+        messages: dict[str, Any] = {}
+        queue = getattr(task, "scheduler_messages", None)
+        while getattr(task, "accepts_messages", False) and queue is not None and not queue.empty():
+            key, _, value = str(queue.get()).partition("=")
+            messages[key.strip()] = value.strip()
+        return messages
+
+    @property
+    def used_columns(self) -> dict[Any, set[Route]]:
+        """Per config, the routes the model reads."""
+        return {config_inst: {Route(column) for column in self.uses(config_inst)} for config_inst in self.config_insts}
+
+    @property
+    def produced_columns(self) -> dict[Any, set[Route]]:
+        """Per config, the routes the evaluation writes."""
+        return {
+            config_inst: {Route(column) for column in self.produces(config_inst)} for config_inst in self.config_insts
+        }
+
+    @property
+    def used_datasets(self) -> dict[Any, set[Any]]:
+        """Per config, the datasets the model trains on."""
+        return {config_inst: set(self.datasets(config_inst)) for config_inst in self.config_insts}
 
     @property
     def config_inst(self) -> Any:
@@ -219,6 +283,58 @@ class MLModel(RegisteredModel, abc.ABC):
     def evaluation_producers(self, config_inst: Any, requested_producers: Sequence[str]) -> list[str]:
         """The producers whose columns the evaluation reads in this config."""
         return list(requested_producers)
+
+    def preparation_producer(self, config_inst: Any) -> str | None:
+        """A producer run on the events before the model's columns are taken (training and, by default, evaluation).
+
+        Its columns need not be stored: e.g. features computed on the fly. None (the default) runs nothing.
+        """
+        return None
+
+    def hook_target(self, hook: str, config_inst: Any) -> Any:
+        """What a hook receives first: the ``config_inst`` (the ML guide's style) or the ``analysis_inst``.
+
+        Hooks written in columnflow's code style name their first parameter ``analysis_inst``; both styles work.
+        """
+        return self.analysis_inst if _first_parameter(getattr(self, hook)) == "analysis_inst" else config_inst
+
+    def resolved_preparation_producer(self, config_inst: Any) -> str | None:
+        """:meth:`preparation_producer` for ``config_inst`` (called in either style, see :meth:`hook_target`)."""
+        return self.preparation_producer(self.hook_target("preparation_producer", config_inst))
+
+    def resolved_hook(self, hook: str, config_inst: Any, requested: Any) -> Any:
+        """The value of a ``training_*`` / ``evaluation_producers`` hook, evaluated once per config and request.
+
+        Tasks ask for the same values many times (parameters, requirements, output paths); the hook runs once, and a
+        value it returned resolves to itself, so a hook that extends the request (``requested + ["x"]``) never adds
+        twice when a task passes the resolved values on to another task.
+
+        Args:
+            hook: The hook's name (``training_calibrators``, ``training_selector``, ``training_producers`` or
+                ``evaluation_producers``).
+            config_inst: The config.
+            requested: The requested value (a name or a sequence of names).
+
+        Returns:
+            The hook's value: a tuple for sequences, a string for the selector.
+        """
+        cache: dict[tuple[str, str, Any], Any] = self.__dict__.setdefault("_resolved_hooks", {})
+        key = (hook, config_inst.name, _frozen(requested))
+        if key not in cache:
+            argument = list(requested) if isinstance(requested, (list, tuple)) else requested
+            value = _frozen(getattr(self, hook)(self.hook_target(hook, config_inst), argument))
+            cache[key] = value
+            cache.setdefault((hook, config_inst.name, value), value)
+        return cache[key]
+
+
+def _first_parameter(method: Any) -> str:
+    return next(iter(inspect.signature(method).parameters), "")
+
+
+def _frozen(value: Any) -> Any:
+    """Sequences as tuples (hashable), other values unchanged."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 @functools.cache

@@ -32,6 +32,7 @@ __all__ = [
     "ProducersMixin",
     "SelectorMixin",
     "ShiftMixin",
+    "producer_instances",
 ]
 
 
@@ -237,6 +238,11 @@ def _config_of(params: dict[str, Any]) -> Any:
 def _column_functions(registry: Registry, modules_key: str, names: tuple[str, ...]) -> list[type[ColumnFunction]]:
     load_modules(modules_key)
     return [registry.get(name) for name in names]
+
+
+def producer_instances(task: Any, names: tuple[str, ...]) -> list[ColumnFunction]:
+    """The task's instances of the named producers (e.g. an ML model's preparation producer)."""
+    return _instances(task, producers, "production_modules", names, _function_shift(task))
 
 
 def _instances(task: Any, registry: Registry, modules_key: str, names: tuple[str, ...], shift: str) -> list[Any]:

@@ -22,8 +22,9 @@ import luigi
 import numpy as np
 
 from cf.analysis import get_config, load_analysis, load_modules
-from cf.columnar_util import Route, take_ak_columns
+from cf.columnar_util import Route, filter_routes, get_ak_routes, take_ak_columns
 from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.functions import ColumnFunction, apply_functions
 from cf.io import ParquetWriter, dump_json, load_json, open_source
 from cf.ml import MLModel, model_instance, parse_settings
 from cf.tasks.base import (
@@ -33,6 +34,7 @@ from cf.tasks.base import (
     ProducersMixin,
     SelectorMixin,
     ShiftMixin,
+    producer_instances,
 )
 from cf.tasks.external import DatasetWorkflow
 from cf.tasks.production import ProduceColumns
@@ -95,13 +97,36 @@ class MLModelMixin:
         origins = {Route(column).column: f"'uses' of ML model '{model.cls_name}'" for column in model.uses(config_inst)}
         return {**origins, **dict.fromkeys(FOLD_COLUMNS, "the fold assignment (cf.folds)")}
 
+    def preparation_insts(self, in_evaluation: bool = False) -> list[ColumnFunction]:
+        """The model's preparation producer (:meth:`MLModel.preparation_producer`) for this task, if any."""
+        model = self.ml_model_inst
+        if in_evaluation and not model.preparation_producer_in_ml_evaluation:
+            return []
+        name = model.resolved_preparation_producer(self.config_inst)  # type: ignore[attr-defined]
+        return producer_instances(self, (name,)) if name else []
+
+    def prepared_columns(self, insts: list[ColumnFunction]) -> dict[str, str]:
+        """The columns to read: the model's (without what the preparation producer adds) and the producer's."""
+        produced = {column for inst in insts for column in inst.produced_columns}
+        origins = {column: origin for column, origin in self.model_columns().items() if column not in produced}
+        for inst in insts:
+            for column, origin in inst.column_origins().items():
+                origins.setdefault(column, origin)
+        return origins
+
     def training_datasets(self) -> list[str]:
         """The names of the datasets the model trains on in this task's config."""
         return sorted(dataset.name for dataset in self.ml_model_inst.datasets(self.config_inst))  # type: ignore[attr-defined]
 
     def ml_store_part(self) -> str:
+        """The ML part of the output path: ``ml__<name>[__<settings hash>]``.
+
+        A ``store_name`` keeps the class name next to it, so that models sharing one never overwrite each other's
+        outputs (columnflow's would).
+        """
         model = self.ml_model_inst
-        part = f"ml__{model.store_name or model.cls_name}"
+        name = model.cls_name if model.store_name in {None, model.cls_name} else f"{model.store_name}__{model.cls_name}"
+        part = f"ml__{name}"
         settings_repr = model.parameters_repr if self.uses_evaluation_settings else model.training_parameters_repr
         return f"{part}__{settings_repr}" if settings_repr else part
 
@@ -118,11 +143,14 @@ class MLModelMixin:
 
 
 def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The calibrators, selector and producers the training reads, from the model's ``training_*`` hooks."""
+    """The calibrators, selector and producers the training reads, from the model's ``training_*`` hooks.
+
+    Each hook runs once per config and request (:meth:`MLModel.resolved_hook`).
+    """
     return {
-        "calibrators": tuple(model.training_calibrators(config_inst, list(params["calibrators"]))),
-        "selector": model.training_selector(config_inst, params["selector"]),
-        "producers": tuple(model.training_producers(config_inst, list(params["producers"]))),
+        "calibrators": model.resolved_hook("training_calibrators", config_inst, tuple(params["calibrators"])),
+        "selector": model.resolved_hook("training_selector", config_inst, params["selector"]),
+        "producers": model.resolved_hook("training_producers", config_inst, tuple(params["producers"])),
     }
 
 
@@ -169,7 +197,8 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
     """
 
     def input_requirements(self) -> dict[str, Any]:
-        return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self)}
+        functions = self.function_requirements(self.preparation_insts())
+        return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self), "functions": functions}
 
     def output(self) -> dict[str, Any]:
         folds = self.ml_model_inst.folds
@@ -180,16 +209,23 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
 
     def run(self) -> None:
         model = self.ml_model_inst
-        uses = self.model_columns()
+        preparation = self.preparation_insts()
+        uses = self.prepared_columns(preparation)
         inputs = self.input()
-        sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
+        sources = [
+            open_source(inputs["events"]["events"].path),
+            open_source(inputs["columns"]["columns"].path),
+            *self.setup_functions(preparation, inputs["functions"]),
+        ]
+        features = sorted(set(self.model_columns()) - set(FOLD_COLUMNS))
         outputs = self.output()
         n_events = [0] * model.folds
         sum_weights = [0.0] * model.folds
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
-            for chunk, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
-                check_finite(chunk, sorted(set(uses) - set(FOLD_COLUMNS)), self.dataset)
+            for events_read, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+                chunk = apply_functions(preparation, events_read)
+                check_finite(chunk, features, self.dataset)
                 folds = fold_indices(chunk, model.folds)
                 events = ak.with_field(chunk, folds, "fold")
                 weights = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else None
@@ -201,9 +237,9 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         dump_json(outputs["stats"].path, {"n_events": n_events, "sum_weights": sum_weights})
 
 
-def check_finite(events: ak.Array, columns: list[str], dataset: str) -> None:
-    """Raise a UserError naming the first feature column with NaN or infinite values."""
-    for column in columns:
+def check_finite(events: ak.Array, patterns: list[str], dataset: str) -> None:
+    """Raise a UserError naming the first feature column with NaN or infinite values (``*`` patterns allowed)."""
+    for column in [route.column for route in filter_routes(get_ak_routes(events), patterns)]:
         values = ak.to_numpy(ak.flatten(events[Route(column).fields], axis=None))
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             n_bad = int((~np.isfinite(values)).sum())
@@ -289,8 +325,10 @@ class MLTraining(
             params["configs"] = (params["config"],)
         for name in params["configs"]:
             get_config(load_analysis(), name)
-        params["config"] = params["configs"][0]
         model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), tuple(params["configs"]))
+        # the configs the model trains on (training_configs), so that a model that adds configs trains once
+        params["configs"] = tuple(config_inst.name for config_inst in model.config_insts)
+        params["config"] = params["configs"][0]
         all_datasets: set[str] = set()
         for config_inst in model.config_insts:
             allowed = {dataset.name for dataset in model.datasets(config_inst)}
@@ -307,6 +345,11 @@ class MLTraining(
 
     def model_configs(self) -> tuple[str, ...]:
         return tuple(self.configs)
+
+    @property
+    def fold(self) -> int:
+        """The fold this branch trains (columnflow's name for the branch)."""
+        return int(self.branch)
 
     def store_parts(self) -> list[str]:
         parts = [self.analysis_inst.name, self.task_family, "__".join(self.configs)]
@@ -415,12 +458,13 @@ class MLEvaluation(
         return MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1, ml_model_settings=settings, **funcs)
 
     def evaluation_producers(self) -> tuple[str, ...]:
-        return tuple(self.ml_model_inst.evaluation_producers(self.config_inst, list(self.producers)))
+        return self.ml_model_inst.resolved_hook("evaluation_producers", self.config_inst, tuple(self.producers))
 
     def input_requirements(self) -> dict[str, Any]:
         reqs = {"models": self.training_requirement(), "events": ReduceEvents.req(self)}
         if self.evaluation_producers():
             reqs["columns"] = ProduceColumns.req(self, producers=self.evaluation_producers())
+        reqs["functions"] = self.function_requirements(self.preparation_insts(in_evaluation=True))
         return reqs
 
     def output(self) -> dict[str, law.LocalFileTarget]:
@@ -434,11 +478,14 @@ class MLEvaluation(
         sources = [open_source(inputs["events"]["events"].path)]
         if "columns" in inputs:
             sources.append(open_source(inputs["columns"]["columns"].path))
-        uses = self.model_columns()
+        preparation = self.preparation_insts(in_evaluation=True)
+        sources += self.setup_functions(preparation, inputs["functions"])
+        uses = self.prepared_columns(preparation)
         produces = sorted(Route(column).column for column in model.produces(self.config_inst))
         used_in_training = self.dataset in {dataset.name for dataset in model.datasets(self.config_inst)}
         with ParquetWriter(self.output()["mlcolumns"].path) as writer:
-            for events, _, _ in self.iter_chunks(sources, uses):
+            for events_read, _, _ in self.iter_chunks(sources, uses):
+                events = apply_functions(preparation, events_read)
                 folds = fold_indices(events, model.folds)
                 scored = model.evaluate(self, events, models, folds, events_used_in_training=used_in_training)
                 writer.write(take_ak_columns(scored, produces))
