@@ -119,3 +119,25 @@ def test_ported_model_trains_and_evaluates_through_law_run(
         mean_score[dataset] = scores.mean()
     # the HH score separates: even after one epoch, HH events score higher than tt events on average
     assert mean_score["hh_ggf_bbtautau_madgraph"] > mean_score["tt_sl_powheg"] + 0.05
+
+
+def test_the_config_names_the_default_model_and_model_groups() -> None:
+    """columnflow's default_ml_model and ml_model_groups of the config."""
+    from cf.tasks.histograms import CreateHistograms
+
+    assert MLTraining(version="v1").ml_model == "test_model"
+    histograms = CreateHistograms(version="v1", ml_models=("classifiers",), variables=("ht",))
+    assert histograms.ml_models == ("test_model", "dnn")
+    mixed = CreateHistograms(version="v1", ml_models=("dnn", "classifiers"), variables=("ht",))
+    assert mixed.ml_models == ("dnn", "test_model")
+
+
+def test_no_model_and_no_default_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis_template.config.analysis import analysis_template
+
+    config_inst = analysis_template.get_config(CONFIG_2018)
+    monkeypatch.setitem(config_inst.aux, "default_ml_model", "")
+    with pytest.raises(
+        UserError, match=rf"^no --ml-model given and config '{CONFIG_2018}' has no default_ml_model; avail"
+    ):
+        MLTraining(version="v1", config=CONFIG_2018)

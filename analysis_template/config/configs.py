@@ -78,6 +78,9 @@ def add_config(
     config.x.default_calibrators = ("skip_jecunc",)
     config.x.default_selector = "default"
     config.x.default_producers = ("default",)
+    # --ml-model may be left out (the guide's model); --ml-models classifiers stands for both reference models
+    config.x.default_ml_model = "test_model"
+    config.x.ml_model_groups = {"classifiers": ("test_model", "dnn")}
 
     _add_shifts(config)
     _add_categories(config)

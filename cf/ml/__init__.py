@@ -22,7 +22,7 @@ from cf.columnar_util import Route
 from cf.registry import RegisteredModel
 from cf.util import UserError
 
-__all__ = ["MLModel", "combine_fold_outputs", "model_instance", "parse_settings"]
+__all__ = ["MLModel", "combine_fold_outputs", "expand_model_groups", "model_instance", "parse_settings"]
 
 
 def _parse_value(text: str) -> Any:
@@ -335,6 +335,19 @@ def _first_parameter(method: Any) -> str:
 def _frozen(value: Any) -> Any:
     """Sequences as tuples (hashable), other values unchanged."""
     return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def expand_model_groups(config_inst: Any, names: Sequence[str]) -> tuple[str, ...]:
+    """The model names with every group of ``config.x.ml_model_groups`` replaced by its members (each name once).
+
+    Example: with ``config.x.ml_model_groups = {"classifiers": ("test_model", "dnn")}``, ``("classifiers",)``
+    becomes ``("test_model", "dnn")``.
+    """
+    groups = config_inst.x("ml_model_groups", {})
+    expanded: list[str] = []
+    for name in names:
+        expanded.extend(groups.get(name, (name,)))
+    return tuple(dict.fromkeys(expanded))
 
 
 @functools.cache

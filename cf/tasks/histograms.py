@@ -17,7 +17,7 @@ import numpy as np
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route
 from cf.io import atomic_path, open_source
-from cf.ml import MLModel, model_instance
+from cf.ml import MLModel, expand_model_groups, model_instance
 from cf.tasks.base import CalibratorsMixin, DatasetTask, ProducersMixin, SelectorMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
 from cf.tasks.ml import MLEvaluation
@@ -32,7 +32,10 @@ CATEGORY_COLUMN = "category_ids"
 
 
 class MLModelsMixin:
-    """``--ml-models a,b``: read the evaluation columns of these models (their setup() may add variables)."""
+    """``--ml-models a,b``: read the evaluation columns of these models (their setup() may add variables).
+
+    A name of a group in the config's ``ml_model_groups`` stands for its members.
+    """
 
     ml_models = law.CSVParameter(default=(), description="ML models whose evaluation columns are read")
 
@@ -41,6 +44,9 @@ class MLModelsMixin:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if params.get("ml_models"):
             load_modules("ml_modules")
+            params["ml_models"] = expand_model_groups(
+                get_config(load_analysis(), params["config"]), params["ml_models"]
+            )
             for name in params["ml_models"]:
                 MLModel.get_cls(name)
                 model_instance(name, (), (params["config"],))  # runs setup(), which may add variables

@@ -58,7 +58,10 @@ WEIGHT_COLUMN = "normalization_weight"
 class MLModelMixin:
     """``--ml-model NAME`` (a model from the law.cfg ``ml_modules``) and ``--ml-model-settings k=v,...``."""
 
-    ml_model = luigi.Parameter(description="name of the ML model (see ml_modules in law.cfg)")
+    ml_model = luigi.Parameter(
+        default="",
+        description="name of the ML model (see ml_modules in law.cfg); default: the config's default_ml_model",
+    )
     ml_model_settings = law.CSVParameter(
         default=(),
         description="settings of the model as key=value pairs (int, float, true/false, a:b tuples or text)",
@@ -68,6 +71,8 @@ class MLModelMixin:
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if "ml_model" in params:
+            if not params["ml_model"] and "config" in params:
+                params["ml_model"] = default_ml_model(params["config"])
             try:
                 load_modules("ml_modules")
                 MLModel.get_cls(params["ml_model"])
@@ -140,6 +145,22 @@ class MLModelMixin:
 
     def function_store_parts(self) -> list[str]:
         return [*super().function_store_parts(), self.ml_store_part()]  # type: ignore[misc]
+
+
+def default_ml_model(config: str) -> str:
+    """The config's ``default_ml_model`` (as columnflow's), for a task run without ``--ml-model``.
+
+    Raises:
+        UserError: If the config has none (the message lists the models).
+    """
+    config_inst = get_config(load_analysis(), config)
+    name = config_inst.x("default_ml_model", "")
+    if not name:
+        load_modules("ml_modules")
+        raise UserError(
+            f"no --ml-model given and config '{config}' has no default_ml_model; available: {', '.join(MLModel.names())}",
+        )
+    return str(name)
 
 
 def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any]) -> dict[str, Any]:
