@@ -141,3 +141,30 @@ def test_no_model_and_no_default_is_one_clear_error(monkeypatch: pytest.MonkeyPa
         UserError, match=rf"^no --ml-model given and config '{CONFIG_2018}' has no default_ml_model; avail"
     ):
         MLTraining(version="v1", config=CONFIG_2018)
+
+
+def test_versions_pinned_per_task_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """columnflow's per-task versions: the config's x.versions, else law.cfg [versions], replace --version."""
+    import law
+
+    from analysis_template.config.analysis import analysis_template
+    from cf.tasks.calibration import CalibrateEvents
+    from cf.tasks.selection import SelectEvents
+
+    config_inst = analysis_template.get_config(CONFIG_2017)
+    monkeypatch.setitem(config_inst.aux, "versions", {"cf.SelectEvents": "v7"})
+    selection = SelectEvents(version="v1", branch=0)
+    assert "/v7/sel_0.parquet" in selection.output()["columns"].path
+    # the tasks it requires keep the version given
+    assert "/v1/calib_0.parquet" in selection.requires()["calib"].output()["columns"].path
+    added = not law.config.has_section("versions")
+    if added:
+        law.config.add_section("versions")
+    law.config.set("versions", "cf.CalibrateEvents", "v3")
+    try:
+        assert "/v3/calib_0.parquet" in CalibrateEvents(version="v1", branch=0).output()["columns"].path
+    finally:
+        law.config.remove_option("versions", "cf.CalibrateEvents")
+        if added:
+            law.config.remove_section("versions")
+    assert "/v1/calib_0.parquet" in CalibrateEvents(version="v1", branch=0).output()["columns"].path

@@ -32,6 +32,7 @@ __all__ = [
     "ProducersMixin",
     "SelectorMixin",
     "ShiftMixin",
+    "pinned_version",
     "producer_instances",
 ]
 
@@ -79,9 +80,13 @@ class AnalysisTask(law.Task):
         """The directories of this task's output path, from general to specific."""
         return [self.analysis_inst.name, self.task_family]
 
+    def store_version(self) -> str:
+        """The version in the output path (``--version``; config tasks may pin one per task family)."""
+        return str(self.version)
+
     def local_path(self, *path: str) -> str:
         base = expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
-        return os.path.join(base, *self.store_parts(), str(self.version), *path)
+        return os.path.join(base, *self.store_parts(), self.store_version(), *path)
 
     def target(self, *path: str, dir: bool = False) -> law.LocalFileTarget | law.LocalDirectoryTarget:
         """An output target in this task's store directory."""
@@ -112,6 +117,19 @@ class AnalysisTask(law.Task):
             sys.stdout.write("\n")
 
 
+def pinned_version(config_inst: Any, task_family: str) -> str | None:
+    """The version pinned for a task family: the config's ``x.versions``, else law.cfg's ``[versions]`` section.
+
+    A pinned version replaces ``--version`` in the output paths of every task of that family, as columnflow's
+    versions do: e.g. ``cf.MLTraining = v2`` retrains into ``v2`` while the chain before and after it stays in the
+    ``--version`` given (the parameter passed on to other tasks is unchanged).
+    """
+    pinned = config_inst.x("versions", {}).get(task_family)
+    if pinned is None:
+        pinned = law.config.get_expanded("versions", task_family, None)
+    return str(pinned) if pinned else None
+
+
 class ConfigTask(AnalysisTask):
     """A task of one config of the analysis (``--config``, default from law.cfg)."""
 
@@ -125,6 +143,10 @@ class ConfigTask(AnalysisTask):
                 params["config"] = analysis_setting("default_config")
             get_config(load_analysis(), params["config"])
         return params
+
+    def store_version(self) -> str:
+        """The version in the output path: pinned for this task family (:func:`pinned_version`), else ``--version``."""
+        return pinned_version(self.config_inst, self.task_family) or str(self.version)
 
     @property
     def config_inst(self) -> Any:
