@@ -661,3 +661,35 @@ def test_columnflow_import_paths_name_the_same_objects() -> None:
     assert (cf.selection.Selector, cf.selection.selector) == (cf.functions.Selector, selectors.decorator)
     assert cf.selection.SelectionResult is SelectionResult
     assert (cf.production.Producer, cf.production.producer) == (cf.functions.Producer, producers.decorator)
+
+
+def test_setup_hooks_add_reader_targets_as_row_aligned_sources(tmp_path: Any) -> None:
+    """A setup hook's reader_targets become further sources of the task's chunk loop (columnflow's mechanism)."""
+    import law
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cf.io import ParquetSource
+    from cf.tasks.calibration import CalibrateEvents
+
+    path = tmp_path / "extra.parquet"
+    pq.write_table(pa.table({"extra": [1.0, 2.0]}), path)
+    registry = _registry("calibrator")
+    func = registry.decorator(uses={"extra"})(_from_module("m", "reads_extra"))
+
+    @func.setup
+    def func_setup(
+        self: ColumnFunction,
+        task: Any,
+        reqs: dict[str, Any],
+        inputs: dict[str, Any],
+        reader_targets: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        reader_targets["extra"] = law.LocalFileTarget(str(path))
+
+    task = CalibrateEvents(version="v1", branch=0)
+    sources = task.setup_functions([func(config_inst=task.config_inst)], {})
+    assert [type(source) for source in sources] == [ParquetSource]
+    assert sources[0].path == str(path)
+    assert sources[0].n_events == 2

@@ -187,3 +187,33 @@ def test_check_file_lists_what_the_config_expects_and_the_file_lacks(law_env: La
     result = subprocess.run(command, capture_output=True, text=True, env=law_env.env, check=False, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("all columns present")
+
+
+def test_check_file_with_an_unknown_config_is_one_clear_error(law_env: LawEnv) -> None:
+    command = ["cf_check_file", "--config", "no_such_config", "any.root"]
+    result = subprocess.run(command, capture_output=True, text=True, env=law_env.env, check=False, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: unknown config 'no_such_config'")
+    assert "run3_2024_nano_v15_limited" in result.stderr
+    assert result.stdout == ""
+
+
+def test_remote_key_with_an_unset_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cf.tasks.external import GetDatasetLFNs
+    from cf.util import UserError
+
+    monkeypatch.delenv("CF_XROOTD_SERVER", raising=False)
+    task = GetDatasetLFNs(version="v1", config="run2_2018_nano_v6_limited", dataset="dy_lep_m50_nanov6_xrootd")
+    with pytest.raises(UserError, match=r"'root://\$CF_XROOTD_SERVER//nano_dy\.root' references an undefined"):
+        task.resolve_files()
+
+
+def test_unknown_coffea_sample_lists_the_available_ones(tmp_path: Path) -> None:
+    from analysis_template.sample.coffea_files import download_sdist, extract_member
+    from cf.util import UserError
+
+    with pytest.raises(
+        UserError, match=r"'nano_nope\.root' is not a sample of coffea-2026\.9\.0\.tar\.gz; .*nano_dy\.root"
+    ):
+        extract_member(download_sdist(), "nano_nope.root", tmp_path / "x.root")
+    assert not list(tmp_path.iterdir())
