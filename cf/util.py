@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import itertools
@@ -9,7 +10,7 @@ import json
 import os
 import re
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     "expand_list",
     "expand_path",
     "import_object",
+    "is_pattern",
+    "is_regex",
+    "pattern_matcher",
     "dev_sandbox",
     "maybe_import",
     "short_hash",
@@ -182,3 +186,38 @@ class DotDict(dict):
 
     def __setattr__(self, attr: str, value: Any) -> None:
         self[attr] = value
+
+
+def is_regex(pattern: str) -> bool:
+    """Whether a name pattern is a regular expression: it starts with ``^`` and ends with ``$``."""
+    return pattern.startswith("^") and pattern.endswith("$")
+
+
+def is_pattern(pattern: str) -> bool:
+    """Whether a name pattern is an fnmatch pattern (it has one of ``*?[``)."""
+    return any(char in pattern for char in "*?[")
+
+
+def pattern_matcher(
+    pattern: str | Iterable[str], mode: Callable[[Iterable[bool]], bool] = any
+) -> Callable[[str], bool]:
+    """A test of names against a pattern, as columnflow's ``pattern_matcher``.
+
+    A pattern is a plain name, an fnmatch pattern (``tt_*``) or a regular expression (``^tt_(sl|dl)$``); a
+    leading ``!`` inverts it. Several patterns are combined with ``mode`` (``any`` or ``all``).
+
+    Example:
+        >>> matches = pattern_matcher(["tt_*", "!*_dl"], mode=all)
+        >>> matches("tt_sl"), matches("tt_dl")
+        (True, False)
+    """
+    if not isinstance(pattern, str):
+        matchers = [pattern_matcher(item) for item in pattern]
+        return lambda name: mode(matcher(name) for matcher in matchers)
+    if pattern.startswith("!"):
+        inner = pattern_matcher(pattern[1:])
+        return lambda name: not inner(name)
+    if is_regex(pattern):
+        regex = re.compile(pattern)
+        return lambda name: regex.match(name) is not None
+    return lambda name: fnmatch.fnmatchcase(name, pattern)
