@@ -17,6 +17,8 @@ from typing import Any
 
 import law
 import luigi
+from luigi.cmdline_parser import CmdlineParser
+from luigi.task_register import Register, TaskClassException
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.columnar_util import Route, add_empty_collections
@@ -32,6 +34,7 @@ __all__ = [
     "ProducersMixin",
     "SelectorMixin",
     "ShiftMixin",
+    "cli_versions",
     "pinned_version",
     "producer_instances",
 ]
@@ -74,6 +77,7 @@ class AnalysisTask(law.Task):
         params = super().modify_param_values(params)
         if params.get("chunk_size", 0) <= 0:
             params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
+        cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params
 
     def store_parts(self) -> list[str]:
@@ -81,8 +85,8 @@ class AnalysisTask(law.Task):
         return [self.analysis_inst.name, self.task_family]
 
     def store_version(self) -> str:
-        """The version in the output path (``--version``; config tasks may pin one per task family)."""
-        return str(self.version)
+        """The version in the output path: pinned for this task family (:func:`pinned_version`), else ``--version``."""
+        return pinned_version(None, self.task_family) or str(self.version)
 
     def local_path(self, *path: str) -> str:
         base = expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
@@ -117,14 +121,59 @@ class AnalysisTask(law.Task):
             sys.stdout.write("\n")
 
 
-def pinned_version(config_inst: Any, task_family: str) -> str | None:
-    """The version pinned for a task family: the config's ``x.versions``, else law.cfg's ``[versions]`` section.
+def cli_versions() -> dict[str, str]:
+    """The per-task versions given on the command line: ``{task family: version}``.
 
-    A pinned version replaces ``--version`` in the output paths of every task of that family, as columnflow's
-    versions do: e.g. ``cf.MLTraining = v2`` retrains into ``v2`` while the chain before and after it stays in the
-    ``--version`` given (the parameter passed on to other tasks is unchanged).
+    ``--cf.MLTraining-version v2`` (luigi's flag for the ``version`` parameter of the family ``cf.MLTraining``,
+    parsed into ``cf.MLTraining_version``; accepted for every task class that the root task's module imports,
+    hence for every task of its requirement tree, and for the root task itself) pins the version of that family,
+    as columnflow's ``law.parser.global_cmdline_values().get(f"{task_family}_version")`` does.
+
+    Returns:
+        The versions, empty outside of a command-line run (no luigi parser).
+
+    Raises:
+        UserError: If a value is empty or not a plain directory name (``/`` or ``..``).
     """
-    pinned = config_inst.x("versions", {}).get(task_family)
+    parser = CmdlineParser.get_instance()
+    if parser is None:
+        return {}
+    versions = {}
+    for dest, value in vars(parser.known_args).items():
+        family = dest.removesuffix("_version")
+        if value is not None and family != dest and _has_version(family):
+            versions[family] = _checked_version(str(value), f"--{family}-version")
+    return versions
+
+
+def _has_version(family: str) -> bool:
+    """Whether ``family`` is a registered task with a ``version`` parameter (not e.g. ``--cf.X-nano-version``)."""
+    try:
+        cls = Register.get_task_cls(family)
+    except TaskClassException:
+        return False
+    return "version" in dict(cls.get_params())
+
+
+def _checked_version(value: str, flag: str) -> str:
+    if not value.strip():
+        raise UserError(f"{flag} is empty; give a version name, e.g. {flag} v2")
+    if "/" in value or ".." in value:
+        raise UserError(f"{flag} '{value}' is not a plain directory name (no '/' or '..')")
+    return value
+
+
+def pinned_version(config_inst: Any | None, task_family: str) -> str | None:
+    """The version pinned for a task family, which replaces ``--version`` in its output paths.
+
+    In this order: ``--<task family>-version`` on the command line (:func:`cli_versions`), the config's
+    ``x.versions`` (if a config is given), law.cfg's ``[versions]`` section. As columnflow's versions, e.g.
+    ``cf.MLTraining = v2`` retrains into ``v2`` while the chain before and after it stays in the ``--version``
+    given (the parameter passed on to other tasks is unchanged).
+    """
+    pinned: Any = cli_versions().get(task_family)
+    if pinned is None and config_inst is not None:
+        pinned = config_inst.x("versions", {}).get(task_family)
     if pinned is None:
         pinned = law.config.get_expanded("versions", task_family, None)
     return str(pinned) if pinned else None

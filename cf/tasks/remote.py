@@ -33,6 +33,7 @@ from law.contrib.slurm.workflow import SlurmWorkflowProxy as LawSlurmWorkflowPro
 from law.job.dashboard import NoJobDashboard
 from luigi.cmdline_parser import CmdlineParser
 
+from cf.tasks.base import cli_versions
 from cf.util import UserError, expand_path
 
 law.contrib.load("slurm", "htcondor")
@@ -259,10 +260,21 @@ class BatchJobMixin:
         base = expand_path(os.environ.get("CF_JOB_BASE") or "$CF_DATA/jobs")
         store_parts = getattr(self, "store_parts", None)
         parts = list(store_parts()) if callable(store_parts) else [str(getattr(self, "task_family", "cf"))]
-        version = getattr(self, "version", None)
+        store_version = getattr(self, "store_version", None)
+        version = store_version() if callable(store_version) else getattr(self, "version", None)
         if version is not None:
             parts.append(str(version))
         return law.LocalDirectoryTarget(os.path.join(base, *parts))
+
+    def job_cmdline_args(self) -> dict[str, str]:
+        """The task's own ``--<task family>-version`` for its jobs (:func:`~cf.tasks.base.cli_versions`).
+
+        law passes the global command-line flags on to the jobs, except those of the task's own family, so without
+        this a job would write into ``--version`` instead of the pinned version.
+        """
+        family = str(getattr(self, "task_family", ""))
+        version = cli_versions().get(family)
+        return {f"--{family}-version": version} if version else {}
 
     def job_bootstrap_file(self) -> law.JobInputFile:
         """The bootstrap file, copied once into the submission directory and rendered inside the job."""
@@ -298,6 +310,9 @@ class SlurmWorkflow(BatchJobMixin, law.slurm.SlurmWorkflow):
 
     workflow_proxy_cls = SlurmWorkflowProxy
     exclude_index = True
+
+    def slurm_cmdline_args(self) -> dict[str, str]:
+        return {**super().slurm_cmdline_args(), **self.job_cmdline_args()}
 
     def slurm_output_directory(self) -> law.LocalDirectoryTarget:
         return self.job_output_directory()
@@ -355,6 +370,9 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
     )
 
     exclude_params_branch: ClassVar[set[str]] = {"htcondor_flavor", "htcondor_requirements", "htcondor_universe"}
+
+    def htcondor_cmdline_args(self) -> dict[str, str]:
+        return {**super().htcondor_cmdline_args(), **self.job_cmdline_args()}
 
     def htcondor_output_directory(self) -> law.LocalDirectoryTarget:
         return self.job_output_directory()
