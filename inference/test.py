@@ -5,12 +5,14 @@
 writes the datacards and computes the expected limit on the HH signal strength.
 
 Every class attribute can be changed for one run, e.g. ``--inference-model-settings signal_scale=100`` or
-``sr_variable=test_model.score_hh`` (the guide's small model instead of the reference one).
+``sr_variable=test_model.score_hh`` (the guide's small model instead of the reference one). The model is
+written in columnflow's config-keyed form: every config-dependent name sits in ``config_data``, keyed by the
+config, so that the same model runs on several configs at once (``--configs``).
 """
 
 from __future__ import annotations
 
-from cf.inference import InferenceModel, inference_model, lnn_effect
+from cf.inference import InferenceModel, ParameterType, inference_model, lnn_effect
 
 __all__ = ["test_inference"]
 
@@ -27,42 +29,59 @@ __all__ = ["test_inference"]
     cr_variable="ht",
     cr_bin_edges=(0.0, 200.0, 240.0, 280.0, 320.0, 360.0, 420.0, 500.0, 1000.0),
     signal_process="hh_ggf_bbtautau",
+    signal_scale=1.0,
     asimov=False,
 )
 def test_inference(self: InferenceModel) -> None:
     """HH -> bbtautau: the ``dnn`` HH score in the signal region and HT in the tt control region.
 
-    Processes HH (signal), tt and dy; the luminosity uncertainty of the config (lnN on all processes), the tt
-    cross-section uncertainty (lnN, from the config process), the jet energy scale (shape, shift source
-    ``jec``) and the MC statistical uncertainties. With ``asimov=True`` the observation of both categories is
-    the sum of the expected backgrounds instead of the data.
+    Processes HH (signal, times ``signal_scale``), tt and dy; the luminosity uncertainty of each config (lnN on
+    all processes), the tt cross-section uncertainty (lnN, from the config process), the jet energy scale
+    (shape, shift source ``jec``) and the MC statistical uncertainties. With ``asimov=True`` the observation of
+    both categories is the sum of the expected backgrounds instead of the data.
     """
-    config_inst = self.config_inst
-    data = {"data_from_processes": True} if self.asimov else {}
-    self.add_category(
-        "sr",
-        config_category=self.sr_category,
-        config_variable=self.sr_variable,
-        bin_edges=self.sr_bin_edges,
-        **data,
+    configs = [config_inst.name for config_inst in self.config_insts]
+    regions = (
+        ("sr", self.sr_category, self.sr_variable, self.sr_bin_edges),
+        ("cr_tt", self.cr_category, self.cr_variable, self.cr_bin_edges),
     )
-    self.add_category(
-        "cr_tt",
-        config_category=self.cr_category,
-        config_variable=self.cr_variable,
-        bin_edges=self.cr_bin_edges,
-        **data,
+    for name, category, variable, bin_edges in regions:
+        self.add_category(
+            name,
+            config_data={config: {"category": category, "variable": variable} for config in configs},
+            data_from_processes=["tt", "dy"] if self.asimov else None,
+            mc_stats=True,
+            bin_edges=bin_edges,
+            # bins without MC stay at zero; the pyhf fits keep every bin's total yield positive
+            empty_bin_value=0.0,
+        )
+
+    processes = (("HH", self.signal_process, True), ("tt", "tt", False), ("dy", "dy", False))
+    for name, process, is_signal in processes:
+        self.add_process(
+            name,
+            is_signal=is_signal,
+            config_data={config: {"process": process} for config in configs},
+            # every datacard lists every process, also one without events in a category (rate 0)
+            skip_if_empty=False,
+        )
+    self.scale_process(self.signal_scale, "HH")
+
+    self.add_parameter_group("theory")
+    self.add_parameter_group("experimental")
+    for config_inst in self.config_insts:
+        luminosity = config_inst.x.luminosity
+        for source in luminosity.uncertainties:  # e.g. lumi_13TeV_2017
+            self.add_parameter(
+                source, type=ParameterType.rate_gauss, effect=lnn_effect(luminosity, [source]), group="experimental"
+            )
+    tt_xsec = self.config_inst.get_process("tt").get_xsec(self.config_inst.campaign.ecm)
+    self.add_parameter(
+        "tt_xsec", process="tt", type=ParameterType.rate_gauss, effect=lnn_effect(tt_xsec), group="theory"
     )
-
-    self.add_process("HH", config_process=self.signal_process, is_signal=True)
-    self.add_process("tt", config_process="tt")
-    self.add_process("dy", config_process="dy")
-
-    lumi = lnn_effect(config_inst.x.luminosity) if config_inst is not None else 1.023
-    self.add_parameter("lumi_13TeV_2017", type="lnN", effect=lumi)
-    tt_xsec = lnn_effect(config_inst.get_process("tt").get_xsec(13)) if config_inst is not None else (0.948, 1.045)
-    self.add_parameter("tt_xsec", type="lnN", processes="tt", effect=tt_xsec)
-    self.add_parameter("jec", type="shape", config_shift_source="jec")
-
-    self.add_parameter_group("theory", ["tt_xsec"])
-    self.add_parameter_group("experimental", ["lumi_13TeV_2017", "jec"])
+    self.add_parameter(
+        "jec",
+        type=ParameterType.shape,
+        config_data={config: {"shift_source": "jec"} for config in configs},
+        group="experimental",
+    )

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
-import hist
 import numpy as np
 import pytest
 
@@ -25,13 +24,13 @@ from analysis_template.config.analysis import analysis_template
 from cf.inference import (
     CategoryShapes,
     InferenceModel,
+    ParameterTransformation,
     ParameterType,
     build_pyhf_spec,
     category_shapes,
     compute_limits,
     inference_model,
     lnn_effect,
-    read_shapes_file,
     rebin,
     render_datacard,
     select_histogram,
@@ -52,17 +51,18 @@ def config_inst() -> Any:
 # a tiny hand-made model: two signals, two backgrounds, every kind of parameter
 
 
-@inference_model(mc_stats_threshold=5)
+@inference_model(mc_stats=5, signal_scale=1.0)
 def unit_inference(self: InferenceModel) -> None:
     """Two signals and two backgrounds in one category."""
-    self.add_category("sr", config_category="sr", config_variable="ht", data_from_processes=True)
+    self.add_category("sr", data_from_processes=True, mc_stats=self.mc_stats)
     self.add_process("ggHH", is_signal=True)
-    self.add_process("ttbar_long_name")
+    self.add_process("ttbar_long_name", is_signal=False)
     self.add_process("vbfHH", is_signal=True)
-    self.add_process("dy")
-    self.add_parameter("lumi", type="lnN", effect=1.025)
-    self.add_parameter("xsec_tt", type="lnN", processes="ttbar_long_name", effect=(0.95, 1.06))
-    self.add_parameter("jes", type="shape", processes=("ggHH", "ttbar_long_name"), config_shift_source="jec")
+    self.add_process("dy", is_signal=False)
+    self.scale_process(self.signal_scale, "*HH")
+    self.add_parameter("lumi", type=ParameterType.rate_gauss, effect=1.025)
+    self.add_parameter("xsec_tt", process="ttbar_long_name", type="rate_gauss", effect=(0.95, 1.06))
+    self.add_parameter("jes", process=["ggHH", "ttbar_*"], type="shape", config_shift_source="jec")
     self.add_parameter_group("experimental", ["lumi", "jes"])
 
 
@@ -70,20 +70,29 @@ unit_inference_x10 = unit_inference.derive("unit_inference_x10", cls_dict={"sign
 
 
 def unit_shapes(model: InferenceModel) -> CategoryShapes:
-    edges = np.array([0.0, 1.0, 2.0, 3.0])
+    """The numbers category_shapes would make for unit_inference (effects as given, data = backgrounds)."""
+    scale = model.signal_scale
     nominal = {
-        "ggHH": np.array([0.5, 1.0, 2.0]),
-        "vbfHH": np.array([0.1, 0.2, 0.4]),
+        "ggHH": np.array([0.5, 1.0, 2.0]) * scale,
+        "vbfHH": np.array([0.1, 0.2, 0.4]) * scale,
         "ttbar_long_name": np.array([40.0, 20.0, 5.0]),
         "dy": np.array([10.0, 5.0, 1.0]),
     }
-    variances = {name: values * 0.04 for name, values in nominal.items()}
-    shifted = {
-        name: {"jes": (nominal[name] * [1.02, 1.05, 1.1], nominal[name] * [0.98, 0.96, 0.92])}
-        for name in ("ggHH", "ttbar_long_name")
-    }
-    data = nominal["ttbar_long_name"] + nominal["dy"]
-    return CategoryShapes(edges=edges, nominal=nominal, variances=variances, shifted=shifted, data=data)
+    return CategoryShapes(
+        edges=np.array([0.0, 1.0, 2.0, 3.0]),
+        processes=["ggHH", "vbfHH", "ttbar_long_name", "dy"],
+        nominal=nominal,
+        variances={name: values * 0.04 for name, values in nominal.items()},
+        shifted={
+            name: {"jes": (nominal[name] * [1.02, 1.05, 1.1], nominal[name] * [0.98, 0.96, 0.92])}
+            for name in ("ggHH", "ttbar_long_name")
+        },
+        effects={
+            **{name: {"lumi": 1.025} for name in nominal},
+            "ttbar_long_name": {"lumi": 1.025, "xsec_tt": (0.95, 1.06)},
+        },
+        data=nominal["ttbar_long_name"] + nominal["dy"],
+    )
 
 
 # registry and definition
@@ -92,9 +101,11 @@ def unit_shapes(model: InferenceModel) -> CategoryShapes:
 def test_the_decorator_registers_a_model_class_named_after_the_function() -> None:
     assert InferenceModel.get_cls("unit_inference") is unit_inference
     assert issubclass(unit_inference, InferenceModel)
-    assert unit_inference.mc_stats_threshold == 5
+    assert unit_inference.cls_name == "unit_inference"
+    assert unit_inference.mc_stats == 5
     assert unit_inference.__doc__ == "Two signals and two backgrounds in one category."
     assert "unit_inference" in InferenceModel.names()
+    assert "init_func" not in unit_inference.setting_names()
     assert InferenceModel.get_cls("unit_inference_x10").signal_scale == 10.0
 
 
@@ -103,25 +114,111 @@ def test_an_unknown_model_name_lists_the_available_ones() -> None:
         InferenceModel.get_cls("nope")
 
 
-def test_a_model_without_config_keeps_the_order_signals_first() -> None:
+def test_the_tree_has_columnflows_structure_and_signals_come_first() -> None:
     model = unit_inference()
-    assert [p.name for p in model.processes] == ["ggHH", "vbfHH", "ttbar_long_name", "dy"]
-    assert [model.process_index(p.name) for p in model.processes] == [0, -1, 1, 2]
-    assert model.get_parameter("xsec_tt").kappas == (0.95, 1.06)
-    assert model.get_parameter("lumi").kappas == pytest.approx((1 / 1.025, 1.025))
-    assert model.get_parameter("jes").type is ParameterType.shape
-    assert model.get_parameter("jes").shifts == ("jec_up", "jec_down")
-    with pytest.raises(UserError, match="unknown process 'tt' in inference model 'unit_inference', available: "):
+    assert list(model.model) == ["categories", "parameter_groups"]
+    category = model.get_category("sr")
+    assert [p.name for p in category.processes] == ["ggHH", "ttbar_long_name", "vbfHH", "dy"]
+    assert [p.name for p in model.category_processes("sr")] == ["ggHH", "vbfHH", "ttbar_long_name", "dy"]
+    assert [model.process_index(name) for name in ("ggHH", "vbfHH", "ttbar_long_name", "dy")] == [0, -1, 1, 2]
+    lumi = model.get_parameter("lumi", process="dy")
+    assert lumi == InferenceModel.parameter_spec("lumi", type="rate_gauss", effect=1.025)
+    assert lumi.type.is_rate
+    assert model.get_parameter("xsec_tt").effect == (0.95, 1.06)
+    assert model.get_processes_with_parameter("jes") == ["ggHH", "ttbar_long_name"]
+    assert model.get_parameter_group("experimental").parameter_names == ["lumi", "jes"]
+    with pytest.raises(UserError, match=r"unknown process 'tt', available: ggHH, ttbar_long_name, vbfHH, dy"):
         model.get_process("tt")
+    with pytest.raises(UserError, match="parameter 'lumi' is ambiguous: it matches 4 entries"):
+        model.get_parameter("lumi")
 
 
 def test_settings_override_class_attributes_and_unknown_ones_are_named() -> None:
-    model = unit_inference(settings={"signal_scale": 3, "mc_stats": False})
+    model = unit_inference(settings={"signal_scale": 3, "mc_stats": 7})
     assert model.signal_scale == 3.0
-    assert model.mc_stats is False
+    assert model.get_process("ggHH").scale == 3.0
+    assert model.get_process("dy").scale == 1.0
+    assert model.mc_stats_settings("sr") == ("7",)
     assert model.settings_repr
     with pytest.raises(UserError, match=r"unknown setting 'signal_scael' .* allowed: .*signal_scale"):
         unit_inference(settings={"signal_scael": 3})
+
+
+def test_patterns_select_categories_processes_and_parameters() -> None:
+    @inference_model(name="unit_patterns")
+    def build(self: InferenceModel) -> None:
+        for name in ("sr_1b", "sr_2b", "cr_tt"):
+            self.add_category(name)
+        self.add_process("HH", is_signal=True, category="sr_*")
+        self.add_process("tt", category=["sr_*", "cr_tt"])
+        self.add_process("dy", category="^(sr_2b|cr_tt)$")
+        self.add_parameter("lumi", type="rate_gauss", effect=1.02)
+        self.add_parameter("btag", process="!HH", category="sr_*", type="rate_gauss", effect=(0.9, 1.1))
+        self.add_parameter("dy_norm", process="dy", type="rate_unconstrained")
+        self.add_parameter_group("rates")
+        self.add_parameter_to_group(["lumi", "b*"], "rates")
+
+    model = build()
+    assert model.get_processes(flat=True) == ["HH", "tt", "dy"]
+    assert model.get_categories_with_process("dy") == ["sr_2b", "cr_tt"]
+    assert model.get_processes("HH", only_names=True) == {"sr_1b": ["HH"], "sr_2b": ["HH"]}
+    assert model.get_categories_with_parameter("btag") == ["sr_1b", "sr_2b"]
+    assert model.get_processes_with_parameter("btag") == ["tt", "dy"]
+    assert model.get_parameter_group("rates").parameter_names == ["lumi", "btag"]
+    assert model.get_groups_with_parameter("btag") == ["rates"]
+    assert model.has_parameter("btag", process="dy", category="sr_2b")
+    assert not model.has_parameter("btag", process="HH")
+    assert [(c, p.name) for c, p in model.iter_processes(category="cr_*")] == [("cr_tt", "tt"), ("cr_tt", "dy")]
+    assert len(list(model.iter_parameters("lumi"))) == 7
+    assert model.scale_process(2.0, "tt", category="sr_1b")
+    assert [p.scale for _, p in model.iter_processes("tt")] == [2.0, 1.0, 1.0]
+
+    assert model.remove_parameter("btag", category="sr_2b")
+    assert model.get_categories_with_parameter("btag") == ["sr_1b"]
+    assert model.remove_process("HH")
+    assert not model.has_process("HH")
+    assert model.remove_category("sr_1b")
+    assert model.get_parameters(flat=True) == ["lumi", "dy_norm"]
+    model.cleanup()
+    assert model.get_parameter_group("rates").parameter_names == ["lumi"]
+    assert model.remove_parameter_from_groups("lumi")
+    model.cleanup()
+    assert not model.has_parameter_group("rates")
+    assert not model.remove_category("nope")
+
+
+def test_cleanup_removes_empty_categories_and_dangling_group_names() -> None:
+    @inference_model(name="unit_cleanup")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr")
+        self.add_category("empty")
+        self.add_process("HH", is_signal=True, category="sr")
+        self.add_parameter("lumi", type="rate_gauss", effect=1.02)
+        self.add_parameter_group("g", ["lumi", "gone", "kept"])
+        self.add_parameter_group("h", ["gone"])
+        self.cleanup(keep_parameters="kept")
+
+    with pytest.raises(UserError, match=r"parameter group 'g' .* unknown parameter\(s\) kept"):
+        build()
+
+
+def test_to_yaml_writes_the_tree_as_plain_yaml() -> None:
+    import yaml
+
+    model = unit_inference()
+    tree = yaml.safe_load(model.to_yaml())
+    assert tree["categories"][0]["name"] == "sr"
+    jes = tree["categories"][0]["processes"][0]["parameters"][1]
+    assert jes == {
+        "name": "jes",
+        "type": "shape",
+        "transformations": [],
+        "config_data": {},
+        "effect": 1.0,
+        "effect_precision": None,
+    }
+    assert tree["categories"][0]["flow_strategy"] == "move"
+    assert tree["parameter_groups"] == [{"name": "experimental", "parameter_names": ["lumi", "jes"]}]
 
 
 def test_the_analysis_model_resolves_against_the_config(config_inst: Any) -> None:
@@ -129,16 +226,19 @@ def test_the_analysis_model_resolves_against_the_config(config_inst: Any) -> Non
 
     load_modules("inference_modules")
     model = InferenceModel.get_cls("test_inference")(config_inst)
+    assert model.config_inst is config_inst
     assert [c.name for c in model.categories] == ["sr", "cr_tt"]
-    assert model.get_category("sr").config_variable == "dnn.score_hh"
-    assert model.get_category("sr").config_data_datasets == ("data_mu_b",)
-    assert model.get_process("tt").config_mc_datasets == ("tt_sl_powheg", "tt_dl_powheg")
-    assert [p.name for p in model.signal_processes] == ["HH"]
+    sr = model.get_category("sr").config_data[CONFIG]
+    assert (sr.category, sr.variable, sr.data_datasets) == ("sr", "dnn.score_hh", ["data_mu_b"])
+    tt = model.get_process("tt", category="sr").config_data[CONFIG]
+    assert tt.mc_datasets == ["tt_sl_powheg", "tt_dl_powheg"]
+    assert model.signal_names == ["HH"]
     assert model.required_ml_models == ("dnn",)
     assert model.calibrators == ("jec",)
-    assert model.get_parameter("lumi_13TeV_2017").effect == pytest.approx(1.023)
-    assert model.dataset_shifts()["tt_sl_powheg"] == ("nominal", "jec_up", "jec_down")
-    assert model.dataset_shifts()["data_mu_b"] == ("nominal",)
+    assert model.get_parameter("lumi_13TeV_2017", process="dy", category="sr").effect == pytest.approx(1.023)
+    assert model.dataset_shifts(CONFIG)["tt_sl_powheg"] == ("nominal", "jec_up", "jec_down")
+    assert model.dataset_shifts(CONFIG)["data_mu_b"] == ("nominal",)
+    assert model.required_shifts(CONFIG) == {"jec_up", "jec_down"}
 
 
 @pytest.mark.parametrize(
@@ -160,6 +260,20 @@ def test_unknown_config_names_are_user_errors_listing_the_allowed_ones(
         InferenceModel.get_cls("test_inference")(config_inst, settings=settings)
 
 
+def test_dataset_patterns_are_expanded_and_an_unmatched_one_is_named(config_inst: Any) -> None:
+    @inference_model(name="unit_dataset_patterns", tt_datasets="tt_*")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht", config_data_datasets=["data_*"])
+        self.add_process("HH", config_process="hh_ggf_bbtautau", is_signal=True)
+        self.add_process("tt", config_mc_datasets=[self.tt_datasets])
+
+    model = build(config_inst)
+    assert model.get_process("tt").config_data[CONFIG].mc_datasets == ["tt_sl_powheg", "tt_dl_powheg"]
+    assert model.get_category("sr").config_data[CONFIG].data_datasets == ["data_mu_b"]
+    with pytest.raises(UserError, match=r"unknown MC dataset 'ttbar_\*' .* available: .*tt_sl_powheg"):
+        build(config_inst, settings={"tt_datasets": "ttbar_*"})
+
+
 def test_an_unknown_shift_source_is_named(config_inst: Any) -> None:
     @inference_model(name="unit_bad_shift")
     def build(self: InferenceModel) -> None:
@@ -174,17 +288,21 @@ def test_an_unknown_shift_source_is_named(config_inst: Any) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"type": "lnU", "effect": 1.1}, r"unknown type 'lnU', allowed: lnN, shape"),
-        ({"type": "lnN"}, "needs an effect"),
-        ({"type": "lnN", "effect": -1.0}, "needs an effect"),
-        ({"type": "shape"}, "needs a config_shift_source"),
-        ({"type": "lnN", "effect": 1.1, "processes": "ttx"}, "unknown processes ttx, available: HH"),
+        ({"type": "lnX", "effect": 1.1}, r"unknown parameter type 'lnX', allowed: rate_gauss, rate_uniform, rate_unc"),
+        ({"type": "rate_gauss", "effect": None}, "needs an effect kappa > 0"),
+        ({"type": "rate_gauss", "effect": -1.0}, "needs an effect kappa > 0"),
+        ({"type": "rate_uniform", "effect": 0.9}, r"needs an effect kappa > 1 \(the rate is free within"),
+        ({"type": "rate_gauss", "effect": 1.1, "process": "ttx"}, "no process matches 'ttx' .* processes: HH"),
+        ({"type": "shape", "transformations": ["asymmetrize"]}, "asymmetrize do not apply to a shape type"),
+        ({"type": "rate_gauss", "transformations": ["normalize"]}, "normalize do not apply to a rate type"),
+        ({"type": "rate_gauss", "transformations": ["symmetrize", "effect_from_shape"]}, "must come first"),
+        ({"type": "rate_gauss", "transformations": ["smooth"]}, r"unknown transformation 'smooth', allowed: none"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, Any], message: str) -> None:
     @inference_model(name="unit_bad_parameter")
     def build(self: InferenceModel) -> None:
-        self.add_category("sr", config_variable="ht")
+        self.add_category("sr")
         self.add_process("HH", is_signal=True)
         self.add_parameter("p", **kwargs)
 
@@ -192,21 +310,45 @@ def test_bad_parameters_are_refused(kwargs: dict[str, Any], message: str) -> Non
         build()
 
 
-def test_bad_names_and_groups_are_refused() -> None:
+def test_a_shape_parameter_without_shift_source_is_refused_for_a_config(config_inst: Any) -> None:
+    @inference_model(name="unit_no_source")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht")
+        self.add_process("HH", config_process="hh_ggf_bbtautau")
+        self.add_parameter("jec", type="shape")
+
+    with pytest.raises(UserError, match=r"parameter 'jec' \(shape\) of process 'HH' needs a shift source for config"):
+        build(config_inst)
+
+
+def test_bad_names_groups_and_orders_are_refused(config_inst: Any) -> None:
     @inference_model(name="unit_bad_name")
     def bad_name(self: InferenceModel) -> None:
-        self.add_category("1sr", config_variable="ht")
+        self.add_category("1sr")
 
     @inference_model(name="unit_bad_group")
     def bad_group(self: InferenceModel) -> None:
-        self.add_category("sr", config_variable="ht")
+        self.add_category("sr")
         self.add_process("HH", is_signal=True)
         self.add_parameter_group("g", ["nope"])
+
+    @inference_model(name="unit_process_first")
+    def process_first(self: InferenceModel) -> None:
+        self.add_process("HH", is_signal=True)
+
+    @inference_model(name="unit_no_config_data")
+    def no_config_data(self: InferenceModel) -> None:
+        self.add_category("sr")
+        self.add_process("HH", config_process="hh_ggf_bbtautau", is_signal=True)
 
     with pytest.raises(UserError, match="category name '1sr' is invalid"):
         bad_name()
     with pytest.raises(UserError, match=r"parameter group 'g' .* unknown parameter\(s\) nope"):
         bad_group()
+    with pytest.raises(UserError, match=r"no category matches '\*' for process 'HH' \(add categories first\)"):
+        process_first()
+    with pytest.raises(UserError, match="category 'sr' of inference model 'unit_no_config_data' has no config_data"):
+        no_config_data(config_inst)
 
 
 def test_lnn_effect_from_numbers_with_uncertainties(config_inst: Any) -> None:
@@ -227,11 +369,16 @@ def test_the_docs_example_defines_a_working_model(config_inst: Any) -> None:
     for block in blocks:
         exec(compile(block, "docs/inference.md", "exec"), namespace)  # noqa: S102 (our own docs)
     model = InferenceModel.get_cls("docs_example")(config_inst)
-    assert [p.name for p in model.processes] == ["HH", "tt", "dy"]
-    assert model.get_category("sr").bin_edges == (0.0, 0.4, 0.6, 0.8, 0.9, 1.0)
-    assert model.data_processes(model.get_category("cr_tt")) == ["tt", "dy"]
+    assert [p.name for p in model.category_processes("sr")] == ["HH", "tt", "dy"]
+    assert model.get_category("sr").bin_edges == [0.0, 0.4, 0.6, 0.8, 0.9, 1.0]
+    assert model.data_processes("cr_tt") == ["tt", "dy"]
     assert model.required_ml_models == ("dnn",)
-    assert InferenceModel.get_cls("docs_example_x10")(config_inst).signal_scale == 10.0
+    scaled = InferenceModel.get_cls("docs_example_x10")(config_inst)
+    assert scaled.get_process("HH", category="sr").scale == 10.0
+    assert model.get_parameter_group("experimental").parameter_names == ["lumi", "jec"]
+    no_shapes = InferenceModel.get_cls("docs_example_no_shapes")(config_inst)
+    assert no_shapes.get_parameters(flat=True) == ["lumi", "tt_xsec"]
+    assert no_shapes.get_parameter_group("experimental").parameter_names == ["lumi"]
 
 
 # datacard
@@ -271,13 +418,65 @@ def test_datacard_lines_indices_rates_and_alignment() -> None:
     assert all(s == starts[0] for s in starts), "\n".join(table)
 
 
-def test_datacard_without_mc_stats_and_groups() -> None:
-    model = unit_inference(settings={"mc_stats": False})
+def test_datacard_without_mc_stats_and_with_precisions() -> None:
+    model = unit_inference(settings={"mc_stats": None})
     text = render_datacard(model, "sr", unit_shapes(model), "s.root")
     assert "autoMCStats" not in text
+    model.get_category("sr").rate_precision = 1
+    model.get_parameter("xsec_tt").effect_precision = 1
+    text = render_datacard(model, "sr", unit_shapes(model), "s.root")
+    assert re.search(r"^rate\s+3\.5\s+0\.7\s+65\s+16$", text, flags=re.MULTILINE)
+    assert re.search(r"^xsec_tt\s+lnN\s+-\s+-\s+0\.9/1\.1\s+-$", text, flags=re.MULTILINE)
 
 
-def test_shapes_file_round_trip_and_integrals_equal_rates(tmp_path: Path) -> None:
+def test_rate_uniform_unconstrained_and_mixed_parameters_in_datacard_and_workspace() -> None:
+    @inference_model(name="unit_rate_types")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", data_from_processes=["tt", "dy"], mc_stats=(10, 1, 1))
+        self.add_process("HH", is_signal=True)
+        self.add_process("tt", is_signal=False)
+        self.add_process("dy", is_signal=False)
+        self.add_parameter("tt_norm", process="tt", type="rate_uniform", effect=2.0)
+        self.add_parameter("dy_norm", process="dy", type="rate_unconstrained", effect=1.5)
+        self.add_parameter("jes", process="HH", type="shape")
+        self.add_parameter("jes", process="!HH", type="rate_gauss", effect=1.05)
+
+    model = build()
+    nominal = {"HH": np.array([1.0, 2.0]), "tt": np.array([20.0, 10.0]), "dy": np.array([5.0, 5.0])}
+    shapes = CategoryShapes(
+        edges=np.array([0.0, 1.0, 2.0]),
+        processes=["HH", "tt", "dy"],
+        nominal=nominal,
+        variances={name: values * 0.1 for name, values in nominal.items()},
+        shifted={"HH": {"jes": (nominal["HH"] * 1.1, nominal["HH"] * 0.9)}},
+        effects={"tt": {"tt_norm": 2.0, "jes": 1.05}, "dy": {"dy_norm": 1.5, "jes": 1.05}},
+        data=nominal["tt"] + nominal["dy"],
+    )
+    lines = [line.split() for line in render_datacard(model, "sr", shapes, "s.root").splitlines()]
+    assert ["tt_norm", "lnU", "-", "2", "-"] in lines
+    assert ["jes", "shape?", "1", "1.05", "1.05"] in lines
+    assert ["dy_norm", "rateParam", "sr", "dy", "1.5"] in lines
+    assert ["*", "autoMCStats", "10", "1", "1"] in lines
+    assert ["kmax", "2", "number", "of", "nuisance", "parameters"] in lines
+
+    spec = build_pyhf_spec(model, {"sr": shapes})
+    validate_pyhf_spec(spec)
+    samples = {sample["name"]: sample["modifiers"] for sample in spec["channels"][0]["samples"]}
+    assert {"name": "tt_norm", "type": "normfactor", "data": None} in samples["tt"]
+    # jes is a shape on HH, so its rate effect on tt becomes a histosys of the scaled nominal yields
+    jes_tt = next(m for m in samples["tt"] if m["name"] == "jes")
+    assert jes_tt["type"] == "histosys"
+    assert jes_tt["data"]["hi_data"] == pytest.approx([21.0, 10.5])
+    assert jes_tt["data"]["lo_data"] == pytest.approx([20.0 / 1.05, 10.0 / 1.05])
+    # the signal gets a staterror too: the second autoMCStats argument includes it
+    assert any(m["type"] == "staterror" for m in samples["HH"])
+    parameters = {p["name"]: p for p in spec["measurements"][0]["config"]["parameters"]}
+    assert parameters["tt_norm"]["bounds"] == [[0.5, 2.0]]
+    assert parameters["dy_norm"]["inits"] == [1.5]
+    assert parameters["dy_norm"]["bounds"] == [[0.0, 15.0]]
+
+
+def test_shapes_file_histograms_and_integrals_equal_rates(tmp_path: Path) -> None:
     import uproot
 
     model = unit_inference()
@@ -291,35 +490,31 @@ def test_shapes_file_round_trip_and_integrals_equal_rates(tmp_path: Path) -> Non
         assert "sr/ggHH__jesUp" in keys
         assert "sr/ttbar_long_name__jesDown" in keys
         assert "sr/dy__jesUp" not in keys
-        for process in model.processes:
-            assert file[f"sr/{process.name}"].values().sum() == pytest.approx(shapes.rate(process.name))
-    back = read_shapes_file(str(path), model, "sr")
-    np.testing.assert_allclose(back.edges, shapes.edges)
-    np.testing.assert_allclose(back.data, shapes.data)
-    for name in shapes.nominal:
-        np.testing.assert_allclose(back.nominal[name], shapes.nominal[name])
-        np.testing.assert_allclose(back.variances[name], shapes.variances[name])
-    np.testing.assert_allclose(back.shifted["ggHH"]["jes"][0], shapes.shifted["ggHH"]["jes"][0])
+        for process in shapes.processes:
+            histogram = file[f"sr/{process}"]
+            assert histogram.values().sum() == pytest.approx(shapes.rate(process))
+            np.testing.assert_allclose(histogram.variances(), shapes.variances[process])
+            np.testing.assert_allclose(histogram.axis().edges(), shapes.edges)
+        np.testing.assert_allclose(file["sr/ggHH__jesUp"].values(), shapes.shifted["ggHH"]["jes"][0])
+        np.testing.assert_allclose(file["sr/data_obs"].values(), shapes.data)
 
 
 # histograms -> shapes
 
 
-def merged_histogram(config_inst: Any, fills: list[tuple[int, str, float, float]]) -> Any:
-    """A MergeHistograms-like histogram of ht: (category id, shift, value, weight) fills."""
-    variable = config_inst.get_variable("ht")
-    histogram = hist.Hist(
-        hist.axis.IntCategory([], name="category", growth=True),
-        hist.axis.StrCategory([], name="shift", growth=True),
-        hist.axis.Regular(variable.n_bins, variable.x_min, variable.x_max, name="ht"),
-        storage=hist.storage.Weight(),
-    )
+def merged_histogram(config_inst: Any, fills: list[tuple[int, str, float, float]], variable_name: str = "ht") -> Any:
+    """A MergeHistograms-like histogram of one variable: (category id, shift, value, weight) fills."""
+    from cf.tasks.histograms import empty_histogram
+
+    histogram = empty_histogram(config_inst.get_variable(variable_name))
     for category, shift, value, weight in fills:
-        histogram.fill(category=category, shift=shift, ht=value, weight=weight)
+        histogram.fill(category=category, shift=shift, **{variable_name: value}, weight=weight)
     return histogram
 
 
-def test_select_histogram_folds_flow_bins_and_handles_missing_categories(config_inst: Any) -> None:
+def test_select_histogram_moves_or_drops_flow_bins_and_handles_missing_categories(
+    config_inst: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     histogram = merged_histogram(
         config_inst, [(2, "nominal", -5.0, 1.0), (2, "nominal", 5000.0, 2.0), (2, "nominal", 10.0, 4.0)]
     )
@@ -328,6 +523,10 @@ def test_select_histogram_folds_flow_bins_and_handles_missing_categories(config_
     assert values[0] == 5.0
     assert values[-1] == 2.0
     assert variances[0] == 17.0
+    for strategy in ("ignore", "remove", "warn"):
+        values, _, _ = select_histogram(histogram, 2, "nominal", flow=strategy)
+        assert (values[0], values[-1], values.sum()) == (4.0, 0.0, 4.0)
+    assert "42.9% of the yield of 'ht' (category id 2, shift nominal) lies in its flow bins" in caplog.text
     values, _, _ = select_histogram(histogram, 3, "nominal")
     assert not values.any()
     with pytest.raises(UserError, match="has no shift 'jec_up', only: nominal"):
@@ -336,7 +535,6 @@ def test_select_histogram_folds_flow_bins_and_handles_missing_categories(config_
 
 def test_rebin_merges_bins_and_refuses_foreign_edges() -> None:
     edges = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    np.testing.assert_allclose(rebin(np.array([1.0, 2.0, 3.0, 4.0]), edges, (0.0, 2.0, 4.0)), [3.0, 7.0])
     np.testing.assert_allclose(rebin(np.array([1.0, 2.0, 3.0, 4.0]), edges, (0, 1, 4)), [1.0, 9.0])
     with pytest.raises(ValueError, match=r"bin edge 1\.5 is not an edge of the variable, its edges: 0, 1, 2, 3, 4"):
         rebin(np.ones(4), edges, (0.0, 1.5, 4.0))
@@ -353,31 +551,40 @@ def test_bad_bin_edges_of_a_category_are_a_user_error(config_inst: Any) -> None:
         model_cls(config_inst, settings={"cr_bin_edges": (0.0, 250.0, 1000.0)})
 
 
-@inference_model(calibrators=("jec",))
+@inference_model(calibrators=("jec",), signal_scale=1.0, empty_bin_value=0.0)
 def unit_config_inference(self: InferenceModel) -> None:
     """One category of the real config, data from the backgrounds."""
-    self.add_category("sr", config_variable="ht", data_from_processes=True)
+    self.add_category("sr", config_variable="ht", data_from_processes=True, empty_bin_value=self.empty_bin_value)
     self.add_process("HH", config_process="hh_ggf_bbtautau")
     self.add_process("tt")
-    self.add_parameter("jec", type="shape", processes="tt", config_shift_source="jec")
+    self.add_process("dy")
+    self.scale_process(self.signal_scale, "HH")
+    self.add_parameter("jec", process="tt", type=ParameterType.shape, config_shift_source="jec")
 
 
-def test_category_shapes_sum_datasets_clip_scale_and_build_asimov_data(config_inst: Any) -> None:
-    model = unit_config_inference(config_inst, settings={"signal_scale": 4.0})
+def unit_config_histograms(config_inst: Any) -> dict[str, dict[str, dict[str, Any]]]:
     sr = config_inst.get_category("sr").id
-    histograms = {
-        "hh_ggf_bbtautau_madgraph": {"nominal": merged_histogram(config_inst, [(sr, "nominal", 50.0, 0.5)])},
-        "tt_sl_powheg": {
-            shift: merged_histogram(
-                config_inst, [(sr, shift, 50.0, 1.0 + i), (sr, shift, 130.0, -3.0), (1, shift, 50.0, 7.0)]
-            )
-            for i, shift in enumerate(("nominal", "jec_up", "jec_down"))
-        },
-        "tt_dl_powheg": {
-            shift: merged_histogram(config_inst, [(sr, shift, 130.0, 1.0), (sr, shift, 250.0, 2.0)])
-            for shift in ("nominal", "jec_up", "jec_down")
-        },
+    return {
+        config_inst.name: {
+            "hh_ggf_bbtautau_madgraph": {"nominal": merged_histogram(config_inst, [(sr, "nominal", 50.0, 0.5)])},
+            "tt_sl_powheg": {
+                shift: merged_histogram(
+                    config_inst, [(sr, shift, 50.0, 1.0 + i), (sr, shift, 130.0, -3.0), (1, shift, 50.0, 7.0)]
+                )
+                for i, shift in enumerate(("nominal", "jec_up", "jec_down"))
+            },
+            "tt_dl_powheg": {
+                shift: merged_histogram(config_inst, [(sr, shift, 130.0, 1.0), (sr, shift, 250.0, 2.0)])
+                for shift in ("nominal", "jec_up", "jec_down")
+            },
+            "dy_lep_m50_madgraph": {"nominal": merged_histogram(config_inst, [(1, "nominal", 50.0, 3.0)])},
+        }
     }
+
+
+def test_category_shapes_sum_datasets_clip_scale_skip_and_build_asimov_data(config_inst: Any) -> None:
+    model = unit_config_inference(config_inst, settings={"signal_scale": 4.0})
+    histograms = unit_config_histograms(config_inst)
     shapes = category_shapes(model, "sr", histograms)
     assert model.get_process("HH").is_signal  # from the config process' is_signal flag
     assert shapes.rate("HH") == pytest.approx(4 * 0.5)
@@ -389,9 +596,230 @@ def test_category_shapes_sum_datasets_clip_scale_and_build_asimov_data(config_in
     assert up.sum() == pytest.approx(2.0 + 2.0)
     assert down.sum() == pytest.approx(3.0 + 2.0)
     assert "HH" not in shapes.shifted
+    # dy has no event in sr: skip_if_empty leaves it out of the fit, its zeros still count for the pseudo data
+    assert shapes.processes == ["HH", "tt"]
     np.testing.assert_allclose(shapes.data, shapes.nominal["tt"])
-    with pytest.raises(UserError, match="no histogram of dataset 'tt_dl_powheg' for shift 'jec_up'"):
-        category_shapes(model, "sr", {**histograms, "tt_dl_powheg": {"nominal": histograms["tt_dl_powheg"]["nominal"]}})
+    tt_dl = histograms[CONFIG]["tt_dl_powheg"]
+    with pytest.raises(UserError, match=r"no histogram of dataset 'tt_dl_powheg' .* for shift 'jec_up'"):
+        category_shapes(model, "sr", {CONFIG: {**histograms[CONFIG], "tt_dl_powheg": {"nominal": tt_dl["nominal"]}}})
+
+
+def test_empty_bins_get_columnflows_fill_value_by_default(config_inst: Any) -> None:
+    model = unit_config_inference(config_inst, settings={"empty_bin_value": 1e-5})
+    shapes = category_shapes(model, "sr", unit_config_histograms(config_inst))
+    assert shapes.nominal["tt"][6] == 1e-5
+    assert shapes.variances["tt"][6] == 1e-5
+    assert np.count_nonzero(shapes.nominal["tt"] > 1e-5) == 2
+    assert InferenceModel.category_spec("x").empty_bin_value == 1e-5
+
+
+TRANSFORMATION_CASES = [
+    # (type, transformations, effect, expected effect on tt, or "shape" for a parameter acting as shape)
+    ("rate_gauss", ["symmetrize"], (0.9, 1.2), (0.85, 1.15)),
+    ("rate_gauss", ["symmetrize"], (1.1, 1.2), (1.1, 1.2)),  # one-sided: left alone
+    ("rate_gauss", ["asymmetrize"], 1.1, (0.9, 1.1)),
+    ("rate_gauss", ["asymmetrize_if_large"], 1.1, 1.1),
+    ("rate_gauss", ["asymmetrize_if_large"], 1.3, (0.7, 1.3)),
+    ("rate_gauss", ["flip_smaller_if_one_sided"], (1.05, 1.2), (0.95, 1.2)),
+    ("rate_gauss", ["flip_larger_if_one_sided"], (1.05, 1.2), (1.05, 0.8)),
+    ("rate_gauss", ["effect_from_shape"], 1.0, (0.8, 1.5)),
+    ("rate_gauss", ["effect_from_shape", "symmetrize"], 1.0, (0.65, 1.35)),
+    ("rate_gauss", ["effect_from_shape_if_flat"], 1.0, "shape"),
+]
+
+
+@pytest.mark.parametrize(("parameter_type", "trafos", "effect", "expected"), TRANSFORMATION_CASES)
+def test_rate_transformations(
+    config_inst: Any, parameter_type: str, trafos: list[str], effect: Any, expected: Any
+) -> None:
+    @inference_model(name="unit_rate_trafo")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht", data_from_processes=True, empty_bin_value=0.0)
+        self.add_process("HH", config_process="hh_ggf_bbtautau", is_signal=True)
+        self.add_process("tt")
+        self.add_parameter(
+            "p", process="tt", type=parameter_type, transformations=trafos, effect=effect, config_shift_source="jec"
+        )
+
+    sr = config_inst.get_category("sr").id
+    # tt: 10 in one bin, 30 in another; jec_up x1.5 (flat), jec_down x0.6 / x0.9 (not flat, integral 0.8)
+    fills = {"nominal": (10.0, 30.0), "jec_up": (15.0, 45.0), "jec_down": (6.0, 26.0)}
+    histograms = {
+        CONFIG: {
+            "hh_ggf_bbtautau_madgraph": {"nominal": merged_histogram(config_inst, [(sr, "nominal", 50.0, 1.0)])},
+            **{
+                dataset: {
+                    shift: merged_histogram(config_inst, [(sr, shift, 50.0, a / 2), (sr, shift, 250.0, b / 2)])
+                    for shift, (a, b) in fills.items()
+                }
+                for dataset in ("tt_sl_powheg", "tt_dl_powheg")
+            },
+        }
+    }
+    model = build(config_inst)
+    shapes = category_shapes(model, "sr", histograms)
+    if expected == "shape":
+        up, down = shapes.shifted["tt"]["p"]
+        assert (up.sum(), down.sum()) == pytest.approx((60.0, 32.0))
+        assert "p" not in shapes.effects.get("tt", {})
+        card = render_datacard(model, "sr", shapes, "s.root")
+        assert re.search(r"^p\s+shape\s+-\s+1$", card, flags=re.MULTILINE)
+    else:
+        assert shapes.effects["tt"]["p"] == pytest.approx(expected)
+        assert "p" not in shapes.shifted.get("tt", {})
+
+
+def test_shape_transformations() -> None:
+    from cf.inference.shapes import _shape_trafos
+
+    nominal = np.array([10.0, 10.0, 10.0])
+    up = np.array([12.0, 9.0, 11.0])
+    down = np.array([9.0, 8.0, 10.0])
+    same = _shape_trafos(nominal, up, down, [ParameterTransformation.none])
+    np.testing.assert_allclose(same[0], up)
+    up_n, down_n = _shape_trafos(nominal, up, down, [ParameterTransformation.normalize])
+    assert (up_n.sum(), down_n.sum()) == pytest.approx((30.0, 30.0))
+    up_s, down_s = _shape_trafos(nominal, up, down, [ParameterTransformation.symmetrize])
+    assert up_s.sum() - 30.0 == pytest.approx(30.0 - down_s.sum())
+    up_e, down_e = _shape_trafos(nominal, up, down, [ParameterTransformation.envelope])
+    np.testing.assert_allclose(up_e, [12.0, 12.0, 11.0])
+    np.testing.assert_allclose(down_e, [8.0, 8.0, 9.0])
+    up_o, down_o = _shape_trafos(nominal, up, down, [ParameterTransformation.envelope_if_one_sided])
+    np.testing.assert_allclose(up_o, [12.0, 12.0, 11.0])  # bin 2 is one-sided (both below)
+    np.testing.assert_allclose(down_o, [9.0, 8.0, 10.0])
+    up_t, down_t = _shape_trafos(nominal, up, down, [ParameterTransformation.envelope_enforce_two_sided])
+    np.testing.assert_allclose(up_t, [12.0, 12.0, 11.0])
+    np.testing.assert_allclose(down_t, [8.0, 8.0, 9.0])
+
+
+def test_a_shape_from_a_rate_effect_needs_no_shifted_histograms(config_inst: Any) -> None:
+    @inference_model(name="unit_shape_from_rate")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht", data_from_processes=True, empty_bin_value=0.0)
+        self.add_process("HH", config_process="hh_ggf_bbtautau", is_signal=True)
+        self.add_parameter("qcd_scale", type="shape", transformations=["effect_from_rate"], effect=(0.5, 1.1))
+
+    model = build(config_inst)
+    assert model.dataset_shifts(CONFIG) == {"hh_ggf_bbtautau_madgraph": ("nominal",)}
+    sr = config_inst.get_category("sr").id
+    histograms = {
+        CONFIG: {"hh_ggf_bbtautau_madgraph": {"nominal": merged_histogram(config_inst, [(sr, "nominal", 50.0, 2.0)])}}
+    }
+    up, down = category_shapes(model, "sr", histograms).shifted["HH"]["qcd_scale"]
+    assert (up.sum(), down.sum()) == pytest.approx((2.2, 1.0))
+
+
+# the same datacards as before the config-keyed redesign
+
+GOLDEN = Path(__file__).parent / "data" / "inference_golden"
+
+
+def golden_histograms(model: InferenceModel, config_inst: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Seeded histograms of every dataset and shift test_inference reads (flow, negative weights, empty spots).
+
+    ``tests/data/inference_golden`` holds the datacards, shapes-file contents and pyhf workspaces that the
+    flat InferenceModel of commit ce84617 (before the config-keyed redesign) wrote from exactly these
+    histograms, for the default settings, ``signal_scale=100`` and ``asimov=True``.
+    """
+    from cf.tasks.histograms import empty_histogram
+
+    rng = np.random.default_rng(7)
+    variables = sorted({data.variable for c in model.categories for data in c.config_data.values()})
+    histograms: dict[str, dict[str, Any]] = {}
+    for dataset, shifts in sorted(model.dataset_shifts(config_inst.name).items()):
+        histograms[dataset] = {}
+        for shift in shifts:
+            per_variable = {}
+            for name in variables:
+                variable = config_inst.get_variable(name)
+                histogram = empty_histogram(variable)
+                low, high = variable.bin_edges[0], variable.bin_edges[-1]
+                for category in ("sr", "cr_tt"):
+                    values = rng.uniform(low - 0.05 * (high - low), high * 1.05, 400)
+                    weights = rng.uniform(-0.1, 1.0, 400) * (1.3 if shift.endswith("up") else 1.0)
+                    category_id = config_inst.get_category(category).id
+                    histogram.fill(category=category_id, shift=shift, **{name: values}, weight=weights)
+                per_variable[name] = histogram
+            histograms[dataset][shift] = per_variable
+    return {config_inst.name: histograms}
+
+
+@pytest.mark.parametrize("settings", [{}, {"signal_scale": 100.0}, {"asimov": True}], ids=["default", "x100", "asimov"])
+def test_the_config_keyed_test_inference_writes_the_same_datacards_as_before(
+    config_inst: Any, settings: dict[str, Any]
+) -> None:
+    from cf.analysis import load_modules
+    from cf.inference import shapes_file_histograms
+
+    load_modules("inference_modules")
+    model = InferenceModel.get_cls("test_inference")(config_inst, settings=settings)
+    histograms = golden_histograms(model, config_inst)
+    tag = "_".join(f"{key}_{value}" for key, value in settings.items()) or "default"
+    shapes = {}
+    for category in model.categories:
+        variable = category.config_data[CONFIG].variable
+        per_variable = {
+            CONFIG: {d: {s: h[variable] for s, h in shifts.items()} for d, shifts in histograms[CONFIG].items()}
+        }
+        shapes[category.name] = category_shapes(model, category.name, per_variable)
+        text = render_datacard(model, category.name, shapes[category.name], f"shapes__{category.name}.root")
+        assert text == (GOLDEN / f"{tag}__datacard__{category.name}.txt").read_text()
+        files = shapes_file_histograms(model, category.name, shapes[category.name])
+        expected = json.loads((GOLDEN / f"{tag}__shapes.json").read_text())[category.name]
+        assert sorted(files) == sorted(expected)
+        for key, histogram in files.items():
+            assert list(map(float, histogram.values())) == expected[key][0]
+            assert list(map(float, histogram.variances())) == expected[key][1]
+    spec = json.loads(json.dumps(build_pyhf_spec(model, shapes)))
+    assert spec == json.loads((GOLDEN / f"{tag}__workspace.json").read_text())
+
+
+def test_columnflows_older_flat_keywords_build_the_same_tree_as_config_data(config_inst: Any) -> None:
+    @inference_model(name="unit_flat_style")
+    def flat(self: InferenceModel) -> None:
+        self.add_category("sr", config_category="sr", config_variable="ht", config_data_datasets=["data_mu_b"])
+        self.add_process("HH", config_process="hh_ggf_bbtautau", config_mc_datasets=["hh_*"], is_signal=True)
+        self.add_process("tt", config_process="tt")
+        self.add_parameter("jec", type="shape", config_shift_source="jec")
+
+    @inference_model(name="unit_config_data_style")
+    def keyed(self: InferenceModel) -> None:
+        c = self.config_inst.name
+        self.add_category("sr", config_data={c: {"category": "sr", "variable": "ht", "data_datasets": ["data_mu_b"]}})
+        self.add_process("HH", is_signal=True, config_data={c: {"process": "hh_ggf_bbtautau", "mc_datasets": ["hh_*"]}})
+        self.add_process("tt", config_data={c: self.process_config_spec(process="tt")})
+        self.add_parameter("jec", type="shape", config_data={c: {"shift_source": "jec"}})
+
+    assert flat(config_inst).model == keyed(config_inst).model
+
+
+def test_a_model_of_two_configs_sums_their_histograms_per_category(config_inst: Any) -> None:
+    from cf.analysis import get_config, load_analysis
+
+    other = get_config(load_analysis(), "run2_2018_nano_v6_limited")
+    model = unit_config_inference([config_inst, other])
+    assert [c.name for c in model.config_insts] == [CONFIG, other.name]
+    assert model.category_configs("sr") == [CONFIG, other.name]
+    assert set(model.dataset_shifts(other.name)) >= set(model.get_process("tt").config_data[other.name].mc_datasets)
+    histograms = unit_config_histograms(config_inst)
+    sr_other = other.get_category("sr").id
+    histograms[other.name] = {
+        dataset: {
+            shift: merged_histogram(other, [(sr_other, shift, 50.0, 10.0)])
+            for shift in model.dataset_shifts(other.name)[dataset]
+        }
+        for dataset in model.dataset_shifts(other.name)
+    }
+    shapes = category_shapes(model, "sr", histograms)
+    single = category_shapes(unit_config_inference(config_inst), "sr", unit_config_histograms(config_inst))
+    n_tt_other = len(model.get_process("tt").config_data[other.name].mc_datasets)
+    assert shapes.rate("tt") == pytest.approx(single.rate("tt") + 10.0 * n_tt_other)
+    assert shapes.rate("HH") == pytest.approx(single.rate("HH") + 10.0)
+    card = render_datacard(model, "sr", shapes, "s.root")
+    assert card.splitlines()[0] == (
+        f"# inference model 'unit_config_inference', category 'sr': config '{CONFIG}': config category 'sr', "
+        f"variable 'ht'; config '{other.name}': config category 'sr', variable 'ht'"
+    )
 
 
 # pyhf
@@ -428,12 +856,7 @@ def unit_limits() -> tuple[dict[str, Any], dict[str, Any]]:
     results = []
     for model_cls in (unit_inference, unit_inference_x10):
         model = model_cls()
-        shapes = {"sr": unit_shapes(model)}
-        shapes["sr"].nominal = {
-            k: v * (model.signal_scale if k.endswith("HH") else 1.0) for k, v in shapes["sr"].nominal.items()
-        }
-        shapes["sr"].shifted["ggHH"]["jes"] = tuple(v * model.signal_scale for v in shapes["sr"].shifted["ggHH"]["jes"])
-        results.append(compute_limits(build_pyhf_spec(model, shapes), observed=True, n_scan=11))
+        results.append(compute_limits(build_pyhf_spec(model, {"sr": unit_shapes(model)}), observed=True, n_scan=11))
     return results[0], results[1]
 
 
@@ -459,11 +882,8 @@ def test_ten_times_the_signal_gives_a_ten_times_smaller_limit(unit_limits: tuple
 
 def test_a_tiny_signal_still_gives_a_finite_limit() -> None:
     """The limited config's HH yield is ~0.01 events: the POI range follows the signal size."""
-    model = unit_inference()
+    model = unit_inference(settings={"signal_scale": 1e-4})
     shapes = {"sr": unit_shapes(model)}
-    for name in ("ggHH", "vbfHH"):
-        shapes["sr"].nominal[name] = shapes["sr"].nominal[name] * 1e-4
-    shapes["sr"].shifted["ggHH"]["jes"] = tuple(v * 1e-4 for v in shapes["sr"].shifted["ggHH"]["jes"])
     result = compute_limits(build_pyhf_spec(model, shapes), observed=False, n_scan=5)
     assert result["observed"] is None
     assert 1e2 < result["expected"]["median"] < 1e6

@@ -1,18 +1,20 @@
 """Statistical inference: combine datacards, a pyhf workspace and the upper limit on the signal strength.
 
-    MergeHistograms (every dataset and shift the model needs) -> CreateDatacards -> CreatePyhfWorkspace -> PyhfLimit
+    MergeHistograms (every config, dataset and shift the model needs) -> CreateDatacards -> CreatePyhfWorkspace
+    -> PyhfLimit
 
 All tasks take ``--inference-model NAME`` (a model of the law.cfg ``inference_modules``) and
 ``--inference-model-settings key=value,...`` (class attributes of the model, e.g. ``signal_scale=100``).
-``--calibrators``, ``--selector``, ``--producers`` and ``--ml-models`` default to the model's choice (then the
-config's defaults); the model's shape parameters must be implemented by them (e.g. ``jec`` by the calibrator
-``jec``), otherwise the task refuses to run instead of writing up / down histograms that equal nominal.
+``--configs a,b`` resolves the model against several configs (the histograms of a category are summed over
+them; default: ``--config``). ``--calibrators``, ``--selector``, ``--producers`` and ``--ml-models`` default to
+the model's choice (then the config's defaults); the model's shape parameters must be implemented by them
+(e.g. ``jec`` by the calibrator ``jec``), otherwise the task refuses to run instead of writing up / down
+histograms that equal nominal.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import law
@@ -25,9 +27,9 @@ from cf.inference import (
     CategoryShapes,
     InferenceModel,
     build_pyhf_spec,
+    category_file_name,
     category_shapes,
     compute_limits,
-    read_shapes_file,
     render_datacard,
     validate_pyhf_spec,
     write_shapes_file,
@@ -42,15 +44,16 @@ __all__ = ["CreateDatacards", "CreatePyhfWorkspace", "InferenceModelMixin", "Pyh
 
 
 @functools.cache
-def inference_model_instance(name: str, settings: tuple[str, ...], config: str) -> InferenceModel:
-    """The registered inference model ``name``, resolved against the config, with ``key=value`` settings."""
+def inference_model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...]) -> InferenceModel:
+    """The registered inference model ``name``, resolved against the configs, with ``key=value`` settings."""
     load_modules("inference_modules")
     model_cls = InferenceModel.get_cls(name)
     try:
         parsed = parse_settings(list(settings))
     except ValueError as error:
         raise UserError(str(error)) from None
-    return model_cls(get_config(load_analysis(), config), settings=parsed)
+    analysis_inst = load_analysis()
+    return model_cls([get_config(analysis_inst, config) for config in configs], settings=parsed)
 
 
 def _function_providers(shifts: set[str]) -> list[str]:
@@ -64,21 +67,27 @@ def _function_providers(shifts: set[str]) -> list[str]:
 
 
 class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, CalibratorsMixin, ConfigTask):
-    """``--inference-model NAME`` and ``--inference-model-settings k=v,...``; function defaults from the model."""
+    """``--inference-model NAME``, ``--inference-model-settings k=v,...`` and ``--configs``; defaults from the model."""
 
     inference_model = luigi.Parameter(description="name of the inference model (see inference_modules in law.cfg)")
     inference_model_settings = law.CSVParameter(
         default=(),
         description="settings of the inference model as key=value pairs, e.g. signal_scale=100",
     )
+    configs = law.CSVParameter(
+        default=(),
+        description="configs of the model, their histograms summed per category; default: --config",
+    )
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         model = None
         if "inference_model" in params:
-            config = params.get("config") or analysis_setting("default_config")
+            configs = tuple(params.get("configs") or (params.get("config") or analysis_setting("default_config"),))
+            params["configs"] = configs
+            params["config"] = configs[0]
             model = inference_model_instance(
-                params["inference_model"], tuple(params.get("inference_model_settings", ())), config
+                params["inference_model"], tuple(params.get("inference_model_settings", ())), configs
             )
             # the model's functions are the defaults; explicit command-line values win
             defaults = {
@@ -108,7 +117,8 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         funcs += [selectors.get(params["selector"])]
         funcs += [producers.get(name) for name in params["producers"]]
         implemented = {shift for func in funcs for shift in func.shifts}
-        missing = sorted(model.required_shifts() - implemented)
+        required = set().union(*(model.required_shifts(config) for config in params["configs"]))
+        missing = sorted(required - implemented)
         if missing:
             providers = _function_providers(set(missing))
             raise UserError(
@@ -121,12 +131,13 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
 
     @property
     def inference_model_inst(self) -> InferenceModel:
-        return inference_model_instance(self.inference_model, tuple(self.inference_model_settings), self.config)
+        return inference_model_instance(self.inference_model, tuple(self.inference_model_settings), tuple(self.configs))
 
     def store_parts(self) -> list[str]:
         model = self.inference_model_inst
         parts = [
-            *super().store_parts(),
+            *super().store_parts()[:-1],
+            "__".join(self.configs),
             "calib__" + ("__".join(self.calibrators) or "none"),
             f"sel__{self.selector}",
             "prod__" + ("__".join(self.producers) or "none"),
@@ -136,92 +147,121 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         inference = f"inf__{model.name}"
         return [*parts, f"{inference}__{model.settings_repr}" if model.settings_repr else inference]
 
+    def histogram_requirements(self) -> dict[str, dict[str, dict[str, MergeHistograms]]]:
+        """``cf.MergeHistograms`` per config, dataset and shift the model reads."""
+        model = self.inference_model_inst
+        reqs: dict[str, dict[str, dict[str, MergeHistograms]]] = {}
+        for config in self.configs:
+            variables = model_variables(model, config)
+            if not variables:
+                continue
+            reqs[config] = {
+                dataset: {
+                    shift: MergeHistograms.req(
+                        self, config=config, dataset=dataset, shift=shift, variables=variables, ml_models=self.ml_models
+                    )
+                    for shift in shifts
+                }
+                for dataset, shifts in model.dataset_shifts(config).items()
+            }
+        return reqs
+
+    def model_shapes(self, inputs: dict[str, Any]) -> dict[str, CategoryShapes]:
+        """The numbers of every category of the model from the histogram inputs."""
+        model = self.inference_model_inst
+        loaded = {
+            config: {
+                dataset: {shift: (target.path, load_histograms(target.path)) for shift, target in shifts.items()}
+                for dataset, shifts in datasets.items()
+            }
+            for config, datasets in inputs.items()
+        }
+        shapes = {}
+        for category in model.categories:
+            histograms = {
+                config: {
+                    dataset: {
+                        shift: _variable_histogram(content, category.config_data[config].variable, dataset, shift, path)
+                        for shift, (path, content) in shifts.items()
+                    }
+                    for dataset, shifts in loaded[config].items()
+                }
+                for config in model.category_configs(category.name)
+            }
+            shapes[category.name] = category_shapes(model, category.name, histograms)
+        return shapes
+
+
+def model_variables(model: InferenceModel, config: str) -> tuple[str, ...]:
+    """The variables the model's categories read in a config."""
+    return tuple(sorted({c.config_data[config].variable for c in model.categories if config in c.config_data}))
+
+
+def _variable_histogram(content: dict[str, Any], variable: str, dataset: str, shift: str, path: str) -> Any:
+    if variable not in content:
+        raise UserError(
+            f"the histograms of dataset '{dataset}' (shift '{shift}', {path}) have no variable '{variable}'"
+        )
+    return content[variable]
+
 
 class CreateDatacards(InferenceModelMixin):
     """Per category of the inference model, a combine text datacard and its ROOT shapes file (written with uproot).
 
-    Requires ``cf.MergeHistograms`` of the model's variables for every dataset of the model: nominal, and for
-    MC the up / down shifts of its shape parameters. Histogram flow bins are folded into the first / last bin,
-    negative bins are set to zero (``clip_negative_bins``), so that the datacard rates are the integrals of the
-    shapes-file histograms.
+    Requires ``cf.MergeHistograms`` of the model's variables for every config and dataset of the model: nominal,
+    and for MC the up / down shifts of the parameters that read them. How flow bins, empty bins, process scales
+    and parameter transformations enter is the model's choice (:func:`cf.inference.category_shapes`); the
+    datacard rates are the integrals of the shapes-file histograms.
     """
 
-    def requires(self) -> dict[str, dict[str, MergeHistograms]]:
-        model = self.inference_model_inst
-        variables = tuple(sorted({category.config_variable for category in model.categories}))
-        reqs: dict[str, dict[str, MergeHistograms]] = {}
-        for dataset, shifts in model.dataset_shifts().items():
-            reqs[dataset] = {
-                shift: MergeHistograms.req(
-                    self, dataset=dataset, shift=shift, variables=variables, ml_models=self.ml_models
-                )
-                for shift in shifts
-            }
-        return reqs
+    def requires(self) -> dict[str, dict[str, dict[str, MergeHistograms]]]:
+        return self.histogram_requirements()
 
     def output(self) -> dict[str, dict[str, law.LocalFileTarget]]:
+        model = self.inference_model_inst
         return {
             category.name: {
-                "datacard": self.target(f"datacard__{category.name}.txt"),
-                "shapes": self.target(f"shapes__{category.name}.root"),
+                "datacard": self.target(category_file_name(model, category.name, "datacard", "txt")),
+                "shapes": self.target(category_file_name(model, category.name, "shapes", "root")),
             }
-            for category in self.inference_model_inst.categories
+            for category in model.categories
         }
 
     def run(self) -> None:
         model = self.inference_model_inst
-        inputs = self.input()
-        loaded: dict[str, dict[str, dict[str, Any]]] = {
-            dataset: {shift: load_histograms(target.path) for shift, target in shifts.items()}
-            for dataset, shifts in inputs.items()
-        }
         outputs = self.output()
-        for category in model.categories:
-            variable = category.config_variable
-            histograms: dict[str, dict[str, Any]] = {}
-            for dataset, shifts in loaded.items():
-                histograms[dataset] = {}
-                for shift, content in shifts.items():
-                    if variable not in content:
-                        raise UserError(
-                            f"the histograms of dataset '{dataset}' (shift '{shift}', {inputs[dataset][shift].path}) "
-                            f"have no variable '{variable}'",
-                        )
-                    histograms[dataset][shift] = content[variable]
-            shapes = category_shapes(model, category.name, histograms)
-            shapes_target = outputs[category.name]["shapes"]
-            write_shapes_file(shapes_target.path, model, category.name, shapes)
-            text = render_datacard(model, category.name, shapes, os.path.basename(shapes_target.path))
-            with atomic_path(outputs[category.name]["datacard"].path) as tmp_path, open(tmp_path, "w") as file:
+        for name, shapes in self.model_shapes(self.input()).items():
+            shapes_target = outputs[name]["shapes"]
+            write_shapes_file(shapes_target.path, model, name, shapes)
+            text = render_datacard(model, name, shapes, shapes_target.basename)
+            with atomic_path(outputs[name]["datacard"].path) as tmp_path, open(tmp_path, "w") as file:
                 file.write(text)
-            self.publish_message(yields_summary(model, category.name, shapes))
+            self.publish_message(yields_summary(name, shapes))
 
 
-def yields_summary(model: InferenceModel, category: str, shapes: CategoryShapes) -> str:
+def yields_summary(category: str, shapes: CategoryShapes) -> str:
     """One line per process with its rate in the category, and the observation."""
     lines = [f"category '{category}':"]
-    lines += [f"  {process.name:<16} {shapes.rate(process.name):14.6g}" for process in model.processes]
+    lines += [f"  {process:<16} {shapes.rate(process):14.6g}" for process in shapes.processes]
     lines.append(f"  {'observation':<16} {shapes.observation:14.6g}")
     return "\n".join(lines)
 
 
 class CreatePyhfWorkspace(InferenceModelMixin):
-    """The inference model as a pyhf (HistFactory) workspace, from the datacards' shapes files, schema-validated."""
+    """The inference model as a pyhf (HistFactory) workspace, schema-validated.
 
-    def requires(self) -> CreateDatacards:
-        return CreateDatacards.req(self)
+    Its numbers come from the same histograms and the same function as the datacards', which it requires.
+    """
+
+    def requires(self) -> dict[str, Any]:
+        return {"datacards": CreateDatacards.req(self), "histograms": self.histogram_requirements()}
 
     def output(self) -> law.LocalFileTarget:
         return self.target("workspace.json")
 
     def run(self) -> None:
         model = self.inference_model_inst
-        inputs = self.input()
-        shapes = {
-            category.name: read_shapes_file(inputs[category.name]["shapes"].path, model, category.name)
-            for category in model.categories
-        }
-        spec = build_pyhf_spec(model, shapes)
+        spec = build_pyhf_spec(model, self.model_shapes(self.input()["histograms"]))
         validate_pyhf_spec(spec)
         dump_json(self.output().path, spec)
 
@@ -243,20 +283,19 @@ class PyhfLimit(InferenceModelMixin):
     def run(self) -> None:
         model = self.inference_model_inst
         spec = load_json(self.input().path)
-        observed = all(category.has_real_data for category in model.categories)
+        observed = not any(model.data_processes(category.name) for category in model.categories)
         result = compute_limits(spec, observed=observed)
         result.update(
             {
                 "inference_model": model.name,
                 "settings": model.settings,
-                "signal_scale": model.signal_scale,
-                "config": self.config,
+                "configs": list(self.configs),
                 "workspace": self.input().path,
             }
         )
         outputs = self.output()
         dump_json(outputs["json"].path, result)
-        title = f"{model.name} ({self.config})"
+        title = f"{model.name} ({', '.join(self.configs)})"
         for fmt in ("png", "pdf"):
             plot_limits(result, outputs[fmt].path, fmt, title)
         expected = result["expected"]
