@@ -1,7 +1,7 @@
-"""The porting guide: a columnflow model and producer run here with only their import lines changed.
+"""The porting guide: a columnflow model, producer and inference model run here with only their imports changed.
 
 The columnflow forms live in ``docs/user_guide/examples/porting/`` (the guide shows them); the ported files are
-``ml/porting.py`` and ``analysis_template/production/porting.py``, named in law.cfg. Also the columnflow fidelity
+``ml/porting.py``, ``analysis_template/production/porting.py`` and ``inference/porting.py``, named in law.cfg. Also the columnflow fidelity
 of the ML tasks: ``task.fold``, the configs a model trains on, ``store_name``, wildcard ``uses``.
 """
 
@@ -28,6 +28,7 @@ EXAMPLES = ROOT / "docs" / "user_guide" / "examples" / "porting"
 PORTED_FILES = (
     (EXAMPLES / "columnflow_model.py", ROOT / "ml" / "porting.py"),
     (EXAMPLES / "columnflow_producer.py", ROOT / "analysis_template" / "production" / "porting.py"),
+    (EXAMPLES / "columnflow_inference.py", ROOT / "inference" / "porting.py"),
 )
 IMPORT_LINE = re.compile(r"^from (columnflow|cf)(\.\w+)* import ")
 MODEL = ("--ml-model", "ported_model", "--ml-model-settings", "epochs=1")
@@ -96,6 +97,37 @@ def test_ported_producer_through_law_run(law_env: LawEnv, law_run: LawRun, law_o
         assert ak.all(columns.jet1_pt_port == events.Jet.pt[:, 0])
         assert ak.all(columns.n_bjet_port == ak.sum(events.Jet.btagDeepFlavB > 0.3040, axis=1))
         assert ak.all(columns.jet_eta_spread >= 0)
+
+
+def test_ported_inference_model_writes_datacards_and_a_workspace_through_law_run(
+    law_env: LawEnv, law_run: LawRun, law_outputs: LawOutputs
+) -> None:
+    import json
+
+    workspace = ("cf.CreatePyhfWorkspace", "--version", "v1", "--inference-model", "porting_inference")
+    law_run(*workspace, env=law_env.env, timeout=900)
+    cards = {p.name: p for p in law_outputs("cf.CreateDatacards", *workspace[1:], env=law_env.env)}
+    assert sorted(cards) == ["datacard__cr_tt.txt", "datacard__sr.txt", "shapes__cr_tt.root", "shapes__sr.root"]
+    lines = [line.split() for line in cards["datacard__cr_tt.txt"].read_text().splitlines()]
+    assert ["process", "HH", "tt", "dy"] in lines
+    assert ["lumi_13TeV_2017", "lnN", "0.977/1.023", "0.977/1.023", "0.977/1.023"] in lines
+    assert ["dy_xsec", "lnN", "-", "-", "1.1"] in lines
+    assert ["QCDscale", "shape", "-", "1", "1"] in lines
+    assert ["tt_norm", "rateParam", "cr_tt", "tt", "1"] in lines
+    assert ["theory", "group", "=", "dy_xsec", "QCDscale"] in lines
+    assert ["*", "autoMCStats", "10"] in lines
+    # no dy event in the signal region: skip_if_empty leaves dy out there, and its parameter with it
+    sr = cards["datacard__sr.txt"].read_text()
+    assert "dy" not in sr
+    assert "theory group = QCDscale" in sr
+    (path,) = law_outputs(*workspace, env=law_env.env)
+    spec = json.loads(path.read_text())
+    assert {"name": "tt_norm", "bounds": [[0.0, 10.0]], "inits": [1.0]} in spec["measurements"][0]["config"][
+        "parameters"
+    ]
+    tt = next(s for s in spec["channels"][0]["samples"] if s["name"] == "tt")
+    qcd = next(m for m in tt["modifiers"] if m["name"] == "QCDscale")
+    assert sum(qcd["data"]["hi_data"]) == pytest.approx(1.15 * sum(tt["data"]))
 
 
 @pytest.mark.slow
