@@ -1,23 +1,27 @@
-"""The files of a dataset.
+"""The files of a dataset, and the external files of a config.
 
 ``cf.GetDatasetLFNs`` lists the files the chain reads; for the embedded default sample,
-``cf.CreateSampleFiles`` generates them on first use.
+``cf.CreateSampleFiles`` generates them on first use. ``cf.BundleExternalFiles`` fetches the files the config
+declares in ``x.external_files`` (corrections, ...) into the store.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
+import uuid
 from typing import Any
 
 import law
 
+from cf.external import declaration_hash, external_files, fetch_external_file
 from cf.io import dump_json
-from cf.tasks.base import DatasetTask
+from cf.tasks.base import ConfigTask, DatasetTask
 from cf.tasks.remote import BatchWorkflow
-from cf.util import expand_path, import_object
+from cf.util import UserError, expand_path, import_object
 
-__all__ = ["CreateSampleFiles", "DatasetWorkflow", "GetDatasetLFNs", "is_remote"]
+__all__ = ["BundleExternalFiles", "CreateSampleFiles", "DatasetWorkflow", "GetDatasetLFNs", "is_remote"]
 
 
 def is_remote(key: str) -> bool:
@@ -124,3 +128,40 @@ class DatasetWorkflow(DatasetTask, BatchWorkflow):
         """The path or URL of this branch's input file, from the dataset's file list."""
         lfns = self.lfns_requirement().output().load(formatter="json")
         return str(lfns["files"][self.branch])
+
+
+class BundleExternalFiles(ConfigTask):
+    """Copies or downloads the external files of the config (``x.external_files``) into the store, once.
+
+    Every file is fetched into a temporary folder and its checksum verified before any is moved into place; the
+    manifest (name -> file, source, sha256) is written last, so that a failed or killed run leaves nothing that
+    counts as complete. The output folder is named by a hash of the declarations instead of ``--version``: a
+    changed path, URL or checksum fetches again, an unchanged one is shared by every version.
+    """
+
+    version = None  # type: ignore[assignment]  # keyed by the declarations, see store_version
+
+    def store_version(self) -> str:
+        return f"files__{declaration_hash(external_files(self.config_inst))}"
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target("manifest.json")
+
+    def run(self) -> None:
+        declared = external_files(self.config_inst)
+        if not declared:
+            raise UserError(f"config '{self.config}' declares no external files (x.external_files)")
+        folder = os.path.dirname(self.output().path)
+        temporary = os.path.join(folder, f".bundle.{uuid.uuid4().hex}.tmp")
+        os.makedirs(temporary)
+        try:
+            manifest = {}
+            for external in declared:
+                self.publish_message(f"fetching {external.name} from {external.source}")
+                checksum = fetch_external_file(external, os.path.join(temporary, external.file_name))
+                manifest[external.name] = {"file": external.file_name, "source": external.source, "sha256": checksum}
+            for entry in manifest.values():
+                os.replace(os.path.join(temporary, entry["file"]), os.path.join(folder, entry["file"]))
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+        dump_json(self.output().path, {"config": self.config, "files": manifest})

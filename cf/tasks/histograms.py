@@ -1,8 +1,12 @@
 """``cf.CreateHistograms`` (per file) and ``cf.MergeHistograms`` (per dataset).
 
 Each variable of the config becomes a ``hist.Hist`` with a category axis (the ids in ``category_ids``),
-a shift axis and the variable's own axis, filled with ``normalization_weight``. With ``--ml-models``, the
-evaluation columns of those models are read too, so the variables their ``setup()`` adds can be filled.
+a shift axis and the variable's own axis. Simulated events are weighted with the product of the config's event
+weights (``config.x.event_weights``: weight column -> the shift sources that vary it; default:
+``normalization_weight`` alone); a histogram of the shift ``<source>_up`` reads ``<column>_up`` instead of the
+weight column that source varies, so weight uncertainties need no rerun of the chain. Data events have weight 1.
+With ``--ml-models``, the evaluation columns of those models are read too, so the variables their ``setup()``
+adds can be filled.
 """
 
 from __future__ import annotations
@@ -25,9 +29,47 @@ from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
 from cf.util import UserError, short_hash
 
-__all__ = ["CreateHistograms", "MergeHistograms", "MLModelsMixin", "VariablesMixin", "load_histograms"]
+__all__ = [
+    "CreateHistograms",
+    "MLModelsMixin",
+    "MergeHistograms",
+    "VariablesMixin",
+    "event_weight_columns",
+    "load_histograms",
+    "weight_shifts",
+]
 
-WEIGHT_COLUMN = "normalization_weight"
+#: The event weights of a config without ``x.event_weights``.
+DEFAULT_EVENT_WEIGHTS: dict[str, tuple[str, ...]] = {"normalization_weight": ()}
+SHIFT_DIRECTIONS = ("up", "down")
+
+
+def _event_weights(config_inst: Any) -> dict[str, tuple[str, ...]]:
+    declared = config_inst.x("event_weights", DEFAULT_EVENT_WEIGHTS)
+    return {str(column): tuple(sources) for column, sources in declared.items()}
+
+
+def weight_shifts(config_inst: Any) -> set[str]:
+    """The shifts that change only the event weights of the histograms (``<source>_up`` / ``_down``)."""
+    return {
+        f"{source}_{direction}"
+        for sources in _event_weights(config_inst).values()
+        for source in sources
+        for direction in SHIFT_DIRECTIONS
+    }
+
+
+def event_weight_columns(config_inst: Any, shift: str) -> list[str]:
+    """The weight columns whose product weighs simulated events in ``shift``: varied where the shift varies them."""
+    columns = []
+    for column, sources in _event_weights(config_inst).items():
+        varied = [
+            f"{column}_{direction}" for s in sources for direction in SHIFT_DIRECTIONS if shift == f"{s}_{direction}"
+        ]
+        columns.append(varied[0] if varied else column)
+    return columns
+
+
 CATEGORY_COLUMN = "category_ids"
 
 
@@ -105,8 +147,8 @@ def empty_histogram(variable: Any) -> Any:
     )
 
 
-def fill_histogram(histogram: Any, variable: Any, events: ak.Array, shift: str) -> None:
-    """Fill one variable for every (event, category) pair, weighted with the normalization weight."""
+def fill_histogram(histogram: Any, variable: Any, events: ak.Array, shift: str, weights: np.ndarray) -> None:
+    """Fill one variable for every (event, category) pair, with the event's weight."""
     values = Route(variable.expression).apply(events, variable.null_value)
     if values.ndim != 1:
         raise UserError(
@@ -119,7 +161,7 @@ def fill_histogram(histogram: Any, variable: Any, events: ak.Array, shift: str) 
         category=ak.to_numpy(ak.flatten(categories)),
         shift=shift,
         **{variable.name: np.repeat(ak.to_numpy(values), counts)},
-        weight=np.repeat(ak.to_numpy(events[WEIGHT_COLUMN]), counts),
+        weight=np.repeat(weights, counts),
     )
 
 
@@ -134,13 +176,20 @@ def load_histograms(path: str) -> dict[str, Any]:
         return pickle.load(f)
 
 
+class WeightShiftsMixin(ShiftMixin):
+    """Histograms have their own output for the shifts that change only the event weights."""
+
+    def implemented_shifts(self) -> set[str]:
+        return super().implemented_shifts() | weight_shifts(self.config_inst)  # type: ignore[attr-defined]
+
+
 class CreateHistograms(
     VariablesMixin,
     MLModelsMixin,
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
-    ShiftMixin,
+    WeightShiftsMixin,
     DatasetWorkflow,
 ):
     """Histograms of the config variables for the events of one file (a pickled dict of ``hist.Hist``)."""
@@ -158,11 +207,17 @@ class CreateHistograms(
         sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
         sources += [open_source(inputs["ml"][name]["mlcolumns"].path) for name in self.ml_models]
         variables = [self.config_inst.get_variable(name) for name in self.variables]
-        uses = {Route(variable.expression).column for variable in variables} | {CATEGORY_COLUMN, WEIGHT_COLUMN}
+        weight_columns = (
+            [] if self.dataset_inst.is_data else event_weight_columns(self.config_inst, self.effective_shift)
+        )
+        uses = {Route(variable.expression).column for variable in variables} | {CATEGORY_COLUMN, *weight_columns}
         histograms = {variable.name: empty_histogram(variable) for variable in variables}
         for events, _, _ in self.iter_chunks(sources, uses):
+            weights = np.ones(len(events))
+            for column in weight_columns:
+                weights = weights * ak.to_numpy(events[column])
             for variable in variables:
-                fill_histogram(histograms[variable.name], variable, events, self.effective_shift)
+                fill_histogram(histograms[variable.name], variable, events, self.effective_shift, weights)
         dump_histograms(self.output().path, histograms)
 
 
@@ -172,7 +227,7 @@ class MergeHistograms(
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
-    ShiftMixin,
+    WeightShiftsMixin,
     DatasetTask,
 ):
     """The histograms of all files of a dataset, summed."""

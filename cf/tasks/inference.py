@@ -37,7 +37,7 @@ from cf.inference import (
 from cf.io import atomic_path, dump_json, load_json
 from cf.ml import parse_settings
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin
-from cf.tasks.histograms import MergeHistograms, MLModelsMixin, load_histograms
+from cf.tasks.histograms import MergeHistograms, MLModelsMixin, load_histograms, weight_shifts
 from cf.util import UserError
 
 __all__ = ["CreateDatacards", "CreatePyhfWorkspace", "InferenceModelMixin", "PyhfLimit", "inference_model_instance"]
@@ -117,8 +117,12 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         funcs += [selectors.get(params["selector"])]
         funcs += [producers.get(name) for name in params["producers"]]
         implemented = {shift for func in funcs for shift in func.shifts}
-        required = set().union(*(model.required_shifts(config) for config in params["configs"]))
-        missing = sorted(required - implemented)
+        analysis_inst = load_analysis()
+        missing = sorted(
+            shift
+            for config in params["configs"]
+            for shift in model.required_shifts(config) - implemented - weight_shifts(get_config(analysis_inst, config))
+        )
         if missing:
             providers = _function_providers(set(missing))
             raise UserError(
