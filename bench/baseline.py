@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import awkward as ak
+import law
 import numpy as np
 import pyarrow.parquet as pq
 import uproot
@@ -29,7 +30,10 @@ from analysis_template.config.analysis import analysis_template
 from analysis_template.production.default import default as produce
 from analysis_template.selection.default import default as select
 from bench.common import CONFIG, DATASETS, SampleInfo
+from cf.external import external_files
 from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.io import dump_json
+from cf.util import expand_path
 
 __all__ = ["main", "nanoaod_events", "process_dataset"]
 
@@ -106,6 +110,10 @@ def process_dataset(
     calibrate_inst = skip_jecunc(config_inst=config_inst, dataset_inst=dataset_inst)
     select_inst = select(config_inst=config_inst, dataset_inst=dataset_inst)
     produce_inst = produce(config_inst=config_inst, dataset_inst=dataset_inst)
+    # the correction files, read where the config declares them (the chain reads its bundled copies)
+    corrections = {"external_files": local_manifest(config_inst, out_dir)}
+    for inst in (calibrate_inst, produce_inst):
+        inst.run_setup(None, {}, corrections, {})
     # what the normalization weight's setup hook loads from the merged selection statistics in the chain
     for function in produce_inst.walk():
         function.selection_stats = {"sum_mc_weight": sum_weights}
@@ -149,6 +157,17 @@ def process_dataset(
         for out in fold_outs:
             out.close()
     return {"n_events": n_events, "sum_weights": fold_weights}
+
+
+def local_manifest(config_inst: Any, out_dir: str) -> law.LocalFileTarget:
+    """A manifest of the config's external files at their declared local paths, as the setup hooks read it."""
+    files = {
+        external.name: {"file": expand_path(external.source), "source": external.source, "sha256": ""}
+        for external in external_files(config_inst)
+    }
+    target = law.LocalFileTarget(os.path.join(out_dir, "external_files.json"))
+    dump_json(target.path, {"config": config_inst.name, "files": files})
+    return target
 
 
 def main(argv: list[str] | None = None) -> None:

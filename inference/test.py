@@ -31,14 +31,16 @@ __all__ = ["test_inference"]
     signal_process="hh_ggf_bbtautau",
     signal_scale=1.0,
     asimov=False,
+    weight_uncertainties=True,
 )
 def test_inference(self: InferenceModel) -> None:
     """HH -> bbtautau: the ``dnn`` HH score in the signal region and HT in the tt control region.
 
     Processes HH (signal, times ``signal_scale``), tt and dy; the luminosity uncertainty of each config (lnN on
     all processes), the tt cross-section uncertainty (lnN, from the config process), the jet energy scale
-    (shape, shift source ``jec``) and the MC statistical uncertainties. With ``asimov=True`` the observation of
-    both categories is the sum of the expected backgrounds instead of the data.
+    (shape, shift source ``jec``), the pileup and muon ID weights (shapes, shift sources ``pu`` and ``mu_id``;
+    ``weight_uncertainties=False`` leaves them out) and the MC statistical uncertainties. With ``asimov=True``
+    the observation of both categories is the sum of the expected backgrounds instead of the data.
     """
     configs = [config_inst.name for config_inst in self.config_insts]
     regions = (
@@ -79,9 +81,11 @@ def test_inference(self: InferenceModel) -> None:
     self.add_parameter(
         "tt_xsec", process="tt", type=ParameterType.rate_gauss, effect=lnn_effect(tt_xsec), group="theory"
     )
-    self.add_parameter(
-        "jec",
-        type=ParameterType.shape,
-        config_data={config: {"shift_source": "jec"} for config in configs},
-        group="experimental",
-    )
+    shape_sources = ("jec", "pu", "mu_id") if self.weight_uncertainties else ("jec",)
+    for source in shape_sources:
+        self.add_parameter(
+            source,
+            type=ParameterType.shape,
+            config_data={config: {"shift_source": source} for config in configs},
+            group="experimental",
+        )

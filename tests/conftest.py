@@ -23,13 +23,15 @@ Nothing here changes global state (no autouse fixtures, no environment changes o
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -168,6 +170,28 @@ def output_paths(result: subprocess.CompletedProcess[str]) -> list[Path]:
 def print_outputs(*args: str, env: Mapping[str, str], depth: int = 0) -> list[Path]:
     """The output paths of a task (``law run ARGS... --print-output DEPTH``); runs nothing, fails on error."""
     return output_paths(run_law(*args, "--print-output", str(depth), env=env))
+
+
+@functools.cache
+def correction_bundle(config: str = "run2_2017_nano_uhh_v11_limited") -> Any:
+    """The output (manifest) of ``cf.BundleExternalFiles`` for ``config``, run once in this process.
+
+    The bundle goes into a temporary store of its own, so that unit tests can run the setup hooks of the
+    calibrators and producers that read correction files, as a task does.
+    """
+    from cf.tasks.external import BundleExternalFiles
+
+    previous = os.environ.get("CF_STORE_LOCAL")
+    os.environ["CF_STORE_LOCAL"] = tempfile.mkdtemp(prefix="cf_bundle_")
+    try:
+        task = BundleExternalFiles(config=config)
+        task.run()
+        return task.output()
+    finally:
+        if previous is None:
+            del os.environ["CF_STORE_LOCAL"]
+        else:
+            os.environ["CF_STORE_LOCAL"] = previous
 
 
 @pytest.fixture(scope="session")

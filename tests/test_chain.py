@@ -33,6 +33,7 @@ SELECTED = ("--version", "v1", "--config", CONFIG, "--dataset", DATASET, "--cali
 PRODUCE = ("cf.ProduceColumns", *SELECTED, "--producers", "default")
 PRODUCED_COLUMNS = {
     "n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll", "category_ids", "normalization_weight",
+    "pu_weight", "pu_weight_up", "pu_weight_down", "muon_weight", "muon_weight_up", "muon_weight_down",
 }  # fmt: skip
 
 
@@ -221,13 +222,13 @@ def test_chunk_size_does_not_change_the_outputs(
     [
         ("--config", "config", CONFIG),
         ("--dataset", "dataset", "data_mu_b, dy_lep_m50_madgraph, hh_ggf_bbtautau_madgraph"),
-        ("--shift", "shift", "jec_down, jec_up, nominal"),
+        ("--shift", "shift", "jec_down, jec_up, mu_id_down, mu_id_up, nominal, pu_down, pu_up"),
         ("--calibrators", "calibrator", "jec, skip_jecunc"),
         ("--selector", "selector", "default"),
         (
             "--producers",
             "producer",
-            "category_ids, default, features, jet_shape, normalization_weight, porting_features",
+            "category_ids, default, features, jet_shape, muon_weight, normalization_weight, porting_features, pu_weight",
         ),
     ],
 )

@@ -64,7 +64,7 @@ def test_analysis_and_config(config: od.Config) -> None:
     assert config.x.default_producers == ("default",)
     keep = config.x.keep_columns["cf.ReduceEvents"]
     assert {"run", "event", "genWeight", "Jet.btagDeepFlavB", "Tau.decayMode", "Muon.pdgId"} <= set(keep)
-    assert len(keep) == len(set(keep)) == 31
+    assert len(keep) == len(set(keep)) == 32
 
 
 def test_process_ids_and_flags(config: od.Config) -> None:
@@ -170,7 +170,10 @@ def test_variables(config: od.Config) -> None:
 
 def test_shifts_and_categories(config: od.Config) -> None:
     """Shifts and categories exist with their ids, types and selection descriptions."""
-    assert [(s.name, s.id) for s in config.shifts] == [("nominal", 0), ("jec_up", 1), ("jec_down", 2)]
+    assert [(s.name, s.id) for s in config.shifts] == [
+        ("nominal", 0),
+        *(("jec_up", 1), ("jec_down", 2), ("pu_up", 3), ("pu_down", 4), ("mu_id_up", 5), ("mu_id_down", 6)),
+    ]
     assert config.get_shift("jec_up").source == "jec"
     assert config.get_shift("jec_down").type == od.Shift.SHAPE
     assert [(c.name, c.id) for c in config.categories] == [("incl", 1), ("sr", 2), ("cr_tt", 3), ("cr_dy", 4)]

@@ -18,6 +18,7 @@ from analysis_template.config.analysis import analysis_template
 from analysis_template.production import default as production
 from analysis_template.selection import default as selection
 from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
+from cf.external import load_correction
 from cf.functions import (
     ColumnFunction,
     ConfigColumns,
@@ -30,6 +31,7 @@ from cf.functions import (
     selectors,
 )
 from cf.util import UserError
+from tests.conftest import correction_bundle
 
 # --------------------------------------------------------------------------------------------------------------------
 # the registry
@@ -243,7 +245,9 @@ def test_analysis_functions_are_registered() -> None:
     assert default.produced_columns == {
         *("n_jet", "n_btag", "n_electron", "n_muon", "n_tau", "ht", "m_bb", "m_ll"),
         *("category_ids", "normalization_weight"),
+        *("pu_weight", "pu_weight_up", "pu_weight_down", "muon_weight", "muon_weight_up", "muon_weight_down"),
     }
+    assert "Pileup.nTrueInt" in default.used_columns
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -266,9 +270,11 @@ def _run(
 ) -> Any:
     """Call the function ``cls`` on ``events``, instantiated for the dataset and shift as a task does.
 
-    ``selection_stats`` stands in for what the normalization weight's setup hook loads in a task.
+    Its setup hooks run with the config's bundled external files; ``selection_stats`` stands in for what the
+    normalization weight's setup hook loads in a task.
     """
     inst = cls(config_inst=config, dataset_inst=config.get_dataset(dataset), shift=shift)
+    inst.run_setup(None, {}, {"external_files": correction_bundle(config.name)}, {})
     if selection_stats is not None:
         for function in inst.walk():
             function.selection_stats = selection_stats  # type: ignore[attr-defined]
@@ -574,6 +580,7 @@ def reduced_events() -> ak.Array:
             "Muon": _jagged(muons, {**kin, "charge": i4}),
             "Tau": _jagged(taus, {"pt": f4}),
             "genWeight": np.array([1.0, 1.0, -1.0, 1.0, 2.0], dtype=np.float32),
+            "Pileup": ak.zip({"nTrueInt": np.array([20.0, 31.0, 45.0, 31.0, 150.0], dtype=np.float32)}),
         },
     )
 
@@ -603,12 +610,24 @@ def test_default_producer_columns(config: od.Config, reduced_events: ak.Array) -
     expected = [xsec * lumi * w / 200.0 for w in (1.0, 1.0, -1.0, 1.0, 2.0)]
     assert ak.to_list(result.normalization_weight) == pytest.approx(expected, rel=1e-6)
     assert expected[0] == pytest.approx(366.4 * 5.0 / 200.0, rel=1e-3)
+    # the weights of the correction files: pileup by the true interactions, muon ID per muon (product)
+    pileup = load_correction(correction_bundle(config.name), "pileup", "Template_goldenJSON")
+    n_true = np.array([20.0, 31.0, 45.0, 31.0, 150.0])
+    for suffix, key in (("", "nominal"), ("_up", "up"), ("_down", "down")):
+        assert ak.to_list(result[f"pu_weight{suffix}"]) == pytest.approx(pileup.evaluate(n_true, key), rel=1e-6)
+    assert float(result.pu_weight[1]) == pytest.approx(1.0, abs=0.05)
+    muon_sf = load_correction(correction_bundle(config.name), "muon_sf", "NUM_TightID_DEN_TrackerMuons")
+    for suffix, key in (("", "nominal"), ("_up", "systup"), ("_down", "systdown")):
+        sf = muon_sf.evaluate(0.0, 40.0, key)
+        assert ak.to_list(result[f"muon_weight{suffix}"]) == pytest.approx([1.0, sf, sf * sf, 1.0, sf * sf], rel=1e-6)
+    assert float(result.muon_weight_down[1]) < float(result.muon_weight[1]) < float(result.muon_weight_up[1]) < 1.0
 
 
 def test_normalization_weight_is_one_for_data(config: od.Config, reduced_events: ak.Array) -> None:
-    data_events = ak.without_field(reduced_events, "genWeight")
+    data_events = ak.without_field(ak.without_field(reduced_events, "genWeight"), "Pileup")
     result = _run(producers.get("default"), data_events, config, "data_mu_b")
     assert ak.to_list(result.normalization_weight) == [1.0] * 5
+    assert ak.to_list(result.pu_weight_up) == ak.to_list(result.muon_weight) == [1.0] * 5
     data = config.get_dataset("data_mu_b")
     default = producers.get("default")(config_inst=config, dataset_inst=data)
     assert default.used_columns == production.features(config_inst=config, dataset_inst=data).used_columns
@@ -625,7 +644,12 @@ def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_e
 
 
 def test_producer_functions_are_consistent_with_the_module(reduced_events: ak.Array) -> None:
-    assert producers.get("default").uses == {production.features, production.normalization_weight}
+    assert producers.get("default").uses == {
+        production.features,
+        production.normalization_weight,
+        production.pu_weight,
+        production.muon_weight,
+    }
     assert selectors.get("default") is selection.default
     assert calibrators.get("jec") is calibration.jec
 

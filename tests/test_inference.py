@@ -236,9 +236,10 @@ def test_the_analysis_model_resolves_against_the_config(config_inst: Any) -> Non
     assert model.required_ml_models == ("dnn",)
     assert model.calibrators == ("jec",)
     assert model.get_parameter("lumi_13TeV_2017", process="dy", category="sr").effect == pytest.approx(1.023)
-    assert model.dataset_shifts(CONFIG)["tt_sl_powheg"] == ("nominal", "jec_up", "jec_down")
+    shifts = ("nominal", "jec_up", "jec_down", "pu_up", "pu_down", "mu_id_up", "mu_id_down")
+    assert model.dataset_shifts(CONFIG)["tt_sl_powheg"] == shifts
     assert model.dataset_shifts(CONFIG)["data_mu_b"] == ("nominal",)
-    assert model.required_shifts(CONFIG) == {"jec_up", "jec_down"}
+    assert model.required_shifts(CONFIG) == set(shifts[1:])
 
 
 @pytest.mark.parametrize(
@@ -281,7 +282,7 @@ def test_an_unknown_shift_source_is_named(config_inst: Any) -> None:
         self.add_process("HH", config_process="hh_ggf_bbtautau")
         self.add_parameter("pu", type="shape", config_shift_source="pileup")
 
-    with pytest.raises(UserError, match=r"unknown shift 'pileup_up' .* available: nominal, jec_up, jec_down"):
+    with pytest.raises(UserError, match=r"unknown shift 'pileup_up' .* available: nominal, jec_up, jec_down, pu_up"):
         build(config_inst)
 
 
@@ -752,7 +753,8 @@ def test_the_config_keyed_test_inference_writes_the_same_datacards_as_before(
     from cf.inference import shapes_file_histograms
 
     load_modules("inference_modules")
-    model = InferenceModel.get_cls("test_inference")(config_inst, settings=settings)
+    # the golden files predate the pileup and muon ID weights: compare the model without their uncertainties
+    model = InferenceModel.get_cls("test_inference")(config_inst, settings={**settings, "weight_uncertainties": False})
     histograms = golden_histograms(model, config_inst)
     tag = "_".join(f"{key}_{value}" for key, value in settings.items()) or "default"
     shapes = {}
@@ -1009,14 +1011,25 @@ def test_merged_histograms_equal_weighted_event_sums_of_the_produced_columns(
     dataset = "tt_sl_powheg"
     args = ("cf.ProduceColumns", "--version", "v1", "--dataset", dataset, "--calibrators", "jec")
     events = ak.concatenate([ak.from_parquet(p) for p in law_outputs(*args, env=inference_env.env)])
-    merged = merged_histograms(inference_env, law_outputs, dataset)
-    for config_category, variable in CATEGORY_VARIABLES.values():
-        category_id = config_inst.get_category(config_category).id
-        in_category = ak.to_numpy(ak.any(events.category_ids == category_id, axis=1))
-        expected = float(np.sum(ak.to_numpy(events.normalization_weight)[in_category]))
-        assert in_category.sum() > 10
-        total = select_histogram(merged[variable], category_id, "nominal")[0].sum()
-        assert total == pytest.approx(expected, rel=1e-5)
+    # the event weights of the config; a weight shift reads the varied column of the weight it varies
+    weights = {
+        "nominal": events.normalization_weight * events.pu_weight * events.muon_weight,
+        "pu_up": events.normalization_weight * events.pu_weight_up * events.muon_weight,
+        "mu_id_down": events.normalization_weight * events.pu_weight * events.muon_weight_down,
+    }
+    for shift, weight in weights.items():
+        merged = merged_histograms(inference_env, law_outputs, dataset, shift)
+        for config_category, variable in CATEGORY_VARIABLES.values():
+            category_id = config_inst.get_category(config_category).id
+            in_category = ak.to_numpy(ak.any(events.category_ids == category_id, axis=1))
+            expected = float(np.sum(ak.to_numpy(weight)[in_category]))
+            assert in_category.sum() > 10
+            total = select_histogram(merged[variable], category_id, shift)[0].sum()
+            assert total == pytest.approx(expected, rel=1e-5)
+    # the weights are not all one: the pileup weights vary, the muon scale factors are below one
+    assert np.std(ak.to_numpy(events.pu_weight)) > 0.1
+    assert ak.all(events.muon_weight <= 1.0)
+    assert not np.allclose(ak.to_numpy(events.pu_weight_up), ak.to_numpy(events.pu_weight))
 
 
 @pytest.mark.slow
@@ -1039,6 +1052,8 @@ def test_workspace_validates_and_the_limit_shrinks_with_more_signal(
     assert sorted(workspace.samples) == ["HH", "dy", "tt"]
     assert set(workspace.modifiers) == {
         ("jec", "histosys"),
+        ("pu", "histosys"),
+        ("mu_id", "histosys"),
         ("lumi_13TeV_2017", "normsys"),
         ("r", "normfactor"),
         ("staterror_cr_tt", "staterror"),

@@ -386,7 +386,7 @@ def test_plot_variables_sums_equal_the_weighted_events(
     events = {}
     for dataset in ALL_DATASETS:
         produced = law_outputs("cf.ProduceColumns", "--version", "v1", "--dataset", dataset, env=plot_env.env)
-        columns = ["category_ids", "normalization_weight"]
+        columns = ["category_ids", "normalization_weight", "pu_weight", "muon_weight"]
         events[dataset] = ak.concatenate([ak.from_parquet(path, columns=columns) for path in produced])
     for category in ("incl", "sr"):
         stem = f"plot__cat_{category}__var_jet1_pt"
@@ -398,10 +398,13 @@ def test_plot_variables_sums_equal_the_weighted_events(
         assert len(numbers["edges"]) == 41
         assert set(numbers["datasets"]) == set(ALL_DATASETS)
 
-        # each dataset's histogram sum (flow included) is its weighted number of events in the category
+        # each dataset's histogram sum (flow included) is its weighted number of events in the category: the
+        # product of the config's event weights for simulation, 1 for data
         for dataset in ALL_DATASETS:
             in_category = ak.to_numpy(ak.any(events[dataset].category_ids == category_id, axis=1))
-            weights = ak.to_numpy(events[dataset].normalization_weight).astype(np.float64)
+            chunk = events[dataset]
+            product = chunk.normalization_weight * chunk.pu_weight * chunk.muon_weight
+            weights = ak.to_numpy(product).astype(np.float64)
             expected = float(np.sum(weights[in_category]))
             assert numbers["datasets"][dataset]["sum_with_flow"] == pytest.approx(expected, rel=1e-6)
 

@@ -28,6 +28,7 @@ def keep_columns(objects: ObjectDefinitions) -> list[str]:
         "luminosityBlock",
         "event",
         "genWeight",
+        "Pileup.nTrueInt",
         "PV.npvs",
         "MET.pt",
         "MET.phi",
@@ -74,6 +75,7 @@ def add_config(
 
     config.x.luminosity = campaign.x.luminosity
     config.x.objects = objects
+    _add_corrections(config)
     config.x.keep_columns = {"cf.ReduceEvents": keep_columns(objects)}
     config.x.default_calibrators = ("skip_jecunc",)
     config.x.default_selector = "default"
@@ -117,15 +119,46 @@ def _limit_files(dataset: od.Dataset, n_files: int) -> None:
     info.x.n_events_per_file = counts
 
 
+#: The template's correction files (correctionlib schema v2), built by ``analysis_template.corrections.build``;
+#: a fork replaces them by the CMS POGs' files of its era (local paths or URLs, optionally with a sha256).
+CORRECTION_FILES = {
+    "jet_jerc": "$CF_BASE/analysis_template/corrections/jet_jerc.json",
+    "pileup": "$CF_BASE/analysis_template/corrections/puWeights.json",
+    "muon_sf": "$CF_BASE/analysis_template/corrections/muon_Z.json",
+}
+
+
+def _add_corrections(config: od.Config) -> None:
+    """The external correction files, the correction names and the event weights of the histograms.
+
+    ``event_weights`` maps each weight column of the produced events to the shift sources that vary it: a
+    histogram of the shift ``pu_up`` reads ``pu_weight_up`` instead of ``pu_weight``.
+
+    Args:
+        config: The config to fill.
+    """
+    config.x.external_files = dict(CORRECTION_FILES)
+    # the JERC names: <campaign>_MC_L2L3Residual_<jet type>, <campaign>_MC_Total_<jet type>; Run 3 uses PUPPI jets
+    jet_type = "AK4PFPuppi" if config.campaign.ecm > 13.0 else "AK4PFchs"
+    config.x.jec = {"campaign": "Template_V1", "jet_type": jet_type}
+    config.x.pileup_weight_correction = "Template_goldenJSON"
+    config.x.muon_sf_correction = "NUM_TightID_DEN_TrackerMuons"
+    config.x.event_weights = {"normalization_weight": (), "pu_weight": ("pu",), "muon_weight": ("mu_id",)}
+
+
 def _add_shifts(config: od.Config) -> None:
-    """Add the nominal shift and the shape-changing jet energy correction shifts (source ``jec``).
+    """Add the nominal shift and the shifts of the jet energy correction, pileup and muon ID scale factors.
+
+    ``jec`` changes the calibrated jets (the ``jec`` calibrator implements it); ``pu`` and ``mu_id`` change only
+    the event weights of the histograms (``config.x.event_weights``).
 
     Args:
         config: The config to fill.
     """
     config.add_shift(name="nominal", id=0)
-    config.add_shift(name="jec_up", id=1, type="shape")
-    config.add_shift(name="jec_down", id=2, type="shape")
+    for source_id, source in enumerate(("jec", "pu", "mu_id")):
+        config.add_shift(name=f"{source}_up", id=2 * source_id + 1, type="shape")
+        config.add_shift(name=f"{source}_down", id=2 * source_id + 2, type="shape")
 
 
 def _add_categories(config: od.Config) -> None:

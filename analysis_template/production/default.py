@@ -1,18 +1,20 @@
 """Columns produced on the reduced events.
 
-Object counts, HT, di-object masses, category ids and the normalization weight; ``default`` runs them all.
+Object counts, HT, di-object masses, category ids, the normalization weight and the event weights evaluated with
+correctionlib (pileup, muon ID); ``default`` runs them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
+from cf.behaviour import four_vectors
 from cf.columnar_util import EMPTY_FLOAT, set_ak_column
+from cf.external import load_correction
 from cf.functions import ConfigColumns, Producer, producer
 
 Z_MASS = 91.1876
@@ -20,37 +22,27 @@ Z_MASS = 91.1876
 FOUR_VECTOR = ("pt", "eta", "phi", "mass")
 
 
-def pair_mass(first: Mapping[str, Any], second: Mapping[str, Any]) -> Any:
-    """Invariant mass of two objects, each given by its ``pt``, ``eta``, ``phi`` and ``mass`` (arrays)."""
-    px = first["pt"] * np.cos(first["phi"]) + second["pt"] * np.cos(second["phi"])
-    py = first["pt"] * np.sin(first["phi"]) + second["pt"] * np.sin(second["phi"])
-    pz = first["pt"] * np.sinh(first["eta"]) + second["pt"] * np.sinh(second["eta"])
-    energy = np.sqrt((first["pt"] * np.cosh(first["eta"])) ** 2 + first["mass"] ** 2) + np.sqrt(
-        (second["pt"] * np.cosh(second["eta"])) ** 2 + second["mass"] ** 2,
-    )
-    return np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0))
-
-
 def leading_pair_mass(objects: ak.Array) -> np.ndarray:
-    """Mass of the first two objects of each event; EMPTY_FLOAT where there are fewer than two."""
+    """Mass of the first two objects of each event (coffea four-vectors); EMPTY_FLOAT where there are fewer.
+
+    The first and the second object of the events with a pair become two flat arrays of four-vectors, whose sum
+    is much faster than indexing the jagged array per event.
+    """
     has_pair = ak.to_numpy(ak.num(objects, axis=1)) >= 2
-    # the first two objects as flat numpy columns, (first, second) per row: much faster than option types
     pairs = objects[has_pair][:, :2]
     columns = {field: ak.to_numpy(ak.flatten(pairs[field])).reshape(-1, 2) for field in FOUR_VECTOR}
-    first, second = ({field: values[:, i] for field, values in columns.items()} for i in (0, 1))
+    first, second = (four_vectors(ak.zip({f: v[:, i] for f, v in columns.items()}), FOUR_VECTOR) for i in (0, 1))
     mass = np.full(len(objects), EMPTY_FLOAT, dtype=np.float64)
-    mass[has_pair] = pair_mass(first, second)
+    mass[has_pair] = ak.to_numpy((first + second).mass)
     return mass
 
 
 def same_flavour_pairs(events: ak.Array) -> ak.Array:
     """The two leading electrons in ee events or the two leading muons in mumu events, else empty."""
-    four_vector = dict.fromkeys((*FOUR_VECTOR, "charge"))
-    electrons = ak.zip({f: events.Electron[f] for f in four_vector})
-    muons = ak.zip({f: events.Muon[f] for f in four_vector})
+    fields = (*FOUR_VECTOR, "charge")
+    electrons, muons = four_vectors(events.Electron, fields), four_vectors(events.Muon, fields)
     use_muons = ak.num(muons, axis=1) >= ak.num(electrons, axis=1)
-    leptons = ak.where(use_muons, muons, electrons)
-    leptons = leptons[:, :2]
+    leptons = ak.where(use_muons, muons, electrons)[:, :2]
     opposite_sign = (ak.num(leptons, axis=1) == 2) & (ak.sum(leptons.charge, axis=1) == 0)
     return leptons[ak.local_index(leptons, axis=1) < ak.where(opposite_sign, 2, 0)]
 
@@ -146,10 +138,104 @@ def normalization_weight_setup(
         self.selection_stats = inputs["selection_stats"].load(formatter="json")
 
 
+#: The three values of a weight with an uncertainty: (column suffix, key of the correction).
+PILEUP_KEYS = (("", "nominal"), ("_up", "up"), ("_down", "down"))
+MUON_SF_KEYS = (("", "nominal"), ("_up", "systup"), ("_down", "systdown"))
+
+
+@producer(mc_uses={"Pileup.nTrueInt"}, produces={"pu_weight", "pu_weight_up", "pu_weight_down"})
+def pu_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
+    """The pileup weight by the true number of interactions, nominal and with the min-bias cross section up / down.
+
+    Evaluated from the config's pileup file (``external_files`` ``pileup``, correction
+    ``config.x.pileup_weight_correction``); 1 for data.
+    """
+    if self.is_data:
+        return set_weight_columns(events, "pu_weight", np.ones(len(events)))
+    n_true = np.asarray(ak.to_numpy(events.Pileup.nTrueInt), dtype=np.float64)
+    for suffix, key in PILEUP_KEYS:
+        weight = self.pileup_correction.evaluate(n_true, key)
+        events = set_ak_column(events, f"pu_weight{suffix}", weight, value_type=np.float32)
+    return events
+
+
+@producer(mc_uses={"Muon.pt", "Muon.eta"}, produces={"muon_weight", "muon_weight_up", "muon_weight_down"})
+def muon_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
+    """The product of the ID scale factors of the selected muons, nominal and up / down; 1 for data.
+
+    Evaluated from the config's muon file (``external_files`` ``muon_sf``, correction
+    ``config.x.muon_sf_correction``) at the muon's |eta| and pt (outside the binning: the nearest bin).
+    """
+    if self.is_data:
+        return set_weight_columns(events, "muon_weight", np.ones(len(events)))
+    counts = ak.num(events.Muon, axis=1)
+    abseta = np.abs(np.asarray(ak.to_numpy(ak.flatten(events.Muon.eta)), dtype=np.float64))
+    pt = np.asarray(ak.to_numpy(ak.flatten(events.Muon.pt)), dtype=np.float64)
+    for suffix, key in MUON_SF_KEYS:
+        per_muon = ak.unflatten(self.muon_sf_correction.evaluate(abseta, pt, key), counts)
+        events = set_ak_column(events, f"muon_weight{suffix}", ak.prod(per_muon, axis=1), value_type=np.float32)
+    return events
+
+
+def set_weight_columns(events: ak.Array, name: str, values: np.ndarray) -> ak.Array:
+    """``name``, ``name_up`` and ``name_down`` set to ``values``."""
+    for suffix in ("", "_up", "_down"):
+        events = set_ak_column(events, f"{name}{suffix}", values, value_type=np.float32)
+    return events
+
+
+def weights_requires(self: Producer, task: Any, reqs: dict[str, Any], **kwargs: Any) -> None:
+    """The config's external files (simulation only)."""
+    if self.is_data:
+        return
+    from cf.tasks.external import BundleExternalFiles
+
+    reqs["external_files"] = BundleExternalFiles.req(task)
+
+
+@pu_weight.setup
+def pu_weight_setup(
+    self: Producer,
+    task: Any,
+    reqs: dict[str, Any],
+    inputs: dict[str, Any],
+    reader_targets: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    """Load the pileup correction once per task (simulation only)."""
+    if not self.is_data:
+        correction = self.config_inst.x.pileup_weight_correction
+        self.pileup_correction = load_correction(inputs["external_files"], "pileup", correction)
+
+
+@muon_weight.setup
+def muon_weight_setup(
+    self: Producer,
+    task: Any,
+    reqs: dict[str, Any],
+    inputs: dict[str, Any],
+    reader_targets: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    """Load the muon ID scale factors once per task (simulation only)."""
+    if not self.is_data:
+        correction = self.config_inst.x.muon_sf_correction
+        self.muon_sf_correction = load_correction(inputs["external_files"], "muon_sf", correction)
+
+
+for _producer in (pu_weight, muon_weight):
+    _producer.requires(weights_requires)
+
+
 # category_ids reads what features writes: it is a dependency through produces, so its uses are not read from disk
-@producer(uses={features, normalization_weight}, produces={features, category_ids, normalization_weight})
+@producer(
+    uses={features, normalization_weight, pu_weight, muon_weight},
+    produces={features, category_ids, normalization_weight, pu_weight, muon_weight},
+)
 def default(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
-    """features, category_ids and normalization_weight."""
+    """features, category_ids, normalization_weight and the pileup and muon ID weights."""
     events = self[features](events, **kwargs)
     events = self[category_ids](events, **kwargs)
-    return self[normalization_weight](events, **kwargs)
+    events = self[normalization_weight](events, **kwargs)
+    events = self[pu_weight](events, **kwargs)
+    return self[muon_weight](events, **kwargs)

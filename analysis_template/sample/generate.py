@@ -842,6 +842,17 @@ def _event_identity(n: int, file_index: int, is_data: bool) -> dict[str, np.ndar
     }
 
 
+def _true_interactions(events: ak.Array, seed: int, file_index: int) -> np.ndarray:
+    """The true number of interactions of simulated events (``Pileup_nTrueInt``), given their vertices.
+
+    The vertices are Poisson distributed around PILEUP_MEAN_VERTICES; given n vertices, the mean they were drawn
+    from is Gamma(n + 1) distributed. A stream of its own keeps every other column as it was.
+    """
+    npvs = ak.to_numpy(events["PV"]["npvs"]).astype(np.float64)
+    rng = np.random.default_rng([seed, file_index, 4])  # 3 is the layouts' stream
+    return rng.gamma(npvs + 1.0).astype(np.float32)
+
+
 def generate_events(processes: dict[str, float], seed: int, file_index: int, is_data: bool) -> ak.Array:
     """Generates the events of one file.
 
@@ -852,7 +863,8 @@ def generate_events(processes: dict[str, float], seed: int, file_index: int, is_
         is_data: Whether to produce data (Poisson counts, shuffled processes, no generator information).
 
     Returns:
-        Event records with run/luminosityBlock/event, genWeight (MC only) and the NanoAOD-like collections.
+        Event records with run/luminosityBlock/event, genWeight and Pileup.nTrueInt (MC only) and the NanoAOD-like
+        collections.
 
     Raises:
         ValueError: For unknown processes, negative counts or a negative file index.
@@ -875,6 +887,7 @@ def generate_events(processes: dict[str, float], seed: int, file_index: int, is_
         events = ak.with_field(events, ak.without_field(events["Jet"], "hadronFlavour"), "Jet")
     else:
         columns["genWeight"] = np.concatenate(weights)
+        columns["Pileup"] = ak.zip({"nTrueInt": _true_interactions(events, seed, file_index)})
     columns.update({name: events[name] for name in events.fields})
     return ak.zip(columns, depth_limit=1)
 

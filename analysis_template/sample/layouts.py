@@ -42,7 +42,8 @@ import numpy as np
 __all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "TRIGGER_MENUS", "TriggerMenu", "apply_layout", "get_layout", "layout_rng"]
 
 DEFAULT_LAYOUT = "nano_v9"
-# third entropy word of the layout stream; the generator uses 0 / 1 (MC / data, per process) and 2 (data shuffling)
+# third entropy word of the layout stream; the generator uses 0 / 1 (MC / data, per process), 2 (data shuffling)
+# and 4 (the true number of interactions)
 _LAYOUT_STREAM = 3
 
 # jet energy fractions of jets passing the tight ID: inside every region's bounds of the Run 3 recipe

@@ -13,18 +13,21 @@ import awkward as ak
 import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
+from cf.behaviour import four_vectors
 from cf.functions import ConfigColumns, SelectionResult, Selector, selector
 
 #: Jets closer than this (in eta-phi) to a selected lepton or tau are that object, not a jet.
 JET_CLEANING_DR = 0.4
+#: The fields of the objects' four-vectors in the jet cleaning.
+DIRECTION = ("pt", "eta", "phi")
 
 
 def min_delta_r(objects: ak.Array, others: ak.Array) -> ak.Array:
-    """For each object, the distance in (eta, phi) to the closest of ``others`` (inf when there is none)."""
-    pairs = ak.cartesian({"a": objects, "b": others}, axis=1, nested=True)
-    delta_phi = (pairs.a.phi - pairs.b.phi + np.pi) % (2 * np.pi) - np.pi
-    delta_r = np.hypot(pairs.a.eta - pairs.b.eta, delta_phi)
-    return ak.fill_none(ak.min(delta_r, axis=2), np.inf)
+    """For each object, the distance in (eta, phi) to the closest of ``others`` (inf when there is none).
+
+    Both are coffea four-vectors; ``metric_table`` gives the distance of every (object, other) pair.
+    """
+    return ak.fill_none(ak.min(objects.metric_table(others), axis=2), np.inf)
 
 
 def jet_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
@@ -70,11 +73,7 @@ def trigger_mask(events: ak.Array, objects: ObjectDefinitions, dataset_inst: Any
 
 @selector(
     uses={
-        *(
-            f"{collection}.{field}"
-            for collection in ("Jet", "Electron", "Muon", "Tau")
-            for field in ("pt", "eta", "phi")
-        ),
+        *(f"{collection}.{field}" for collection in ("Jet", "Electron", "Muon", "Tau") for field in DIRECTION),
         ConfigColumns("objects", ObjectDefinitions.selection_columns),
     },
 )
@@ -90,8 +89,9 @@ def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, 
         "Tau": tau_mask(events, definitions),
     }
     # hadronic taus and leptons are also reconstructed as jets: remove jets that overlap with them
-    leptons_and_taus = ak.concatenate([events[name][mask][["eta", "phi"]] for name, mask in objects.items()], axis=1)
-    clean = min_delta_r(events.Jet[["eta", "phi"]], leptons_and_taus) > JET_CLEANING_DR
+    # (massless four-vectors: only their directions matter)
+    leptons_and_taus = ak.concatenate([four_vectors(events[n][mask], DIRECTION) for n, mask in objects.items()], axis=1)
+    clean = min_delta_r(four_vectors(events.Jet, DIRECTION), leptons_and_taus) > JET_CLEANING_DR
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))

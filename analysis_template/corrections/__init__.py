@@ -1,0 +1,1 @@
+"""The correction files of the embedded sample, in correctionlib's schema v2 (the format of the CMS POGs)."""
