@@ -30,7 +30,7 @@ def write_file(path: str, file_index: int, kwargs: dict[str, Any], basket_size: 
 
     ``basket_size`` 0 uses the template's writer (one basket per branch). Written atomically.
     """
-    from analysis_template.sample import generate
+    from sample import generate
 
     if basket_size <= 0:
         generate.create_file(path=path, file_index=file_index, **kwargs)

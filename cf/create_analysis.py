@@ -60,7 +60,7 @@ TEMPLATE_NAME = "analysis_template"
 TEMPLATE_PREFIX = TEMPLATE_NAME.upper()
 
 #: The template's top-level directories besides the analysis package (more are found in the template itself).
-_TEMPLATE_DIRS = ("cf", "ml", "inference", "tests", "docs", "bench", "bin", "sandboxes", "data")
+_TEMPLATE_DIRS = ("cf", "ml", "inference", "sample", "tests", "docs", "bench", "bin", "sandboxes", "data")
 #: Packages the framework, its models and its tests import.
 _FRAMEWORK_PACKAGES = ("law", "luigi", "order", "scinum", "awkward", "uproot", "coffea", "numpy", "pyarrow")
 _OTHER_PACKAGES = ("hist", "pyhf", "tensorflow", "keras", "onnx", "onnxruntime", "pytest")

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis_template.config.analysis import analysis_template
-from analysis_template.sample.generate import generate_events, write_nanoaod
 from cf.io import load_json
+from sample.generate import generate_events, write_nanoaod
 
 if TYPE_CHECKING:
     from tests.conftest import LawEnv, LawOutputs, LawRun

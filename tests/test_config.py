@@ -112,7 +112,7 @@ def test_datasets(config: od.Config) -> None:
         assert all(key.startswith("$CF_DATA/samples/run2_2017_nano_uhh_v11/") for key in dataset.keys)
         assert dataset.keys[1].endswith(f"/{dataset.name}/nano_1.root")
         sample = dataset.x.sample
-        assert sample["generator"] == "analysis_template.sample.generate:create_file"
+        assert sample["generator"] == "sample.generate:create_file"
         assert sample["kwargs"]["is_data"] is dataset.is_data
         seeds.add(sample["kwargs"]["seed"])
     assert len(seeds) == len(names)
@@ -129,7 +129,7 @@ def test_datasets(config: od.Config) -> None:
 
 def test_data_events_match_generator(config: od.Config) -> None:
     """The pseudo-data event count equals what the generator draws for its files."""
-    from analysis_template.sample.generate import draw_counts
+    from sample.generate import draw_counts
 
     data = config.get_dataset("data_mu_b")
     kwargs = data.x.sample["kwargs"]

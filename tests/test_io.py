@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import uproot
 
-from analysis_template.sample.generate import create_file
 from cf.columnar_util import Route, set_ak_column
 from cf.io import (
     InputFileError,
@@ -28,6 +27,7 @@ from cf.io import (
     open_source,
     resolve_columns,
 )
+from sample.generate import create_file
 
 N_EVENTS = 1000
 

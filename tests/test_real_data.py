@@ -209,8 +209,8 @@ def test_remote_key_with_an_unset_variable_names_it(monkeypatch: pytest.MonkeyPa
 
 
 def test_unknown_coffea_sample_lists_the_available_ones(tmp_path: Path) -> None:
-    from analysis_template.sample.coffea_files import download_sdist, extract_member
     from cf.util import UserError
+    from sample.coffea_files import download_sdist, extract_member
 
     with pytest.raises(
         UserError, match=r"'nano_nope\.root' is not a sample of coffea-2026\.9\.0\.tar\.gz; .*nano_dy\.root"

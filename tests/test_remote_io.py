@@ -21,9 +21,9 @@ import pytest
 import uproot
 
 import cf.io
-from analysis_template.sample.coffea_files import download_sdist, extract_member
 from cf.columnar_util import Route
 from cf.io import EventSource, InputFileError, RootSource, iter_event_chunks, open_source
+from sample.coffea_files import download_sdist, extract_member
 from tests.xrootd_server import XRootDServer, free_port
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
-from analysis_template.sample import PROCESS_GENERATORS, create_file, draw_counts, generate_events, write_nanoaod
+from sample import PROCESS_GENERATORS, create_file, draw_counts, generate_events, write_nanoaod
 
 N_EVENTS = 20_000
 

@@ -15,7 +15,7 @@ import uproot.writing._cascade
 import uproot.writing._cascadetree
 import uproot.writing.writable
 
-from analysis_template.sample import LAYOUTS, apply_layout, create_file, generate_events, write_nanoaod
+from sample import LAYOUTS, apply_layout, create_file, generate_events, write_nanoaod
 
 PROCESSES = {"hh_ggf_bbtautau": 150, "tt_sl": 150}
 SEED, FILE_INDEX = 5, 1

@@ -2,9 +2,9 @@
 
 Every campaign carries the same five embedded datasets (HH signal, tt semi- and dileptonic, Drell-Yan and
 pseudo-data), generated on first use in the NanoAOD layout of the campaign's version (``x.sample_layout``, see
-``analysis_template.sample.layouts``), so that a model can be trained in every config. Next to them, a campaign
+``sample.layouts``), so that a model can be trained in every config. Next to them, a campaign
 lists real NanoAOD datasets: the small real files that the coffea source distribution on PyPI ships, fetched once
-into ``$CF_DATA`` (``analysis_template.sample.coffea_files``), as RNTuple twins, or over XRootD.
+into ``$CF_DATA`` (``sample.coffea_files``), as RNTuple twins, or over XRootD.
 
 To analyse your own files, add a dataset whose keys are their paths (globs allowed) or ``root://`` URLs with
 :func:`add_real_dataset`, giving ``n_files`` and ``n_events``.
@@ -42,9 +42,9 @@ __all__ = [
 #: Environment variable holding the factor by which the embedded samples are scaled.
 SAMPLE_SCALE_VAR = "CF_SAMPLE_SCALE"
 #: Entry point ``module:function`` that writes one file of an embedded sample.
-GENERATOR = "analysis_template.sample.generate:create_file"
+GENERATOR = "sample.generate:create_file"
 #: Entry point that fetches one real NanoAOD file of the coffea source distribution into ``$CF_DATA``.
-COFFEA_FETCHER = "analysis_template.sample.coffea_files:fetch_file"
+COFFEA_FETCHER = "sample.coffea_files:fetch_file"
 #: Number of files of every embedded dataset.
 N_FILES = 2
 #: Events per file of an MC dataset at a sample scale of 1.
@@ -90,7 +90,7 @@ class RealDataset:
         keys: The files: local paths (environment variables and globs allowed) or ``root://`` URLs.
         n_events: The number of events of all files together.
         coffea_members: Where set, the files are fetched from the coffea sdist on first use (member names, one per
-            key; see ``analysis_template.sample.coffea_files``).
+            key; see ``sample.coffea_files``).
         doc: What the files are (version, era, content).
         absent_collections: Collections the files do not store at all (e.g. dropped by a skim); the chain sees
             them without objects.
@@ -116,7 +116,7 @@ class CampaignSpec:
         ecm: The center-of-mass energy in TeV (the key of the processes' cross sections).
         year: The year of data taking.
         nano_version: The NanoAOD version of the campaign's files.
-        sample_layout: The layout of the embedded sample (a key of ``analysis_template.sample.layouts.LAYOUTS``).
+        sample_layout: The layout of the embedded sample (a key of ``sample.layouts.LAYOUTS``).
         luminosity: The integrated luminosity of the embedded pseudo-data in pb^-1, with its uncertainty.
         seed: The seed of the first embedded dataset; the others follow.
         real_datasets: The real NanoAOD datasets.
@@ -193,7 +193,7 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
             counts=[per_file] * N_FILES,
         )
     # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
-    from analysis_template.sample.generate import draw_counts
+    from sample.generate import draw_counts
 
     lumi = spec.luminosity.nominal
     expected = {p.name: p.get_xsec(spec.ecm).nominal * lumi * scale / N_FILES for p in DATA_PROCESSES}

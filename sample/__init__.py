@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from analysis_template.sample.generate import (
+from sample.generate import (
     PROCESS_GENERATORS,
     create_file,
     draw_counts,
     generate_events,
     write_nanoaod,
 )
-from analysis_template.sample.layouts import LAYOUTS, apply_layout
+from sample.layouts import LAYOUTS, apply_layout
 
 __all__ = [
     "PROCESS_GENERATORS",

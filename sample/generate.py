@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from analysis_template.sample.layouts import DEFAULT_LAYOUT, apply_layout, get_layout
+from sample.layouts import DEFAULT_LAYOUT, apply_layout, get_layout
 
 __all__ = ["PROCESS_GENERATORS", "create_file", "draw_counts", "generate_events", "write_nanoaod"]
 
@@ -950,7 +950,7 @@ def create_file(
         processes: Process name to the number of events per file (MC) or the expected number per file (data).
         seed: Dataset seed.
         is_data: Whether the dataset is data.
-        layout: Branch layout of a NanoAOD version, a key of `analysis_template.sample.layouts.LAYOUTS`.
+        layout: Branch layout of a NanoAOD version, a key of `sample.layouts.LAYOUTS`.
 
     Raises:
         ValueError: For an unknown layout (listing the known ones), unknown processes or negative counts.
