@@ -252,6 +252,19 @@ def test_unknown_parameter_value_fails_with_one_clear_message(
     assert _all_files(fresh_law_env.store) == []
 
 
+@pytest.mark.parametrize("branch", ["99", "2", "-2"])
+def test_a_branch_out_of_range_is_one_clear_error(fresh_law_env: LawEnv, law_run: LawRun, branch: str) -> None:
+    args = ("cf.CalibrateEvents", "--version", "v1", "--dataset", DATASET, "--branch", branch)
+    result = law_run(*args, env=fresh_law_env.env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert _error_lines(output) == [
+        f"--branch {branch} is out of range: dataset '{DATASET}' has 2 file(s), branches 0 to 1 (or -1 for all)"
+    ]
+    assert "Traceback" not in output
+    assert not [path for path in fresh_law_env.store.rglob("*") if path.is_file()]
+
+
 def test_corrupt_input_file_fails_naming_it(
     chain: ChainOutputs, law_env: LawEnv, law_run: LawRun, tmp_path: Path
 ) -> None:

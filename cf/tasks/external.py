@@ -15,6 +15,7 @@ from typing import Any
 
 import law
 
+from cf.analysis import get_config, get_dataset, load_analysis
 from cf.external import declaration_hash, external_files, fetch_external_file
 from cf.io import dump_json
 from cf.tasks.base import ConfigTask, DatasetTask
@@ -102,6 +103,19 @@ class GetDatasetLFNs(DatasetTask):
 
 class DatasetWorkflow(DatasetTask, BatchWorkflow):
     """A workflow with one branch per file of the dataset."""
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        branch = params.get("branch", -1)
+        if "dataset" in params and branch is not None and branch != -1:
+            n_files = get_dataset(get_config(load_analysis(), params["config"]), params["dataset"]).n_files
+            if not 0 <= branch < n_files:
+                raise UserError(
+                    f"--branch {branch} is out of range: dataset '{params['dataset']}' has {n_files} file(s), "
+                    f"branches 0 to {n_files - 1} (or -1 for all)",
+                )
+        return params
 
     def create_branch_map(self) -> dict[int, int]:
         return {index: index for index in range(self.dataset_inst.n_files)}
