@@ -10,23 +10,21 @@ these functions; keeping them free of law makes them unit-testable with hand-mad
   :func:`plot_loss_curves`.
 * Grouping: :func:`top_level_process` and :func:`group_datasets` put datasets into the config's processes.
 
-Figures use the CMS style of mplhep inside a style context (no global state is changed) and the Agg backend.
+Figures use the CMS style of mplhep inside a style context and are plain ``matplotlib.figure.Figure`` objects,
+drawn without pyplot: importing this module changes no global state (backend, rcParams, loggers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
+import matplotlib.style
 import mplhep as hep
 import numpy as np
 from matplotlib.figure import Figure
@@ -34,9 +32,6 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
 from cf.io import atomic_path
-
-# the CMS style asks for fonts that may be missing; matplotlib's fallback is fine, its warnings are noise
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 __all__ = [
     "HistComponent",
@@ -70,6 +65,31 @@ FALLBACK_COLORS = ("#5790fc", "#f89c20", "#e42536", "#964a8b", "#9c9ca1", "#7a21
 
 
 # grouping of datasets into the config's processes
+
+
+@contextlib.contextmanager
+def cms_style() -> Iterator[None]:
+    """The CMS style of mplhep for the figures made and drawn inside, without its font warnings.
+
+    The style asks for fonts that may be missing; matplotlib's fallback is fine, so its font manager's warnings
+    are silenced for the duration (and restored after).
+    """
+    font_logger = logging.getLogger("matplotlib.font_manager")
+    level = font_logger.level
+    font_logger.setLevel(logging.ERROR)
+    try:
+        with matplotlib.style.context(hep.style.CMS):
+            yield
+    finally:
+        font_logger.setLevel(level)
+
+
+def new_figure(
+    figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, layout: Any = None, **subplot_kwargs: Any
+) -> tuple[Figure, Any]:
+    """A figure (without pyplot, so no global figure registry) and its axes, as ``plt.subplots`` returns them."""
+    figure = Figure(figsize=figsize, layout=layout)
+    return figure, figure.subplots(nrows, ncols, **subplot_kwargs)
 
 
 def is_signal(process_inst: Any) -> bool:
@@ -475,13 +495,13 @@ def plot_stack(
     for component in (*backgrounds, *signals, *([data] if data is not None else [])):
         if len(component.values) != n_bins:
             raise ValueError(f"'{component.label}' has {len(component.values)} bins, the edges give {n_bins}")
-    with plt.style.context(hep.style.CMS):
+    with cms_style():
         if data is not None:
-            figure, (ax, rax) = plt.subplots(
-                2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06}
+            figure, (ax, rax) = new_figure(
+                (10, 10), 2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06}
             )
         else:
-            figure, ax = plt.subplots(figsize=(10, 8))
+            figure, ax = new_figure((10, 8))
             rax = None
         result = StackResult(figure=figure, signal_scale=signal_scale)
         handles = _draw_stack(ax, edges, backgrounds, result)
@@ -561,8 +581,8 @@ def plot_roc(
         model_label: Text at the top right above the axes (e.g. the model name).
         extra: Further ``(label, fpr, tpr)`` curves drawn dashed (e.g. on the training events).
     """
-    with plt.style.context(hep.style.CMS):
-        figure, ax = plt.subplots(figsize=(10, 10))
+    with cms_style():
+        figure, ax = new_figure((10, 10))
         for i, (label, fpr, tpr) in enumerate(curves):
             ax.plot(fpr, tpr, color=FALLBACK_COLORS[i % len(FALLBACK_COLORS)], linewidth=1.5, label=label)
         for label, fpr, tpr in extra:
@@ -600,10 +620,10 @@ def plot_confusion_matrix(
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     n = len(class_labels)
-    with plt.style.context(hep.style.CMS):
+    with cms_style():
         # room above the axes for the CMS label, which the layout engine does not see
         layout = ConstrainedLayoutEngine(rect=(0.0, 0.0, 1.0, 0.95), w_pad=0.15)
-        figure, ax = plt.subplots(figsize=(11, 9.5), layout=layout)
+        figure, ax = new_figure((11, 9.5), layout=layout)
         image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, origin="upper")
         colorbar = figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         colorbar.set_label("Fraction of true class" + (f" ({events_label})" if events_label else ""))
@@ -695,8 +715,8 @@ def plot_score_distributions(
         log_y: Logarithmic y axes.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
-    with plt.style.context(hep.style.CMS):
-        figure, axes = plt.subplots(1, len(nodes), figsize=(10 * len(nodes), 9), squeeze=False)
+    with cms_style():
+        figure, axes = new_figure((10 * len(nodes), 9), 1, len(nodes), squeeze=False)
         for node_index, (node, ax) in enumerate(zip(nodes, axes[0], strict=True)):
             peak, smallest = _score_panel(ax, node_index, classes, training, held_out, edges)
             ax.set_xlim(0.0, 1.0)
@@ -722,8 +742,8 @@ def plot_loss_curves(histories: Mapping[int, Mapping[str, Sequence[float]]], *, 
         histories: ``{fold: {"loss": [...], "val_loss": [...]}}`` (Keras ``History.history``).
         model_label: Text at the top right above the axes (e.g. the model name).
     """
-    with plt.style.context(hep.style.CMS):
-        figure, ax = plt.subplots(figsize=(10, 8))
+    with cms_style():
+        figure, ax = new_figure((10, 8))
         # the legend's first column lists the training curves, the second the validation curves
         columns: dict[str, list[Any]] = {"loss": [], "val_loss": []}
         for fold, history in sorted(histories.items()):
@@ -748,17 +768,14 @@ def plot_loss_curves(histories: Mapping[int, Mapping[str, Sequence[float]]], *, 
 
 
 def save_figure(figure: Figure, paths: Mapping[str, str | os.PathLike[str]], dpi: int = 120) -> None:
-    """Save a figure once per format (``{"png": path, "pdf": path}``), each atomically, and close it.
+    """Save a figure once per format (``{"png": path, "pdf": path}``), each atomically.
 
     The figure is drawn in the CMS style of mplhep (the style its functions create figures in). Each file is
     written to a hidden sibling and renamed into place (:func:`cf.io.atomic_path`), so a killed
     process never leaves a partial plot.
     """
-    try:
-        # fonts are looked up when drawing: inside the style the figure was made with
-        with plt.style.context(hep.style.CMS):
-            for file_format, path in paths.items():
-                with atomic_path(path) as tmp_path:
-                    figure.savefig(tmp_path, format=file_format, dpi=dpi)
-    finally:
-        plt.close(figure)
+    # fonts are looked up when drawing: inside the style the figure was made with
+    with cms_style():
+        for file_format, path in paths.items():
+            with atomic_path(path) as tmp_path:
+                figure.savefig(tmp_path, format=file_format, dpi=dpi)

@@ -53,7 +53,11 @@ class _OneLineUserErrors(logging.Filter):
         return True
 
 
-logging.getLogger("luigi-interface").addFilter(_OneLineUserErrors())
+def show_user_errors_as_one_line() -> None:
+    """Install :class:`_OneLineUserErrors` on luigi's logger, once (when the first task is made, not on import)."""
+    logger = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, _OneLineUserErrors) for f in logger.filters):
+        logger.addFilter(_OneLineUserErrors())
 
 
 class AnalysisTask(law.Task):
@@ -71,6 +75,11 @@ class AnalysisTask(law.Task):
     @property
     def analysis_inst(self) -> Any:
         return load_analysis()
+
+    @classmethod
+    def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
+        show_user_errors_as_one_line()  # before any mixin's modify_param_values can raise a UserError
+        return super().get_param_values(*args, **kwargs)
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
