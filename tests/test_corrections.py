@@ -164,6 +164,16 @@ def test_bundle_external_files_through_law_run(law_env: LawEnv, law_run: LawRun,
     assert not list(manifest_path.parent.glob(".*"))
 
 
+def test_a_config_without_external_files_is_one_clear_error(
+    config_inst: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CF_STORE_LOCAL", str(tmp_path / "store"))
+    monkeypatch.setitem(config_inst.aux, "external_files", {})
+    with pytest.raises(UserError, match=f"config '{CONFIG}' declares no external files"):
+        _bundle(tmp_path, config_inst, {})
+    assert not [path for path in (tmp_path / "store").rglob("*") if path.is_file()]
+
+
 # the calibrators evaluate the file
 
 
