@@ -30,8 +30,9 @@ from analysis_template.config.analysis import analysis_template
 from analysis_template.production.default import default as produce
 from analysis_template.selection.default import default as select
 from bench.common import CONFIG, DATASETS, SampleInfo
+from cf.columnar_util import IDENTITY_COLUMNS
 from cf.external import external_files
-from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.folds import fold_indices
 from cf.io import dump_json
 from cf.util import expand_path
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     from ml.dnn import dnn
 
     model_columns = dnn(analysis_template, requested_configs=[CONFIG]).uses(config_inst)
-    ml_columns = sorted({*model_columns, *FOLD_COLUMNS, "normalization_weight"})
+    ml_columns = sorted({*model_columns, *IDENTITY_COLUMNS, "normalization_weight"})
     stats = {
         dataset: process_dataset(
             config_inst, dataset, sample.files[dataset], sample.branches, ml_columns, args.out_dir, args.chunk_size

@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from analysis_template.config.analysis import analysis_template
     from bench.common import CONFIG, DATASETS
-    from cf.folds import FOLD_COLUMNS, fold_indices
+    from cf.columnar_util import IDENTITY_COLUMNS
+    from cf.folds import fold_indices
     from cf.ml import combine_fold_outputs
     from ml.dnn import apply_standardization, dnn
 
     model = dnn(analysis_template, requested_configs=[CONFIG])
     config_inst = analysis_template.get_config(CONFIG)
-    columns = sorted({*model.uses(config_inst), *FOLD_COLUMNS})
+    columns = sorted({*model.uses(config_inst), *IDENTITY_COLUMNS})
     networks, standardizations = [], []
     for fold in range(model.folds):
         (fold_dir,) = _one(os.path.join(args.store, "**", "cf.MLTraining", "**", f"mlmodel_f{fold}of{model.folds}"))

@@ -68,10 +68,9 @@ def chain_branches(config_inst: Any, root_file: str) -> list[str]:
     event identity.
     """
     from cf.analysis import load_modules
-    from cf.columnar_util import filter_routes
+    from cf.columnar_util import IDENTITY_COLUMNS, filter_routes
     from cf.functions import calibrators, selectors
     from cf.io import RootSource
-    from cf.tasks.reduction import IDENTITY_COLUMNS
 
     load_modules("calibration_modules")
     load_modules("selection_modules")

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "EMPTY_FLOAT",
     "EMPTY_INT",
+    "IDENTITY_COLUMNS",
     "Route",
     "add_empty_collections",
     "filter_routes",
@@ -33,6 +34,8 @@ __all__ = [
 EMPTY_FLOAT: float = -99999.0
 #: Value for an integer column where an object is missing.
 EMPTY_INT: int = -99999
+#: The columns that identify an event: always kept by the reduction; the ML fold of an event is a hash of them.
+IDENTITY_COLUMNS: tuple[str, ...] = ("run", "luminosityBlock", "event")
 
 RouteLike = Union["Route", str, Sequence[str]]
 

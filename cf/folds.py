@@ -9,10 +9,9 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-__all__ = ["FOLD_COLUMNS", "fold_indices"]
+from cf.columnar_util import IDENTITY_COLUMNS
 
-#: The columns the fold of an event is computed from.
-FOLD_COLUMNS = ("run", "luminosityBlock", "event")
+__all__ = ["fold_indices"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -39,7 +38,7 @@ def fold_indices(events: ak.Array, folds: int) -> np.ndarray:
     """The fold (0 ... folds - 1) of each event, from its ``run``, ``luminosityBlock`` and ``event``.
 
     Args:
-        events: Events with the columns in ``FOLD_COLUMNS``.
+        events: Events with the columns in ``IDENTITY_COLUMNS``.
         folds: The number of folds (>= 2).
 
     Returns:
@@ -47,8 +46,8 @@ def fold_indices(events: ak.Array, folds: int) -> np.ndarray:
     """
     if folds < 2:
         raise ValueError(f"the number of folds must be at least 2, got {folds}")
-    missing = [column for column in FOLD_COLUMNS if column not in ak.fields(events)]
+    missing = [column for column in IDENTITY_COLUMNS if column not in ak.fields(events)]
     if missing:
-        raise KeyError(f"fold assignment needs the columns {FOLD_COLUMNS}, missing: {missing}")
-    hashes = event_hash(*(ak.to_numpy(events[column]) for column in FOLD_COLUMNS))
+        raise KeyError(f"fold assignment needs the columns {IDENTITY_COLUMNS}, missing: {missing}")
+    hashes = event_hash(*(ak.to_numpy(events[column]) for column in IDENTITY_COLUMNS))
     return (hashes % np.uint64(folds)).astype(np.int64)

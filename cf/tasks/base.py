@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import law
@@ -35,6 +35,7 @@ __all__ = [
     "SelectorMixin",
     "ShiftMixin",
     "cli_versions",
+    "function_store_parts",
     "pinned_version",
     "producer_instances",
 ]
@@ -188,6 +189,30 @@ def pinned_version(config_inst: Any | None, task_family: str) -> str | None:
     return str(pinned) if pinned else None
 
 
+def function_store_parts(
+    calibrators: Sequence[str] | None = None,
+    selector: str | None = None,
+    producers: Sequence[str] | None = None,
+    ml_models: Sequence[str] = (),
+) -> list[str]:
+    """The directories of an output path that name the column functions and ML models a task reads.
+
+    The one place that spells them: ``calib__a__b`` (``calib__none`` for no calibrator), ``sel__<selector>``,
+    ``prod__a__b`` (``prod__none``) and, with ML models, ``ml__a__b``. A part whose argument is None is left out
+    (a task without that kind of function).
+    """
+    parts = []
+    if calibrators is not None:
+        parts.append("calib__" + ("__".join(calibrators) or "none"))
+    if selector is not None:
+        parts.append(f"sel__{selector}")
+    if producers is not None:
+        parts.append("prod__" + ("__".join(producers) or "none"))
+    if ml_models:
+        parts.append("ml__" + "__".join(ml_models))
+    return parts
+
+
 class ConfigTask(AnalysisTask):
     """A task of one config of the analysis (``--config``, default from law.cfg)."""
 
@@ -215,14 +240,11 @@ class ConfigTask(AnalysisTask):
 
     def function_store_parts(self) -> list[str]:
         """The calib / sel / prod directories, in this order, for the mixins the task has."""
-        parts = []
-        if isinstance(self, CalibratorsMixin):
-            parts.append("calib__" + ("__".join(self.calibrators) or "none"))
-        if isinstance(self, SelectorMixin):
-            parts.append(f"sel__{self.selector}")
-        if isinstance(self, ProducersMixin):
-            parts.append("prod__" + ("__".join(self.producers) or "none"))
-        return parts
+        return function_store_parts(
+            calibrators=self.calibrators if isinstance(self, CalibratorsMixin) else None,
+            selector=self.selector if isinstance(self, SelectorMixin) else None,
+            producers=self.producers if isinstance(self, ProducersMixin) else None,
+        )
 
 
 class DatasetTask(ConfigTask):

@@ -22,7 +22,14 @@ from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route
 from cf.io import atomic_path, open_source
 from cf.ml import MLModel, expand_model_groups, model_instance
-from cf.tasks.base import CalibratorsMixin, DatasetTask, ProducersMixin, SelectorMixin, ShiftMixin
+from cf.tasks.base import (
+    CalibratorsMixin,
+    DatasetTask,
+    ProducersMixin,
+    SelectorMixin,
+    ShiftMixin,
+    function_store_parts,
+)
 from cf.tasks.external import DatasetWorkflow
 from cf.tasks.ml import MLEvaluation
 from cf.tasks.production import ProduceColumns
@@ -95,8 +102,7 @@ class MLModelsMixin:
         return params
 
     def function_store_parts(self) -> list[str]:
-        parts = super().function_store_parts()  # type: ignore[misc]
-        return [*parts, "ml__" + "__".join(self.ml_models)] if self.ml_models else parts
+        return [*super().function_store_parts(), *function_store_parts(ml_models=self.ml_models)]  # type: ignore[misc]
 
 
 class VariablesMixin:

@@ -36,7 +36,7 @@ from cf.inference import (
 )
 from cf.io import atomic_path, dump_json, load_json
 from cf.ml import parse_settings
-from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin
+from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, function_store_parts
 from cf.tasks.histograms import MergeHistograms, MLModelsMixin, load_histograms, weight_shifts
 from cf.util import UserError
 
@@ -142,12 +142,8 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         parts = [
             *super().store_parts()[:-1],
             "__".join(self.configs),
-            "calib__" + ("__".join(self.calibrators) or "none"),
-            f"sel__{self.selector}",
-            "prod__" + ("__".join(self.producers) or "none"),
+            *function_store_parts(self.calibrators, self.selector, self.producers, self.ml_models),
         ]
-        if self.ml_models:
-            parts.append("ml__" + "__".join(self.ml_models))
         inference = f"inf__{model.name}"
         return [*parts, f"{inference}__{model.settings_repr}" if model.settings_repr else inference]
 

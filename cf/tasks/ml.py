@@ -22,8 +22,8 @@ import luigi
 import numpy as np
 
 from cf.analysis import get_config, load_analysis, load_modules
-from cf.columnar_util import Route, filter_routes, get_ak_routes, take_ak_columns
-from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.columnar_util import IDENTITY_COLUMNS, Route, filter_routes, get_ak_routes, take_ak_columns
+from cf.folds import fold_indices
 from cf.functions import ColumnFunction, apply_functions
 from cf.io import ParquetWriter, dump_json, load_json, open_source
 from cf.ml import MLModel, model_instance, parse_settings
@@ -34,6 +34,7 @@ from cf.tasks.base import (
     ProducersMixin,
     SelectorMixin,
     ShiftMixin,
+    function_store_parts,
     producer_instances,
 )
 from cf.tasks.external import DatasetWorkflow
@@ -100,7 +101,7 @@ class MLModelMixin:
         model = self.ml_model_inst
         config_inst = self.config_inst  # type: ignore[attr-defined]
         origins = {Route(column).column: f"'uses' of ML model '{model.cls_name}'" for column in model.uses(config_inst)}
-        return {**origins, **dict.fromkeys(FOLD_COLUMNS, "the fold assignment (cf.folds)")}
+        return {**origins, **dict.fromkeys(IDENTITY_COLUMNS, "the fold assignment (cf.folds)")}
 
     def preparation_insts(self, in_evaluation: bool = False) -> list[ColumnFunction]:
         """The model's preparation producer (:meth:`MLModel.preparation_producer`) for this task, if any."""
@@ -131,9 +132,8 @@ class MLModelMixin:
         """
         model = self.ml_model_inst
         name = model.cls_name if model.store_name in {None, model.cls_name} else f"{model.store_name}__{model.cls_name}"
-        part = f"ml__{name}"
         settings_repr = model.parameters_repr if self.uses_evaluation_settings else model.training_parameters_repr
-        return f"{part}__{settings_repr}" if settings_repr else part
+        return function_store_parts(ml_models=[f"{name}__{settings_repr}" if settings_repr else name])[0]
 
     #: Whether the model's evaluation-only settings change this task's output.
     uses_evaluation_settings = True
@@ -238,7 +238,7 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
             open_source(inputs["columns"]["columns"].path),
             *self.setup_functions(preparation, inputs["functions"]),
         ]
-        features = sorted(set(self.model_columns()) - set(FOLD_COLUMNS))
+        features = sorted(set(self.model_columns()) - set(IDENTITY_COLUMNS))
         outputs = self.output()
         n_events = [0] * model.folds
         sum_weights = [0.0] * model.folds
@@ -378,13 +378,8 @@ class MLTraining(
             parts.append("datasets__" + "__".join(sorted(self.dataset)))
         config_inst = self.ml_model_inst.config_insts[0]
         funcs = training_functions(self.ml_model_inst, config_inst, self.param_kwargs)
-        parts += [
-            "calib__" + ("__".join(funcs["calibrators"]) or "none"),
-            f"sel__{funcs['selector']}",
-            "prod__" + ("__".join(funcs["producers"]) or "none"),
-            self.ml_store_part(),
-        ]
-        return parts
+        functions = function_store_parts(funcs["calibrators"], funcs["selector"], funcs["producers"])
+        return [*parts, *functions, self.ml_store_part()]
 
     def create_branch_map(self) -> dict[int, int]:
         return {fold: fold for fold in range(self.ml_model_inst.folds)}
@@ -628,7 +623,7 @@ def training_score_rows(
     columns: dict[str, Any] = {
         "fold": np.full(n, fold, dtype=np.int32),
         "event_fold": np.full(n, event_fold, dtype=np.int32),
-        **{column: ak.to_numpy(events[column]) for column in FOLD_COLUMNS},
+        **{column: ak.to_numpy(events[column]) for column in IDENTITY_COLUMNS},
         "dataset": ak.Array(np.full(n, dataset)),
         "weight": np.asarray(weight, dtype=np.float64),
         "is_training": np.full(n, event_fold != fold),

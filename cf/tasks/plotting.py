@@ -22,11 +22,11 @@ import luigi
 import numpy as np
 
 from cf.analysis import analysis_setting, get_config, load_analysis
-from cf.columnar_util import Route
-from cf.folds import FOLD_COLUMNS, fold_indices
+from cf.columnar_util import IDENTITY_COLUMNS, Route
+from cf.folds import fold_indices
 from cf.io import dump_json, iter_event_chunks, open_source
 from cf.ml import MLModel
-from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, ShiftMixin
+from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, ShiftMixin, function_store_parts
 from cf.tasks.histograms import MergeHistograms, MLModelsMixin, VariablesMixin, load_histograms
 from cf.tasks.ml import MLEvaluation, MLModelMixin, MLTraining, MLTrainingScores, training_functions
 from cf.tasks.production import ProduceColumns
@@ -178,12 +178,8 @@ class PlotVariables1D(
             *super().store_parts(),
             self.shift,
             datasets,
-            "calib__" + ("__".join(self.calibrators) or "none"),
-            f"sel__{self.selector}",
-            "prod__" + ("__".join(self.producers) or "none"),
+            *function_store_parts(self.calibrators, self.selector, self.producers, self.ml_models),
         ]
-        if self.ml_models:
-            parts.append("ml__" + "__".join(self.ml_models))
         return [*parts, f"style__sig_{scale}__{'log' if self.log_y else 'lin'}"]
 
     def requires(self) -> dict[str, MergeHistograms]:
@@ -521,7 +517,7 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
         inputs = self.input()
         labels = self.dataset_labels(classes)
         columns = [ml_class.score_column for ml_class in classes]
-        uses = set(FOLD_COLUMNS) | {Route(column).column for column in columns}
+        uses = set(IDENTITY_COLUMNS) | {Route(column).column for column in columns}
         parts: list[ScoreSample] = []
         for dataset in self.training_datasets():
             evaluation = inputs["evaluation"][dataset]["collection"].targets

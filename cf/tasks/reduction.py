@@ -7,7 +7,7 @@ from typing import Any
 import awkward as ak
 import law
 
-from cf.columnar_util import remove_ak_column, set_ak_column
+from cf.columnar_util import IDENTITY_COLUMNS, remove_ak_column, set_ak_column
 from cf.io import ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
@@ -15,9 +15,6 @@ from cf.tasks.external import DatasetWorkflow
 from cf.tasks.selection import SelectEvents
 
 __all__ = ["ReduceEvents"]
-
-#: Always kept: the event identity that the ML fold assignment is computed from.
-IDENTITY_COLUMNS = ("run", "luminosityBlock", "event")
 
 
 def apply_selection(events: ak.Array) -> ak.Array:
