@@ -242,10 +242,10 @@ def test_signal_scale_is_a_power_of_ten_that_makes_the_signal_visible() -> None:
         format_scale(0)
 
 
-def test_histogram_slice_returns_flow_bins_and_zeros_for_missing_categories() -> None:
+def test_plots_and_datacards_read_histograms_through_one_selection_with_one_flow_policy() -> None:
     import hist
 
-    from cf.tasks.plotting import histogram_slice
+    from cf.hist_util import DEFAULT_FLOW_STRATEGY, FlowStrategy, flow_yields, select_histogram
 
     h = hist.Hist(
         hist.axis.IntCategory([], name="category", growth=True),
@@ -253,12 +253,17 @@ def test_histogram_slice_returns_flow_bins_and_zeros_for_missing_categories() ->
         hist.axis.Regular(2, 0.0, 2.0, name="x"),
         storage=hist.storage.Weight(),
     )
-    h.fill(category=[1, 1, 2], shift="nominal", x=[-5.0, 0.5, 1.5], weight=[2.0, 3.0, 4.0])
-    values, variances = histogram_slice(h, 1, "nominal")
-    np.testing.assert_allclose(values, [2.0, 3.0, 0.0, 0.0])
-    np.testing.assert_allclose(variances, [4.0, 9.0, 0.0, 0.0])
-    np.testing.assert_allclose(histogram_slice(h, 7, "nominal")[0], np.zeros(4))
-    np.testing.assert_allclose(histogram_slice(h, 1, "jec_up")[0], np.zeros(4))
+    h.fill(category=[1, 1, 2, 1], shift="nominal", x=[-5.0, 0.5, 1.5, 7.0], weight=[2.0, 3.0, 4.0, 5.0])
+    assert DEFAULT_FLOW_STRATEGY is FlowStrategy.move
+    values, variances, edges = select_histogram(h, 1, "nominal")
+    np.testing.assert_allclose(values, [5.0, 5.0])  # the underflow (2) and the overflow (5) are moved in
+    np.testing.assert_allclose(variances, [13.0, 25.0])
+    np.testing.assert_allclose(edges, [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(select_histogram(h, 1, "nominal", FlowStrategy.remove)[0], [3.0, 0.0])
+    assert flow_yields(h, 1, "nominal") == (2.0, 5.0)
+    np.testing.assert_allclose(select_histogram(h, 7, "nominal")[0], np.zeros(2))
+    with pytest.raises(UserError, match="no shift 'jec_up', only: nominal"):
+        select_histogram(h, 1, "jec_up")
 
 
 # ML figures and files
@@ -406,7 +411,7 @@ def test_plot_variables_sums_equal_the_weighted_events(
             product = chunk.normalization_weight * chunk.pu_weight * chunk.muon_weight
             weights = ak.to_numpy(product).astype(np.float64)
             expected = float(np.sum(weights[in_category]))
-            assert numbers["datasets"][dataset]["sum_with_flow"] == pytest.approx(expected, rel=1e-6)
+            assert numbers["datasets"][dataset]["sum"] == pytest.approx(expected, rel=1e-6)
 
         # process groups add up their datasets; the stack adds up the backgrounds; data are integer counts
         processes = numbers["processes"]
@@ -416,12 +421,13 @@ def test_plot_variables_sums_equal_the_weighted_events(
             "tt": "background",
             "dy": "background",
         }
+        # the flow bins are moved into the edge bins (as in the datacards): the bars add up to the totals
+        assert numbers["flow"] == "move"
         for entry in processes.values():
-            datasets_sum = sum(numbers["datasets"][d]["sum_with_flow"] for d in entry["datasets"])
-            assert entry["sum_with_flow"] == pytest.approx(datasets_sum, rel=1e-9)
-            assert entry["sum_with_flow"] == pytest.approx(
-                entry["sum"] + entry["underflow"] + entry["overflow"], rel=1e-9
-            )
+            datasets_sum = sum(numbers["datasets"][d]["sum"] for d in entry["datasets"])
+            assert entry["sum"] == pytest.approx(datasets_sum, rel=1e-9)
+            assert sum(entry["values"]) == pytest.approx(entry["sum"], rel=1e-9)
+            assert entry["underflow"] + entry["overflow"] <= entry["sum"] + 1e-9
         stacked = np.sum([processes[name]["values"] for name in numbers["stack_order"]], axis=0)
         np.testing.assert_allclose(numbers["background_total"], stacked)
         assert sorted(numbers["stack_order"]) == ["dy", "tt"]

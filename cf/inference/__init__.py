@@ -21,6 +21,7 @@ its asymptotic CLs limits (:mod:`cf.inference.workspace`).
 
 from __future__ import annotations
 
+from cf.hist_util import FlowStrategy, select_histogram
 from cf.inference.datacard import (
     category_file_name,
     format_number,
@@ -30,7 +31,6 @@ from cf.inference.datacard import (
 )
 from cf.inference.model import (
     DATA_NAME,
-    FlowStrategy,
     InferenceModel,
     ParameterTransformation,
     ParameterTransformations,
@@ -38,7 +38,7 @@ from cf.inference.model import (
     inference_model,
     lnn_effect,
 )
-from cf.inference.shapes import CategoryShapes, category_shapes, rebin, rebin_indices, select_histogram
+from cf.inference.shapes import CategoryShapes, category_shapes, rebin, rebin_indices
 from cf.inference.workspace import build_pyhf_spec, compute_limits, rough_limit_estimate, validate_pyhf_spec
 
 __all__ = [

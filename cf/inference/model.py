@@ -43,6 +43,7 @@ from typing import Any, ClassVar, TextIO
 
 from typing_extensions import Self
 
+from cf.hist_util import DEFAULT_FLOW_STRATEGY, FlowStrategy
 from cf.registry import RegisteredModel
 from cf.util import DotDict, UserError, is_pattern, is_regex, pattern_matcher
 
@@ -185,25 +186,6 @@ class ParameterTransformations(tuple):
     @property
     def any_from_rate(self) -> bool:
         return any(t.from_rate for t in self)
-
-
-class FlowStrategy(str, enum.Enum):
-    """What happens to the under- and overflow of a category's histograms.
-
-    Attributes:
-        ignore: Left out of the fit.
-        warn: Left out of the fit, with a warning naming the fraction.
-        remove: Left out of the fit (columnflow also zeroes them in its files; here shapes files have no flow bins).
-        move: Added to the first / last bin, so that the yields are the category's totals (the default here).
-    """
-
-    ignore = "ignore"
-    warn = "warn"
-    remove = "remove"
-    move = "move"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _enum_value(enum_cls: type[enum.Enum], value: Any, what: str) -> Any:
@@ -358,7 +340,7 @@ class InferenceModel(RegisteredModel):
         name: str,
         config_data: Mapping[str, Mapping[str, Any]] | None = None,
         data_from_processes: Sequence[str] | bool | None = None,
-        flow_strategy: FlowStrategy | str = FlowStrategy.move,
+        flow_strategy: FlowStrategy | str = DEFAULT_FLOW_STRATEGY,
         mc_stats: float | tuple[Any, ...] | bool | None = None,
         postfix: str | None = None,
         empty_bin_value: float = 1e-5,

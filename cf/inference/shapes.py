@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from cf.inference.model import FlowStrategy, InferenceModel, ParameterTransformation, ParameterType
+from cf.hist_util import select_histogram
+from cf.inference.model import InferenceModel, ParameterTransformation, ParameterType
 from cf.util import DotDict, UserError
 
-__all__ = ["CategoryShapes", "category_shapes", "rebin", "rebin_indices", "select_histogram"]
+__all__ = ["CategoryShapes", "category_shapes", "rebin", "rebin_indices"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,66 +72,6 @@ class CategoryShapes:
             elif parameter in self.effects.get(process, {}):
                 types.add(model.get_parameter(parameter, process=process, category=category).type)
         return types
-
-
-# histogram slicing
-
-
-def select_histogram(
-    histogram: Any,
-    category_id: int,
-    shift: str,
-    flow: FlowStrategy | str = FlowStrategy.move,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One category and shift of a merged histogram: ``(values, variances, edges)``.
-
-    With the ``move`` flow strategy the underflow is added to the first bin and the overflow to the last one,
-    so the yields are the totals of the category; otherwise the flow bins are left out (``warn`` logs their
-    share). A category without entries gives zeros.
-
-    Raises:
-        UserError: If the histogram has no entry for the shift (its task ran another one).
-    """
-    import hist
-
-    axis = histogram.axes[2]
-    edges = np.asarray(axis.edges, dtype=np.float64)
-    shifts = list(histogram.axes["shift"])
-    if shift not in shifts:
-        raise UserError(f"the histogram of '{axis.name}' has no shift '{shift}', only: {', '.join(shifts) or '(none)'}")
-    if category_id not in list(histogram.axes["category"]):
-        zeros = np.zeros(len(edges) - 1)
-        return zeros, zeros.copy(), edges
-    view = histogram[{"category": hist.loc(category_id), "shift": hist.loc(shift)}]
-    values = np.asarray(view.values(flow=True), dtype=np.float64)
-    variances = np.asarray(view.variances(flow=True), dtype=np.float64)
-    strategy = FlowStrategy(flow)
-    if strategy is FlowStrategy.warn:
-        _warn_flow(values, axis, category_id, shift)
-    move = strategy is FlowStrategy.move
-    return _visible(values, axis, move), _visible(variances, axis, move), edges
-
-
-def _visible(values: np.ndarray, axis: Any, move_flow: bool) -> np.ndarray:
-    traits = axis.traits
-    start = 1 if traits.underflow else 0
-    stop = len(values) - (1 if traits.overflow else 0)
-    visible = values[start:stop].copy()
-    if move_flow and traits.underflow:
-        visible[0] += values[0]
-    if move_flow and traits.overflow:
-        visible[-1] += values[-1]
-    return visible
-
-
-def _warn_flow(values: np.ndarray, axis: Any, category_id: int, shift: str) -> None:
-    total = float(np.sum(values))
-    flow = (values[0] if axis.traits.underflow else 0.0) + (values[-1] if axis.traits.overflow else 0.0)
-    if flow and total:
-        logger.warning(
-            f"{100 * flow / total:.1f}% of the yield of '{axis.name}' (category id {category_id}, shift {shift}) lies "
-            "in its flow bins and is left out of the fit (flow_strategy 'move' keeps it)",
-        )
 
 
 def rebin_indices(edges: Sequence[float] | np.ndarray, new_edges: Sequence[float]) -> list[int]:

@@ -24,6 +24,7 @@ import numpy as np
 from cf.analysis import analysis_setting, get_config, load_analysis
 from cf.columnar_util import IDENTITY_COLUMNS, Route
 from cf.folds import fold_indices
+from cf.hist_util import DEFAULT_FLOW_STRATEGY, flow_yields, select_histogram
 from cf.io import dump_json, iter_event_chunks, open_source
 from cf.ml import MLModel
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, ShiftMixin, function_store_parts
@@ -39,7 +40,6 @@ __all__ = [
     "PlotMLResults",
     "PlotVariables1D",
     "default_plot_variables",
-    "histogram_slice",
     "model_classes",
 ]
 
@@ -63,40 +63,6 @@ def default_plot_variables(config_inst: Any) -> tuple[str, ...]:
         return tuple(configured)
     names = [name for name in DEFAULT_PLOT_VARIABLES if config_inst.has_variable(name)]
     return tuple(names) or tuple(variable.name for variable in list(config_inst.variables)[:4])
-
-
-def histogram_slice(histogram: Any, category_id: int, shift: str) -> tuple[np.ndarray, np.ndarray]:
-    """The bin contents and variances (flow bins included) of one category and shift of a histogram.
-
-    A category or shift missing from the histogram's (growing) axes had no events: zeros are returned.
-
-    Returns:
-        ``(values, variances)`` with ``n_bins + 2`` entries (underflow first, overflow last) for axes with
-        flow bins.
-    """
-    import hist
-
-    n_flow = histogram.axes[-1].extent
-    if category_id not in list(histogram.axes["category"]) or shift not in list(histogram.axes["shift"]):
-        return np.zeros(n_flow), np.zeros(n_flow)
-    sliced = histogram[{"category": hist.loc(category_id), "shift": hist.loc(shift)}]
-    values = np.asarray(sliced.values(flow=True), dtype=np.float64)
-    variances = sliced.variances(flow=True)
-    variances = values.copy() if variances is None else np.asarray(variances, dtype=np.float64)
-    return values, variances
-
-
-def _visible(axis: Any, array: np.ndarray) -> np.ndarray:
-    """The visible bins of a flow-including array of ``axis``."""
-    start = 1 if axis.traits.underflow else 0
-    return array[start : start + len(axis)]
-
-
-def _flow(axis: Any, array: np.ndarray) -> tuple[float, float]:
-    """``(underflow, overflow)`` of a flow-including array of ``axis`` (0 where the axis has none)."""
-    under = float(array[0]) if axis.traits.underflow else 0.0
-    over = float(array[-1]) if axis.traits.overflow else 0.0
-    return under, over
 
 
 def _floats(values: np.ndarray) -> list[float]:
@@ -246,33 +212,32 @@ class PlotVariables1D(
         for process, names in groups.items():
             process_inst = self.config_inst.get_process(process, deep=False)
             values = variances = None
+            under = over = 0.0
             for dataset in names:
                 histogram = histograms[dataset][variable]
-                axis = histogram.axes[-1]
-                edges = axis.edges
-                v, w2 = histogram_slice(histogram, category_inst.id, shifts[dataset])
+                v, w2, edges = select_histogram(histogram, category_inst.id, shifts[dataset])
+                dataset_under, dataset_over = flow_yields(histogram, category_inst.id, shifts[dataset])
                 datasets[dataset] = {
                     "process": process,
                     "shift": shifts[dataset],
-                    "sum_with_flow": float(v.sum()),
-                    "variance_with_flow": float(w2.sum()),
+                    "sum": float(v.sum()),
+                    "variance": float(w2.sum()),
                 }
                 values = v if values is None else values + v
                 variances = w2 if variances is None else variances + w2
+                under, over = under + dataset_under, over + dataset_over
             if values is None or variances is None:
                 raise ValueError(f"process '{process}' has no datasets")
-            under, over = _flow(axis, values)
             processes[process] = {
                 "label": process_inst.label,
                 "color": _color(process_inst.color1),
                 "kind": kinds[process],
                 "datasets": names,
-                "values": _floats(_visible(axis, values)),
-                "variances": _floats(_visible(axis, variances)),
+                "values": _floats(values),
+                "variances": _floats(variances),
                 "underflow": under,
                 "overflow": over,
-                "sum": float(_visible(axis, values).sum()),
-                "sum_with_flow": float(values.sum()),
+                "sum": float(values.sum()),
             }
         luminosity = float(self.config_inst.x.luminosity.nominal)
         return {
@@ -288,6 +253,7 @@ class PlotVariables1D(
             "luminosity_pb": luminosity,
             "luminosity_fb": luminosity / 1000.0,
             "edges": _floats(np.asarray(edges)),
+            "flow": str(DEFAULT_FLOW_STRATEGY),
             "processes": processes,
             "datasets": datasets,
             "weight": WEIGHT_COLUMN,
