@@ -250,3 +250,14 @@ def test_pileup_vertices(mc_events: dict[str, ak.Array]) -> None:
     npvs = ak.to_numpy(mc_events["tt_dl"].PV.npvs)
     assert abs(npvs.mean() - 30.0) < 0.3
     assert abs(npvs.var() / npvs.mean() - 1.0) < 0.1
+
+
+def test_generate_keeps_the_names_that_configs_and_bench_import() -> None:
+    # the configs name sample.generate:create_file; bench/sample.py writes with generate.nanoaod_branches & co.
+    from sample import generate
+
+    for name in ("create_file", "draw_counts", "generate_events", "write_nanoaod", "nanoaod_branches"):
+        assert callable(getattr(generate, name)), name
+    assert set(generate.PROCESS_GENERATORS) == {"hh_ggf_bbtautau", "tt_sl", "tt_dl", "dy_lep_m50"}
+    assert generate.EVENT_TREE_NAME == "Events"
+    assert isinstance(generate.COMPRESSION, uproot.compression.ZSTD)

@@ -41,7 +41,8 @@ JEC_UNC_ETA_SLOPE = 0.015
 JEC_UNC_PT_MIN = 10.0
 
 #: The pileup profile of the embedded sample: the number of vertices is Poisson(MC_MEAN_VERTICES) (the generator's
-#: PILEUP_MEAN_VERTICES) and the true number of interactions, given n vertices, Gamma(n + 1) distributed.
+#: sample.detector.PILEUP_MEAN_VERTICES) and the true number of interactions, given n vertices, Gamma(n + 1)
+#: distributed.
 MC_MEAN_VERTICES = 30.0
 #: The data profile: the same shape around a higher mean; up / down scale it by the min-bias cross section's
 #: uncertainty (4.6%, as CMS uses for 69.2 mb).
