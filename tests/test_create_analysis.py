@@ -1,8 +1,10 @@
-"""Tests of ``cf_create_analysis``: forking the template into a new, working analysis.
+"""Tests of ``cf_create_analysis``: forking the template into a new, working analysis that shares its history.
 
-The fast tests check the command's input validation and the copy rules on small synthetic templates. The slow
-end-to-end test forks this repository into ``hbt``, sources the fork's ``setup.sh`` in a clean environment that
-reuses the already-built venvs, and runs ``law index``, a ``law run --print-output`` and the fork's quick tests.
+The fast tests check the command's input validation, the renaming rules and the fork's git history on small
+synthetic templates (git repositories), and that a framework change committed to a clone of this repository
+merges into a fork of it without conflicts. The slow end-to-end test forks this repository into ``hbt``, sources
+the fork's ``setup.sh`` in a clean environment that reuses the already-built venvs, and runs ``law index``, a
+``law run --print-output`` and the fork's quick tests.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cf.create_analysis import TEMPLATE_NAME, CreateAnalysisError, create_analysis
+from cf.create_analysis import COMMAND_FILES, TEMPLATE_NAME, UPSTREAM, CreateAnalysisError, create_analysis
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ROOT / "bin" / "cf_create_analysis"
@@ -28,6 +30,10 @@ FORK_REQUIRED_TESTS = ("tests/test_config.py",)
 FORK_OPTIONAL_TESTS = ("tests/test_columnar_util.py", "tests/test_functions.py")
 QUICK_MARKERS = "not slow and not sandbox and not network and not slurm"
 STEP_TIMEOUT = 300.0
+#: The tests that fork this repository need the template; in a fork (no analysis package) they skip.
+needs_template_checkout = pytest.mark.skipif(
+    not (ROOT / TEMPLATE_NAME).is_dir(), reason="this checkout is a fork, not the template"
+)
 
 
 def run_command(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -50,25 +56,48 @@ def git(*args: str, cwd: Path) -> str:
     return result.stdout
 
 
-def assert_single_clean_commit(path: Path) -> None:
-    assert git("rev-list", "--count", "HEAD", cwd=path).strip() == "1"
+def commit_all(repository: Path, message: str = "template") -> str:
+    """Commit every change and untracked, not ignored file of ``repository``; returns the new HEAD commit."""
+    git("add", "-A", cwd=repository)
+    git("commit", "-q", "-m", message, cwd=repository)
+    return git("rev-parse", "HEAD", cwd=repository).strip()
+
+
+def assert_fork_of(path: Path, template: str, base: str) -> None:
+    """``path`` is a clean fork: branch main, one renaming commit on ``base``, remote upstream at ``template``.
+
+    The renaming commit leaves the framework ``cf/`` and the command's own files unchanged.
+    """
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=path).strip() == "main"
+    assert git("rev-list", "--parents", "-n", "1", "HEAD", cwd=path).split()[1:] == [base]
+    assert f"{UPSTREAM}\t{template} (fetch)" in git("remote", "-v", cwd=path)
     assert git("status", "--porcelain", "--untracked-files=all", cwd=path) == ""
+    untouched = git("diff", "--name-only", "HEAD^", "HEAD", "--", "cf", *COMMAND_FILES, cwd=path)
+    assert untouched == "", f"the renaming commit changed the framework or the command:\n{untouched}"
+    # no tracking branch: a plain "git push" must not go to the template
+    tracking = subprocess.run(
+        ["git", "config", "--get", "branch.main.remote"], cwd=path, capture_output=True, check=False
+    )
+    assert tracking.returncode == 1, f"the fork's main tracks a remote: {tracking.stdout!r}"
 
 
-def make_template(root: Path) -> Path:
-    """A small template with the cases the copy rules distinguish (not a git checkout)."""
+def write_template_files(root: Path) -> Path:
+    """The files of a small template with the cases the renaming distinguishes (no git repository yet)."""
     files = {
+        ".gitignore": "/data/\n/.law/\n__pycache__/\n/docs/_build/\n*.log\n",
         f"{TEMPLATE_NAME}/__init__.py": f'"""The {TEMPLATE_NAME} package."""\n',
         f"{TEMPLATE_NAME}/config/{TEMPLATE_NAME}_config.py": f"from {TEMPLATE_NAME} import config\n",
         "law.cfg": f"[analysis]\ndefault_analysis: {TEMPLATE_NAME}.config.analysis.{TEMPLATE_NAME}\n",
         "setup.sh": 'export ANALYSIS_TEMPLATE_BASE="$PWD"\n',
         "bin/run": f"#!/usr/bin/env bash\necho {TEMPLATE_NAME}\n",
+        "cf/__init__.py": f'"""The framework; e.g. $CF_BASE/{TEMPLATE_NAME}/corrections."""\n',
         "data/store/output.txt": f"{TEMPLATE_NAME}\n",
         ".law/index": f"{TEMPLATE_NAME}\n",
         f"{TEMPLATE_NAME}/__pycache__/__init__.cpython-311.pyc": "cache\n",
         "docs/_build/index.html": f"{TEMPLATE_NAME}\n",
         "docs/index.md": f"# {TEMPLATE_NAME}\n",
     }
+    files.update(dict.fromkeys(COMMAND_FILES, f"{TEMPLATE_NAME} ANALYSIS_TEMPLATE\n"))
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +106,18 @@ def make_template(root: Path) -> Path:
     (root / "logo.bin").write_bytes(b"\x89PNG\x00\x01" + TEMPLATE_NAME.encode() + b"\x00")
     (root / "docs" / "package").symlink_to(f"../{TEMPLATE_NAME}")
     return root
+
+
+def make_template(root: Path) -> Path:
+    """The small template as a git repository: everything committed but the ignored data, caches and builds."""
+    write_template_files(root)
+    git("init", "-q", "--initial-branch=main", cwd=root)
+    commit_all(root)
+    return root
+
+
+def head(repository: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=repository).strip()
 
 
 def listing(path: Path) -> set[str]:
@@ -90,20 +131,14 @@ def template(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def git_template(template: Path) -> Path:
-    """The small template as a git checkout with ignored, untracked and deleted-but-tracked files."""
-    (template / ".gitignore").write_text("/data/\n/.law/\n__pycache__/\n/docs/_build/\n*.log\n")
+def dirty_template(template: Path) -> Path:
+    """The small template with uncommitted work: a deleted tracked file, a changed one, untracked files."""
     (template / "tracked_then_deleted.txt").write_text("x\n")
-    git("init", "-q", cwd=template)
-    git("add", "-A", cwd=template)
-    git("commit", "-q", "-m", "template", cwd=template)
+    commit_all(template, "a file deleted later")
     (template / "tracked_then_deleted.txt").unlink()
+    (template / "law.cfg").write_text("[analysis]\n# changed, not committed\n")
     (template / "untracked.py").write_text(f"import {TEMPLATE_NAME}\n")
     (template / "ignored.log").write_text("log\n")
-    # this command's own files are template-only, also when the template is a git checkout
-    for name in ("bin/cf_create_analysis", "cf/create_analysis.py", "tests/test_create_analysis.py"):
-        (template / name).parent.mkdir(parents=True, exist_ok=True)
-        (template / name).write_text(f"{TEMPLATE_NAME}\n")
     return template
 
 
@@ -193,14 +228,15 @@ def test_command_ignores_a_foreign_cf_package_in_the_working_directory(tmp_path:
     assert result.returncode == 0, result.stderr
 
 
-# --- the copy rules, on a small template ---
+# --- the renaming rules and the history, on a small template ---
 
 
-def test_copy_renames_paths_and_text_and_skips_data_caches_and_binaries(template: Path, tmp_path: Path) -> None:
+def test_fork_renames_paths_and_text_on_top_of_the_template_history(template: Path, tmp_path: Path) -> None:
     target = tmp_path / "hbt"
     created = create_analysis("hbt", "xy", target=target, template=template)
     assert created.path == target
     assert listing(target) == {
+        ".gitignore",
         "hbt",
         "hbt/__init__.py",
         "hbt/config",
@@ -209,10 +245,16 @@ def test_copy_renames_paths_and_text_and_skips_data_caches_and_binaries(template
         "setup.sh",
         "bin",
         "bin/run",
+        "bin/cf_create_analysis",
+        "cf",
+        "cf/__init__.py",
+        "cf/create_analysis.py",
         "docs",
         "docs/index.md",
         "docs/package",
         "logo.bin",
+        "tests",
+        "tests/test_create_analysis.py",
     }
     assert (target / "law.cfg").read_text() == "[analysis]\ndefault_analysis: hbt.config.analysis.hbt\n"
     assert (target / "hbt/config/hbt_config.py").read_text() == "from hbt import config\n"
@@ -220,39 +262,127 @@ def test_copy_renames_paths_and_text_and_skips_data_caches_and_binaries(template
     assert (target / "setup.sh").read_text() == 'export XY_BASE="$PWD"\n'
     assert os.readlink(target / "docs/package") == "../hbt"
     assert (target / "bin/run").stat().st_mode & stat.S_IXUSR
-    # binary files are copied byte for byte and reported
+    # the framework and the command's own files are the template's, byte for byte
+    for name in ("cf/__init__.py", *COMMAND_FILES):
+        assert (target / name).read_bytes() == (template / name).read_bytes(), name
+    # binary files are left unchanged and reported
     assert (target / "logo.bin").read_bytes() == (template / "logo.bin").read_bytes()
     assert created.skipped_binary == ("logo.bin",)
-    assert (created.n_files, created.n_renamed) == (8, 2)
-    assert_single_clean_commit(target)
+    assert (created.n_files, created.n_renamed) == (13, 2)
+    # the history: the template's HEAD plus one renaming commit, the template as remote upstream
+    assert (created.base, created.upstream, created.upstream_branch) == (head(template), str(template), "main")
+    assert not created.uncommitted
+    assert_fork_of(target, str(template), head(template))
     assert "short name xy" in git("log", "-1", "--format=%B", cwd=target)
     # the template is untouched and nothing but the target was created next to it
+    assert git("status", "--porcelain", cwd=template) == ""
     assert (template / "data/store/output.txt").is_file()
     assert {p.name for p in tmp_path.iterdir()} == {"template", "hbt"}
 
 
-def test_git_template_copies_tracked_and_untracked_but_not_ignored_files(git_template: Path, tmp_path: Path) -> None:
+def test_fork_is_made_from_the_committed_head_only(dirty_template: Path, tmp_path: Path) -> None:
     target = tmp_path / "hbt"
-    create_analysis("hbt", "hbt", target=target, template=git_template)
+    created = create_analysis("hbt", "hbt", target=target, template=dirty_template)
+    assert created.uncommitted
     files = listing(target)
-    assert "untracked.py" in files
-    assert (target / "untracked.py").read_text() == "import hbt\n"
-    assert ".gitignore" in files
-    for absent in ("ignored.log", "data", ".law", "docs/_build", "tracked_then_deleted.txt"):
+    assert "tracked_then_deleted.txt" in files  # committed: its deletion is not
+    assert (target / "law.cfg").read_text() == "[analysis]\ndefault_analysis: hbt.config.analysis.hbt\n"
+    for absent in ("untracked.py", "ignored.log", "data", ".law", "docs/_build"):
         assert absent not in files
-    # the command's own files stay in the template
-    for absent in ("bin/cf_create_analysis", "cf/create_analysis.py", "tests/test_create_analysis.py"):
-        assert absent not in files
-    assert_single_clean_commit(target)
+    assert_fork_of(target, str(dirty_template), head(dirty_template))
+
+
+def test_command_reports_the_upstream_the_upgrade_and_uncommitted_work(dirty_template: Path, tmp_path: Path) -> None:
+    target = tmp_path / "hbt"
+    result = run_command("hbt", "-s", "hbt", "--target", str(target), "--template", str(dirty_template))
+    assert result.returncode == 0, result.stderr
+    assert f"remote 'upstream': {dirty_template}" in result.stdout
+    assert "framework updates: git pull --no-rebase upstream main" in result.stdout
+    base = head(dirty_template)[:12]
+    assert f"has uncommitted changes or untracked files; the fork is made from its last commit {base}" in result.stderr
+    assert "git has no user.name" not in result.stderr
+
+
+def test_template_can_be_a_git_url(template: Path, tmp_path: Path) -> None:
+    url = f"file://{template}"
+    created = create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=url)
+    assert (created.upstream, created.upstream_branch, created.uncommitted) == (url, "main", False)
+    assert_fork_of(created.path, url, head(template))
+
+
+def test_fork_of_a_detached_template_starts_at_its_head(template: Path, tmp_path: Path) -> None:
+    git("checkout", "-q", "--detach", cwd=template)
+    (template / "docs" / "index.md").write_text("# detached\n")
+    detached = commit_all(template, "a commit on no branch")
+    created = create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
+    assert (created.base, created.upstream_branch) == (detached, None)
+    assert_fork_of(created.path, str(template), detached)
+    assert (created.path / "docs" / "index.md").read_text() == "# detached\n"
+
+
+def largest_renamed_module(template: Path) -> str:
+    """The largest Python file of the template's analysis package that names the package (the fork rewrites it)."""
+    modules = git("ls-files", "--", f"{TEMPLATE_NAME}/*.py", cwd=template).split()
+    named = [name for name in modules if TEMPLATE_NAME in (template / name).read_text()]
+    assert named, f"no module of {TEMPLATE_NAME} names the package"
+    return max(named, key=lambda name: (template / name).stat().st_size)
+
+
+@needs_template_checkout
+def test_framework_update_merges_into_a_fork_without_conflicts(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    git("clone", "-q", str(ROOT), str(template), cwd=tmp_path)
+    created = create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
+    fork = created.path
+    assert_fork_of(fork, str(template), head(template))
+    # the template changes a framework file and an analysis file that the fork renamed and rewrote
+    framework_file = template / "cf" / "__init__.py"
+    framework_file.write_text(framework_file.read_text() + "# a framework update\n")
+    analysis_file = largest_renamed_module(template)
+    (template / analysis_file).write_text((template / analysis_file).read_text() + "# a template update\n")
+    update = commit_all(template, "framework update")
+
+    git("pull", "-q", "--no-rebase", "--no-ff", "--no-edit", UPSTREAM, str(created.upstream_branch), cwd=fork)
+    assert git("diff", "--name-only", "--diff-filter=U", cwd=fork) == ""
+    assert git("status", "--porcelain", cwd=fork) == ""
+    assert git("rev-list", "--parents", "-n", "1", "HEAD", cwd=fork).split()[2] == update  # a merge commit
+    assert git("diff", "--name-only", "HEAD", update, "--", "cf", cwd=fork) == ""  # the framework is upstream's
+    assert (fork / "cf" / "__init__.py").read_text().endswith("# a framework update\n")
+    renamed = fork / analysis_file.replace(TEMPLATE_NAME, "hbt")
+    assert renamed.read_text().endswith("# a template update\n")
+    assert f"from {TEMPLATE_NAME}" not in renamed.read_text()
+
+
+def test_template_without_git_is_refused(tmp_path: Path) -> None:
+    template = write_template_files(tmp_path / "template")
+    with pytest.raises(CreateAnalysisError, match="is not the top of a git repository; a fork shares the template"):
+        create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
+    missing = tmp_path / "missing"
+    with pytest.raises(CreateAnalysisError, match=f"the template '{missing}' does not exist"):
+        create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=missing)
+    assert {p.name for p in tmp_path.iterdir()} == {"template"}
+
+
+def test_subdirectory_of_a_template_is_refused(template: Path, tmp_path: Path) -> None:
+    with pytest.raises(CreateAnalysisError, match="is not the top of a git repository"):
+        create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template / TEMPLATE_NAME)
+    assert {p.name for p in tmp_path.iterdir()} == {"template"}
+
+
+def test_a_fork_is_no_template(template: Path, tmp_path: Path) -> None:
+    fork = create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template).path
+    with pytest.raises(CreateAnalysisError, match=f"is no analysis template: .* has no '{TEMPLATE_NAME}' package"):
+        create_analysis("zz", "zz", target=tmp_path / "zz", template=fork)
+    assert {p.name for p in tmp_path.iterdir()} == {"template", "hbt"}
 
 
 def test_failure_leaves_nothing_at_the_target(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cf.create_analysis as module
 
-    def broken_init(*args: object) -> None:
+    def broken_commit(*args: object) -> bool:
         raise CreateAnalysisError("git broke", usage=False)
 
-    monkeypatch.setattr(module, "_init_repository", broken_init)
+    monkeypatch.setattr(module, "_commit_rename", broken_commit)
     with pytest.raises(CreateAnalysisError, match="git broke"):
         create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
     assert {p.name for p in tmp_path.iterdir()} == {"template"}
@@ -264,14 +394,15 @@ def test_a_target_that_appears_while_creating_is_kept(
     import cf.create_analysis as module
 
     target = tmp_path / "hbt"
-    original_init = module._init_repository
+    original_commit = module._commit_rename
 
-    def init_and_race(path: Path, *args: str) -> None:
-        original_init(path, *args)
+    def commit_and_race(path: Path, message: str) -> bool:
+        fallback = original_commit(path, message)
         target.mkdir()  # another process takes the name meanwhile
         (target / "theirs.txt").write_text("theirs\n")
+        return fallback
 
-    monkeypatch.setattr(module, "_init_repository", init_and_race)
+    monkeypatch.setattr(module, "_commit_rename", commit_and_race)
     with pytest.raises(CreateAnalysisError, match="appeared while creating"):
         create_analysis("hbt", "hbt", target=target, template=template)
     assert listing(target) == {"theirs.txt"}
@@ -288,6 +419,7 @@ def test_paths_that_would_collide_are_refused(template: Path, tmp_path: Path) ->
     (template / "notes").mkdir()
     (template / "notes" / f"{TEMPLATE_NAME}.md").write_text("a\n")
     (template / "notes" / "hbt.md").write_text("b\n")
+    commit_all(template)
     with pytest.raises(CreateAnalysisError, match=r"would both become 'notes/hbt\.md'"):
         create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
     assert {p.name for p in tmp_path.iterdir()} == {"template"}
@@ -302,6 +434,7 @@ def test_target_inside_the_template_is_refused(template: Path) -> None:
 def test_template_package_names_are_reserved(template: Path, tmp_path: Path) -> None:
     (template / "plotting").mkdir()
     (template / "plotting" / "__init__.py").write_text("")
+    commit_all(template)
     with pytest.raises(CreateAnalysisError, match="'plotting': it is reserved"):
         create_analysis("plotting", "pl", target=tmp_path / "plotting", template=template)
     assert {p.name for p in tmp_path.iterdir()} == {"template"}
@@ -318,11 +451,15 @@ def test_commit_works_without_a_configured_git_identity(
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
         monkeypatch.delenv(var, raising=False)
     target = tmp_path / "hbt"
-    create_analysis("hbt", "hbt", target=target, template=template)
-    assert (
-        git("log", "-1", "--format=%an <%ae>", cwd=target).strip()
-        == "cf_create_analysis <cf_create_analysis@localhost>"
+    result = run_command("hbt", "-s", "hbt", "--target", str(target), "--template", str(template))
+    assert result.returncode == 0, result.stderr
+    fallback = "cf_create_analysis <cf_create_analysis@localhost>"
+    assert f"git has no user.name / user.email configured: the renaming commit is authored by {fallback}" in (
+        result.stderr
     )
+    assert git("log", "-1", "--format=%an <%ae>", cwd=target).strip() == fallback
+    # only the one commit: the fork's configuration gets no identity
+    assert "user." not in git("config", "--local", "--list", cwd=target)
 
 
 # --- end to end: fork this repository and use the fork ---
@@ -365,6 +502,7 @@ def fork_shell(analysis: Path, env: Mapping[str, str], command: str) -> tuple[su
 
 
 @pytest.mark.slow
+@needs_template_checkout
 def test_forked_analysis_sets_up_indexes_and_passes_its_tests(tmp_path: Path) -> None:
     venv_base = Path(os.environ.get("CF_VENV_BASE", ""))
     if not os.environ.get("CF_VENV_BASE") or not (venv_base / "cf" / "cf_venv.hash").is_file():
@@ -377,17 +515,30 @@ def test_forked_analysis_sets_up_indexes_and_passes_its_tests(tmp_path: Path) ->
             (software / "venvs" / venv.name).symlink_to(venv.resolve())
 
     analysis = tmp_path / "hbt"
+    template_head = head(ROOT)  # others may commit meanwhile: the fork starts here or later
     start = time.perf_counter()
     result = run_command("hbt", "--short-name", "hbt", "--target", str(analysis))
     create_seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert f"created analysis 'hbt' in {analysis}" in result.stdout
+    assert "framework updates: git pull --no-rebase upstream" in result.stdout
     assert (analysis / "hbt" / "config" / "analysis.py").is_file()
     assert not (analysis / TEMPLATE_NAME).exists()
-    assert_single_clean_commit(analysis)
+    base = git("rev-parse", "HEAD^", cwd=analysis).strip()
+    assert_fork_of(analysis, str(ROOT), base)
+    git("merge-base", "--is-ancestor", template_head, base, cwd=analysis)
 
+    # the name is left only in the framework (never renamed, see test_framework_update_merges...) and the command
     grep = subprocess.run(
-        ["grep", "-ri", "--exclude-dir=.git", TEMPLATE_NAME, str(analysis)],
+        [
+            "grep",
+            "-ri",
+            "--exclude-dir=.git",
+            "--exclude-dir=cf",
+            *(f"--exclude={Path(name).name}" for name in COMMAND_FILES),
+            TEMPLATE_NAME,
+            str(analysis),
+        ],
         capture_output=True,
         text=True,
         check=False,
