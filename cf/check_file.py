@@ -18,6 +18,7 @@ from typing import Any
 
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import filter_routes
+from cf.contract import config_entry
 from cf.functions import ColumnFunction, calibrators, producers, selectors
 from cf.io import InputFileError, close_columns, open_source
 from cf.util import UserError
@@ -30,8 +31,8 @@ def _functions(config_inst: Any, args: argparse.Namespace) -> list[ColumnFunctio
     load_modules("calibration_modules")
     load_modules("selection_modules")
     load_modules("production_modules")
-    names_calib = args.calibrators.split(",") if args.calibrators else config_inst.x("default_calibrators", ())
-    selector = args.selector or config_inst.x("default_selector", "default")
+    names_calib = args.calibrators.split(",") if args.calibrators else config_entry(config_inst, "default_calibrators")
+    selector = args.selector or config_entry(config_inst, "default_selector")
     classes = [calibrators.get(name) for name in names_calib] + [selectors.get(selector)]
     if args.producers:
         classes += [producers.get(name) for name in args.producers.split(",")]

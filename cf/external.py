@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cf.contract import config_entry
 from cf.util import UserError, expand_path, short_hash
 
 __all__ = [
@@ -77,7 +78,7 @@ def external_files(config_inst: Any) -> list[ExternalFile]:
         UserError: For a bad name, a declaration that is neither a path / URL nor a mapping with ``url``, an
             unknown key, a malformed checksum or an unsupported URL scheme.
     """
-    declared = config_inst.x("external_files", {})
+    declared = config_entry(config_inst, "external_files")
     if not isinstance(declared, Mapping):
         raise UserError(f"config '{config_inst.name}': external_files must map names to paths or URLs")
     return [_parse(config_inst.name, str(name), value) for name, value in declared.items()]

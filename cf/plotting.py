@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
+from cf.contract import is_signal
 from cf.io import atomic_path
 
 __all__ = [
@@ -90,11 +91,6 @@ def new_figure(
     """A figure (without pyplot, so no global figure registry) and its axes, as ``plt.subplots`` returns them."""
     figure = Figure(figsize=figsize, layout=layout)
     return figure, figure.subplots(nrows, ncols, **subplot_kwargs)
-
-
-def is_signal(process_inst: Any) -> bool:
-    """Whether a process is a signal: ``process.x.is_signal`` or the tag ``"signal"``."""
-    return bool(process_inst.x("is_signal", False)) or process_inst.has_tag("signal")
 
 
 def top_level_process(config_inst: Any, process_inst: Any) -> Any:

@@ -1,7 +1,9 @@
 """The base of pluggable model classes (ML models, inference models).
 
 Models are registered by class name, derived with ``derive(name, cls_dict)`` and configured per run with
-typed settings that override class attributes.
+settings: class attributes declared with :func:`setting`, which ``--ml-model-settings`` /
+``--inference-model-settings`` may override for one run. Only declared settings can be set from the command line,
+and each value is checked against the declaration (type, range, choices) before any work starts.
 
 Each family (e.g. :class:`cf.ml.MLModel`) is a direct subclass that declares its own ``_registry`` dict and
 a ``kind`` used in messages; every further subclass is registered in its family's registry under its class
@@ -10,17 +12,229 @@ name, and a name used by two modules is an error naming both.
 
 from __future__ import annotations
 
-import inspect
+import builtins
+import dataclasses
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
+from law.util import create_hash
 from typing_extensions import Self
 
-from cf.util import UserError, short_hash
+from cf.util import UserError
 
-__all__ = ["RegisteredModel"]
+__all__ = ["RegisteredModel", "Setting", "parse_settings", "setting", "split_settings"]
 
 M = TypeVar("M", bound="RegisteredModel")
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a text"}
+
+
+def split_settings(items: Sequence[str] | str) -> dict[str, str]:
+    """Split ``key=value`` items (a list, or one comma-separated text) into a dict of texts.
+
+    Raises:
+        UserError: For an item that is not of the form ``key=value``.
+    """
+    if isinstance(items, str):
+        items = [item for item in items.split(",") if item]
+    settings: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"setting '{item}' is not of the form key=value")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def parse_settings(items: Sequence[str] | str) -> dict[str, Any]:
+    """Parse ``key=value`` items into values typed by their text, without a declaration to check against.
+
+    Values become int, float, bool (``true`` / ``false``), a tuple (``64:64``), or stay a string. The tasks pass
+    the texts of :func:`split_settings` instead, which the declared settings convert and check.
+
+    Example:
+        >>> parse_settings(["epochs=3", "layers=64:32", "lr=0.01", "batch_norm=false"])
+        {'epochs': 3, 'layers': (64, 32), 'lr': 0.01, 'batch_norm': False}
+    """
+    return {key: _parse_value(value) for key, value in split_settings(items).items()}
+
+
+def _parse_value(text: str) -> Any:
+    if ":" in text:
+        return tuple(_parse_value(part) for part in text.split(":"))
+    if text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """The declaration of a model setting: its default and the values it may take.
+
+    As a class attribute it reads as its default (``self.epochs`` is an int); a subclass or ``derive`` that
+    assigns a plain value changes the default and keeps the declaration. Create it with :func:`setting`.
+
+    Attributes:
+        default: The value without a setting.
+        value_type: ``bool``, ``int``, ``float`` or ``str``: the type of the value, or of each tuple item.
+        is_tuple: Whether the value is a tuple (``64:64`` on the command line).
+        help: One line on what the setting does.
+        minimum: The smallest allowed value (of each item), inclusive.
+        maximum: The largest allowed value (of each item), inclusive.
+        above: A bound that the value (each item) must exceed.
+        below: A bound that the value (each item) must stay under.
+        choices: The allowed values (of each item).
+        nullable: Whether None (``none`` on the command line) is allowed too.
+        name: The attribute name (set when the class is made).
+    """
+
+    default: Any
+    value_type: type
+    is_tuple: bool = False
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    name: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self.default
+
+    def describe(self) -> str:
+        """What the setting accepts, e.g. ``an integer >= 1`` or ``a ':'-separated list, each item one of a, b``."""
+        text = f"a ':'-separated list, each item {self._describe_item()}" if self.is_tuple else self._describe_item()
+        return f"{text}, or none" if self.nullable else text
+
+    def _describe_item(self) -> str:
+        text = _KINDS[self.value_type]
+        if self.choices is not None:
+            text = f"one of {', '.join(_format(choice) for choice in self.choices)}"
+        bounds = [
+            f"{sign} {_format(bound)}"
+            for sign, bound in ((">=", self.minimum), ("<=", self.maximum), (">", self.above), ("<", self.below))
+            if bound is not None
+        ]
+        return f"{text} {' and '.join(bounds)}" if bounds else text
+
+    def check(self, value: Any) -> Any:
+        """The value as the declared type (text from the command line is converted).
+
+        Raises:
+            ValueError: If the value is not one the setting accepts (the message says what is).
+        """
+        if self.nullable and (value is None or (isinstance(value, str) and value.strip().lower() == "none")):
+            return None
+        if self.is_tuple:
+            items = value.split(":") if isinstance(value, str) else value
+            items = tuple(items) if isinstance(items, (tuple, list)) else (items,)
+            if not items:
+                raise ValueError(f"setting '{self.name}' is empty: give {self.describe()}")
+            return tuple(self._check_item(item, value) for item in items)
+        return self._check_item(value, value)
+
+    def _check_item(self, item: Any, value: Any) -> Any:
+        converted = _convert(item, self.value_type)
+        bad = converted is None or (self.choices is not None and converted not in self.choices)
+        if not bad and self.value_type in {int, float}:
+            bad = (
+                (self.minimum is not None and converted < self.minimum)
+                or (self.maximum is not None and converted > self.maximum)
+                or (self.above is not None and not converted > self.above)
+                or (self.below is not None and not converted < self.below)
+            )
+        if bad and self.is_tuple:
+            raise ValueError(
+                f"setting '{self.name}={_format(value)}': item '{_format(item)}' is not {self._describe_item()}"
+                " (the value is a ':'-separated list)",
+            )
+        if bad:
+            raise ValueError(f"setting '{self.name}={_format(value)}' is not {self.describe()}")
+        return converted
+
+
+def setting(
+    default: Any,
+    help: str = "",
+    *,
+    type: type | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: tuple[Any, ...] | list[Any] | None = None,
+    nullable: bool = False,
+) -> Any:
+    """Declare a class attribute as a setting that may be changed for one run.
+
+    Example::
+
+        class MyModel(MLModel):
+            epochs: int = setting(10, "maximum number of epochs", minimum=1)
+            layers: tuple[int, ...] = setting((64, 64), "units of the hidden layers", minimum=1)
+            backend: str = setting("onnx", "how the networks are run", choices=("onnx", "keras"))
+
+    Args:
+        default: The value without a setting; a tuple makes a tuple setting (``64:64`` on the command line).
+        help: One line on what the setting does.
+        type: The type of the value, or of each tuple item (default: the type of ``default`` or of its first item).
+        minimum: The smallest allowed value (of each item).
+        maximum: The largest allowed value (of each item).
+        above: A bound that the value (each item) must exceed.
+        below: A bound that the value (each item) must stay under.
+        choices: The allowed values (of each item).
+        nullable: Whether None (``none`` on the command line) is allowed too (implied by a None default).
+
+    Returns:
+        The :class:`Setting` (typed as ``Any`` so that the attribute keeps the type of its values).
+    """
+    is_tuple = isinstance(default, tuple)
+    sample = (default[0] if default else None) if is_tuple else default
+    kind = type or (builtins.type(sample) if sample is not None else None)
+    if kind not in _KINDS:
+        raise TypeError(f"a setting needs a bool, int, float or str value (or a tuple of them), got {default!r}")
+    allowed = tuple(choices) if choices is not None else None
+    declared = Setting(
+        default, kind, is_tuple, help, minimum, maximum, above, below, allowed, nullable or default is None
+    )
+    declared.check(default)
+    return declared
+
+
+def _convert(value: Any, kind: type) -> Any:
+    """``value`` as ``kind``, None where it is not one (text is parsed, an int counts as a float, not a bool)."""
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        if kind is bool:
+            return {"true": True, "false": False}.get(text)
+        try:
+            return kind(text)
+        except ValueError:
+            return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is not bool and isinstance(value, bool):
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ":".join(_format(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 class RegisteredModel:
@@ -35,6 +249,7 @@ class RegisteredModel:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.cls_name = cls.__name__
+        cls._redeclare_overridden_settings()
         if "_registry" in cls.__dict__:
             return  # a family root: it holds the registry of its subclasses
         existing = cls._registry.get(cls.__name__)
@@ -110,39 +325,94 @@ class RegisteredModel:
         return cls.get_cls(name, deep=deep, silent=True) is not None
 
     @classmethod
-    def setting_names(cls) -> list[str]:
-        """The attributes that settings may override: public class attributes holding plain values."""
-        return sorted(
-            name
-            for name in dir(cls)
-            if not name.startswith("_")
-            and name not in {"kind", "cls_name"}
-            and not callable(getattr(cls, name))
-            and not isinstance(inspect.getattr_static(cls, name), property)
-        )
+    def _redeclare_overridden_settings(cls) -> None:
+        """A plain value assigned to an inherited setting becomes its new default; the declaration stays."""
+        inherited = {name: declared for base in cls.__mro__[1:] for name, declared in _own_settings(base).items()}
+        for name, value in list(vars(cls).items()):
+            if name in inherited and not isinstance(value, Setting) and name not in _own_settings(cls):
+                try:
+                    declared = dataclasses.replace(inherited[name], default=inherited[name].check(value))
+                except ValueError as error:
+                    raise ValueError(f"{cls.kind} '{cls.__name__}': {error}") from None
+                setattr(cls, name, declared)
 
-    def apply_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Set each setting as an attribute of this instance; a single value given for a tuple becomes a tuple.
+    @classmethod
+    def declared_settings(cls) -> dict[str, Setting]:
+        """The settings of the class, by name (a subclass's declaration wins)."""
+        declared: dict[str, Setting] = {}
+        for base in reversed(cls.__mro__):
+            declared.update(_own_settings(base))
+        return dict(sorted(declared.items()))
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The names of the declared settings."""
+        return list(cls.declared_settings())
+
+    @classmethod
+    def checked_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings converted to their declared types, each checked against its declaration.
+
+        Args:
+            settings: Name -> value; text (from the command line) is converted to the declared type.
 
         Raises:
-            UserError: For a setting that is not one of :meth:`setting_names`.
+            UserError: For an undeclared setting or a value the declaration does not accept.
         """
-        allowed = self.setting_names()
+        declared = cls.declared_settings()
+        checked: dict[str, Any] = {}
         for key, given in settings.items():
-            if key not in allowed:
+            if key not in declared:
                 raise UserError(
-                    f"unknown setting '{key}' for {self.kind} '{type(self).__name__}', allowed: {', '.join(allowed)}",
+                    f"unknown setting '{key}' for {cls.kind} '{cls.cls_name}', declared: {', '.join(declared) or '(none)'}",
                 )
-            default = getattr(type(self), key)
-            value = given
-            if isinstance(default, tuple) and not isinstance(given, tuple):
-                value = (given,)
-            elif isinstance(default, float) and isinstance(given, int) and not isinstance(given, bool):
-                value = float(given)
+            try:
+                checked[key] = declared[key].check(given)
+            except ValueError as error:
+                raise UserError(f"{cls.kind} '{cls.cls_name}': {error}") from None
+        return checked
+
+    def apply_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the settings (:meth:`checked_settings`) and set each one as an attribute of this instance.
+
+        Returns:
+            The settings as the declared types.
+        """
+        checked = self.checked_settings(settings)
+        for key, value in checked.items():
             setattr(self, key, value)
-        return settings
+        return checked
 
     @staticmethod
-    def settings_hash(settings: dict[str, Any]) -> str:
-        """A short stable hash of settings (empty without settings), for output paths."""
-        return short_hash(settings) if settings else ""
+    def settings_hash(settings: Mapping[str, Any], leave_out: frozenset[str] | set[str] = frozenset()) -> str:
+        """The hash of the sorted ``name_value`` pairs, as columnflow's ``parameters_repr`` (empty without any).
+
+        Args:
+            settings: The settings.
+            leave_out: Names of settings that do not count.
+        """
+        pairs = [f"{name}_{_path_value(value)}" for name, value in sorted(settings.items()) if name not in leave_out]
+        return create_hash("__".join(pairs)) if pairs else ""
+
+    @property
+    def settings_repr(self) -> str:
+        """The hash of this instance's settings (empty without settings), the model's part of output paths."""
+        return self.settings_hash(self.settings)
+
+    #: The settings given to this instance (checked, as the declared types).
+    settings: dict[str, Any]
+
+
+def _own_settings(cls: type) -> dict[str, Setting]:
+    return {name: value for name, value in vars(cls).items() if isinstance(value, Setting)}
+
+
+def _path_value(value: Any) -> str:
+    """A setting's value in the hashed pairs: tuples joined by ``_`` (columnflow's format)."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(_path_value(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value}" if value >= 0.01 else f"{value:.2e}"
+    return str(value)

@@ -4,7 +4,7 @@
 ``dnn`` classifier, histograms every dataset with the ``jec`` calibrator (nominal, ``jec_up``, ``jec_down``),
 writes the datacards and computes the expected limit on the HH signal strength.
 
-Every class attribute can be changed for one run, e.g. ``--inference-model-settings signal_scale=100`` or
+Every setting can be changed for one run, e.g. ``--inference-model-settings signal_scale=100`` or
 ``sr_variable=test_model.score_hh`` (the guide's small model instead of the reference one). The model is
 written in columnflow's config-keyed form: every config-dependent name sits in ``config_data``, keyed by the
 config, so that the same model runs on several configs at once (``--configs``).
@@ -12,7 +12,7 @@ config, so that the same model runs on several configs at once (``--configs``).
 
 from __future__ import annotations
 
-from cf.inference import InferenceModel, ParameterType, inference_model, lnn_effect
+from cf.inference import InferenceModel, ParameterType, inference_model, lnn_effect, setting
 
 __all__ = ["test_inference"]
 
@@ -21,17 +21,19 @@ __all__ = ["test_inference"]
     # the jec calibrator implements the jec_up / jec_down shifts of the "jec" shape parameter; with the
     # config's default (skip_jecunc) the shifted histograms would equal nominal and the task refuses to run
     calibrators=("jec",),
-    sr_category="sr",
-    sr_variable="dnn.score_hh",
+    sr_category=setting("sr", "the signal region's category"),
+    sr_variable=setting("dnn.score_hh", "the variable fitted in the signal region"),
     # merged bins keep enough MC events in each bin (and few MC-statistics parameters in the fit)
-    sr_bin_edges=(0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0),
-    cr_category="cr_tt",
-    cr_variable="ht",
-    cr_bin_edges=(0.0, 200.0, 240.0, 280.0, 320.0, 360.0, 420.0, 500.0, 1000.0),
-    signal_process="hh_ggf_bbtautau",
-    signal_scale=1.0,
-    asimov=False,
-    weight_uncertainties=True,
+    sr_bin_edges=setting((0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0), "the signal region's bin edges"),
+    cr_category=setting("cr_tt", "the tt control region's category"),
+    cr_variable=setting("ht", "the variable fitted in the control region"),
+    cr_bin_edges=setting(
+        (0.0, 200.0, 240.0, 280.0, 320.0, 360.0, 420.0, 500.0, 1000.0), "the control region's bin edges"
+    ),
+    signal_process=setting("hh_ggf_bbtautau", "the config process of the signal"),
+    signal_scale=setting(1.0, "factor on the signal yield", above=0.0),
+    asimov=setting(False, "observe the expected background instead of the data"),
+    weight_uncertainties=setting(True, "add the pileup and muon ID weight uncertainties"),
 )
 def test_inference(self: InferenceModel) -> None:
     """HH -> bbtautau: the ``dnn`` HH score in the signal region and HT in the tt control region.

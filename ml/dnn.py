@@ -42,9 +42,9 @@ import awkward as ak
 import law
 import numpy as np
 
-from cf.columnar_util import EMPTY_FLOAT, Route, set_ak_column
+from cf.columnar_util import EMPTY_FLOAT, Route
 from cf.folds import event_hash
-from cf.ml import MLModel, combine_fold_outputs
+from cf.ml import MLModel, combine_fold_outputs, setting
 from cf.util import lazy_import, maybe_import
 
 # TensorFlow / Keras only exist in the TF sandbox; elsewhere (law index, the base venv, unit tests) they are
@@ -334,110 +334,39 @@ class FoldModel:
 class DNNClassifier(MLModel):
     """Classifies events as HH, tt or DY with a dense network; one network per fold.
 
-    Attributes (each can be set with ``--ml-model-settings key=value``):
-        classes: The classes as ``(name, dataset names)`` pairs; the output ``{cls_name}.score_{name}`` is
-            the network's probability of that class.
-        features: Names of the input features (keys of :data:`FEATURES`).
-        layers: Units of the hidden layers (``layers=64:64``).
-        activation: Activation of the hidden layers.
-        dropout: Dropout rate after each hidden layer (0 for none).
-        learning_rate: Adam's learning rate.
-        batch_size: Events per gradient step.
-        epochs: Maximum number of epochs.
-        patience: Epochs without improvement of the validation loss before training stops.
-        min_epochs: Epochs before early stopping starts watching the validation loss (a noisy minimum in the
-            first epochs would otherwise stop the training too early).
-        validation_fraction: Fraction of the training folds used for validation and early stopping.
-        seed: Base seed; fold ``i`` trains with ``seed + i``.
-        evaluation_backend: ``onnx`` (ONNX Runtime in the base environment) or ``keras`` (the TF sandbox).
-        onnx_threads: Intra-op threads of an ONNX Runtime session.
+    The output classes are ``classes`` (the signal first); the settings below can each be changed for one run
+    with ``--ml-model-settings key=value`` (``cf.MLTraining --help`` of the task does not list them: see
+    ``DNNClassifier.declared_settings()`` or the docs).
     """
 
-    classes: tuple[tuple[str, tuple[str, ...]], ...] = (
+    classes = (
         ("hh", ("hh_ggf_bbtautau_madgraph",)),
         ("tt", ("tt_sl_powheg", "tt_dl_powheg")),
         ("dy", ("dy_lep_m50_madgraph",)),
     )
-    features: tuple[str, ...] = tuple(FEATURES)
-    layers: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    dropout: float = 0.1
-    learning_rate: float = 0.002
-    batch_size: int = 256
-    epochs: int = 40
-    patience: int = 10
-    min_epochs: int = 5
-    validation_fraction: float = 0.2
-    seed: int = 1
-    evaluation_backend: str = "onnx"
-    onnx_threads: int = 1
+    features: tuple[str, ...] = setting(tuple(FEATURES), "names of the input features", choices=tuple(FEATURES))
+    layers: tuple[int, ...] = setting((64, 64), "units of the hidden layers", minimum=1)
+    activation: str = setting("relu", "activation of the hidden layers")
+    dropout: float = setting(0.1, "dropout rate after each hidden layer (0 for none)", minimum=0.0, below=1.0)
+    learning_rate: float = setting(0.002, "Adam's learning rate", above=0.0)
+    batch_size: int = setting(256, "events per gradient step", minimum=1)
+    epochs: int = setting(40, "maximum number of epochs", minimum=1)
+    patience: int = setting(10, "epochs without a better validation loss before training stops", minimum=1)
+    # a noisy minimum in the first epochs would otherwise stop the training too early
+    min_epochs: int = setting(5, "epochs before early stopping watches the validation loss", minimum=0)
+    validation_fraction: float = setting(
+        0.2, "fraction of the training folds used for validation and early stopping", above=0.0, below=1.0
+    )
+    seed: int = setting(1, "base seed; fold i trains with seed + i")
+    evaluation_backend: str = setting(
+        "onnx", "onnx (ONNX Runtime in the base environment) or keras (the TF sandbox)", choices=EVALUATION_BACKENDS
+    )
+    onnx_threads: int = setting(1, "intra-op threads of an ONNX Runtime session", minimum=1)
     # how the trained networks are run does not change the training: no retraining when these change
     evaluation_settings = frozenset({"evaluation_backend", "onnx_threads"})
 
     def setup(self) -> None:
-        self._check_settings()
-        for config_inst in self.config_insts:
-            for name in self.class_names():
-                column = self.score_column(name)
-                if not config_inst.has_variable(column):
-                    config_inst.add_variable(
-                        name=column,
-                        expression=column,
-                        binning=(20, 0.0, 1.0),
-                        x_title=f"{self.cls_name} {name} score",
-                    )
-
-    def _check_settings(self) -> None:
-        """Validate (and normalize) the settings; a bad value is a ValueError naming the allowed ones."""
-        if self.evaluation_backend not in EVALUATION_BACKENDS:
-            raise ValueError(
-                f"ML model '{self.cls_name}': evaluation_backend must be one of {', '.join(EVALUATION_BACKENDS)}, "
-                f"got {self.evaluation_backend!r}",
-            )
-        # a single value (layers=64, features=ht) arrives as a scalar from the command line
-        if isinstance(self.layers, int):
-            self.layers = (self.layers,)
-        if isinstance(self.features, str):
-            self.features = (self.features,)
-        unknown = [name for name in self.features if name not in FEATURES]
-        if unknown or not self.features:
-            raise ValueError(
-                f"ML model '{self.cls_name}': unknown feature(s) {unknown or '(none given)'}, "
-                f"available: {', '.join(FEATURES)}",
-            )
-        if not self.layers or not all(isinstance(units, int) and units > 0 for units in self.layers):
-            raise ValueError(f"ML model '{self.cls_name}': layers must be positive integers, got {self.layers!r}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                f"ML model '{self.cls_name}': validation_fraction must lie between 0 and 1, "
-                f"got {self.validation_fraction!r}",
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ML model '{self.cls_name}': dropout must lie in [0, 1), got {self.dropout!r}")
-        for name in ("epochs", "batch_size", "patience", "onnx_threads", "min_epochs"):
-            value = getattr(self, name)
-            minimum = 0 if name == "min_epochs" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"ML model '{self.cls_name}': {name} must be an integer >= {minimum}, got {value!r}")
-
-    # naming
-
-    # plain methods, not properties: MLModel offers every non-callable class attribute as a setting
-
-    def class_names(self) -> list[str]:
-        """The class names, in the order of the network's output nodes."""
-        return [name for name, _ in self.classes]
-
-    def score_column(self, class_name: str) -> str:
-        """The output column of one class, ``"{cls_name}.score_{class_name}"``."""
-        return f"{self.cls_name}.score_{class_name}"
-
-    def class_index(self, dataset_name: str) -> int | None:
-        """The class of a dataset, None for datasets the model does not train on."""
-        for index, (_, dataset_names) in enumerate(self.classes):
-            if dataset_name in dataset_names:
-                return index
-        return None
+        self.add_score_variables()
 
     # the contract
 
@@ -625,9 +554,7 @@ class DNNClassifier(MLModel):
             scores = combine_fold_outputs([model.predict(x) for model in models], fold_indices, events_used_in_training)
         else:
             scores = np.zeros((0, len(self.classes)), dtype=np.float32)
-        for node, name in enumerate(self.class_names()):
-            events = set_ak_column(events, self.score_column(name), scores[:, node], value_type=np.float32)
-        return events
+        return self.set_class_scores(events, scores)
 
     def training_calibrators(self, config_inst: Any, requested_calibrators: list[str]) -> list[str]:
         return ["skip_jecunc"]

@@ -269,19 +269,22 @@ def test_validation_split_needs_a_fraction_between_0_and_1(fraction: float) -> N
 def test_evaluation_backend_setting() -> None:
     assert make_model().evaluation_backend == "onnx"
     assert make_model(**parse_settings(["evaluation_backend=keras"])).evaluation_backend == "keras"
-    with pytest.raises(ValueError, match=r"evaluation_backend must be one of onnx, keras, got 'tensorflow'"):
+    with pytest.raises(ValueError, match=r"setting 'evaluation_backend=tensorflow' is not one of onnx, keras"):
         make_model(evaluation_backend="tensorflow")
 
 
 @pytest.mark.parametrize(
     ("setting", "match"),
     [
-        ("layers=0:32", "layers must be positive integers"),
-        ("features=ht:no_such_feature", "unknown feature"),
-        ("validation_fraction=1.0", "validation_fraction must lie between 0 and 1"),
-        ("dropout=1.0", r"dropout must lie in \[0, 1\)"),
-        ("epochs=0", "epochs must be an integer >= 1"),
-        ("min_epochs=-1", "min_epochs must be an integer >= 0"),
+        ("layers=0:32", "setting 'layers=0:32': item '0' is not an integer >= 1"),
+        (
+            "features=ht:no_such_feature",
+            "setting 'features=ht:no_such_feature': item 'no_such_feature' is not one of jet1_pt, ",
+        ),
+        ("validation_fraction=1.0", "setting 'validation_fraction=1.0' is not a number > 0.0 and < 1.0"),
+        ("dropout=1.0", "setting 'dropout=1.0' is not a number >= 0.0 and < 1.0"),
+        ("epochs=0", "setting 'epochs=0' is not an integer >= 1"),
+        ("min_epochs=-1", "setting 'min_epochs=-1' is not an integer >= 0"),
         ("no_such_setting=1", "unknown setting 'no_such_setting'"),
     ],
 )

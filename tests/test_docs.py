@@ -404,7 +404,9 @@ def test_ml_settings_example_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.fullmatch(r"ml__test_model__[0-9a-f]{10}\n", result.stdout), result.stdout
+    *described, path = result.stdout.splitlines()
+    assert re.fullmatch(r"ml__test_model__[0-9a-f]{10}", path), result.stdout
+    assert "epochs: an integer >= 1 (default 5) - training epochs" in described, result.stdout
 
 
 # reference pages

@@ -34,6 +34,7 @@ from cf.inference import (
     rebin,
     render_datacard,
     select_histogram,
+    setting,
     validate_pyhf_spec,
     write_shapes_file,
 )
@@ -51,7 +52,7 @@ def config_inst() -> Any:
 # a tiny hand-made model: two signals, two backgrounds, every kind of parameter
 
 
-@inference_model(mc_stats=5, signal_scale=1.0)
+@inference_model(mc_stats=setting(5, "MC statistics threshold", nullable=True), signal_scale=setting(1.0, above=0.0))
 def unit_inference(self: InferenceModel) -> None:
     """Two signals and two backgrounds in one category."""
     self.add_category("sr", data_from_processes=True, mc_stats=self.mc_stats)
@@ -105,7 +106,7 @@ def test_the_decorator_registers_a_model_class_named_after_the_function() -> Non
     assert unit_inference.mc_stats == 5
     assert unit_inference.__doc__ == "Two signals and two backgrounds in one category."
     assert "unit_inference" in InferenceModel.names()
-    assert "init_func" not in unit_inference.setting_names()
+    assert unit_inference.setting_names() == ["mc_stats", "signal_scale"]
     assert InferenceModel.get_cls("unit_inference_x10").signal_scale == 10.0
 
 
@@ -140,8 +141,13 @@ def test_settings_override_class_attributes_and_unknown_ones_are_named() -> None
     assert model.get_process("dy").scale == 1.0
     assert model.mc_stats_settings("sr") == ("7",)
     assert model.settings_repr
-    with pytest.raises(UserError, match=r"unknown setting 'signal_scael' .* allowed: .*signal_scale"):
+    with pytest.raises(UserError, match=r"unknown setting 'signal_scael' .* declared: mc_stats, signal_scale"):
         unit_inference(settings={"signal_scael": 3})
+    with pytest.raises(UserError, match=r"setting 'signal_scale=-1' is not a number > 0.0"):
+        unit_inference(settings={"signal_scale": "-1"})
+    assert unit_inference(settings={"mc_stats": "none"}).mc_stats is None
+    # calibrators is a class attribute of the model, not a setting: the task's --calibrators changes it
+    assert "calibrators" not in unit_config_inference.setting_names()
 
 
 def test_patterns_select_categories_processes_and_parameters() -> None:
@@ -262,7 +268,7 @@ def test_unknown_config_names_are_user_errors_listing_the_allowed_ones(
 
 
 def test_dataset_patterns_are_expanded_and_an_unmatched_one_is_named(config_inst: Any) -> None:
-    @inference_model(name="unit_dataset_patterns", tt_datasets="tt_*")
+    @inference_model(name="unit_dataset_patterns", tt_datasets=setting("tt_*"))
     def build(self: InferenceModel) -> None:
         self.add_category("sr", config_variable="ht", config_data_datasets=["data_*"])
         self.add_process("HH", config_process="hh_ggf_bbtautau", is_signal=True)
@@ -552,7 +558,7 @@ def test_bad_bin_edges_of_a_category_are_a_user_error(config_inst: Any) -> None:
         model_cls(config_inst, settings={"cr_bin_edges": (0.0, 250.0, 1000.0)})
 
 
-@inference_model(calibrators=("jec",), signal_scale=1.0, empty_bin_value=0.0)
+@inference_model(calibrators=("jec",), signal_scale=setting(1.0, above=0.0), empty_bin_value=setting(0.0, minimum=0.0))
 def unit_config_inference(self: InferenceModel) -> None:
     """One category of the real config, data from the backgrounds."""
     self.add_category("sr", config_variable="ht", data_from_processes=True, empty_bin_value=self.empty_bin_value)

@@ -175,7 +175,7 @@ def test_unknown_ml_model_lists_the_available_ones(fresh_law_env: LawEnv, law_ru
 
 def test_fewer_than_two_folds_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:
     result = law_run(*TRAIN, "--ml-model-settings", "folds=1", env=fresh_law_env.env, check=False)
-    assert_clear_failure(result, "folds must be an integer >= 2, got 1")
+    assert_clear_failure(result, "ML model 'test_model': setting 'folds=1' is not an integer >= 2")
 
 
 def test_training_on_a_dataset_the_model_does_not_use_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:

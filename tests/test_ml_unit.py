@@ -13,8 +13,9 @@ import pytest
 
 from analysis_template.config.analysis import analysis_template
 from cf.folds import fold_indices
-from cf.ml import MLModel, combine_fold_outputs, parse_settings
+from cf.ml import MLModel, combine_fold_outputs, parse_settings, setting
 from cf.tasks.ml import open_fold_models
+from cf.util import UserError
 
 CONFIG = "run2_2017_nano_uhh_v11_limited"
 
@@ -22,8 +23,8 @@ CONFIG = "run2_2017_nano_uhh_v11_limited"
 class CompleteModel(MLModel):
     """A model implementing every abstract method (nothing is trained here)."""
 
-    epochs: int = 3
-    layers: tuple[int, ...] = (8,)
+    epochs: int = setting(3, "training epochs", minimum=1)
+    layers: tuple[int, ...] = setting((8,), "units of the hidden layers", minimum=1)
     dataset_names: tuple[str, ...] = ("tt_sl_powheg",)
 
     def sandbox(self, task: Any) -> str:
@@ -96,9 +97,69 @@ def test_a_model_missing_abstract_methods_fails_at_derive_naming_them() -> None:
 
 @pytest.mark.parametrize("folds", [1, 0, -2, 2.5])
 def test_fewer_than_two_folds_is_an_error(folds: Any) -> None:
-    bad = CompleteModel.derive(f"bad_folds_{abs(int(folds * 2))}", cls_dict={"folds": folds})
-    with pytest.raises(ValueError, match=r"folds must be an integer >= 2"):
-        bad(analysis_template, requested_configs=[CONFIG])
+    name = f"bad_folds_{abs(int(folds * 2))}"
+    with pytest.raises(ValueError, match=rf"ML model '{name}': setting 'folds={folds}' is not an integer >= 2"):
+        CompleteModel.derive(name, cls_dict={"folds": folds})
+    assert not MLModel.has_cls(name)
+    with pytest.raises(UserError, match=r"ML model 'unit_model': setting 'folds=1' is not an integer >= 2"):
+        unit_model(analysis_template, requested_configs=[CONFIG], parameters={"folds": "1"})
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"epochs": "12"}, {"epochs": 12}),
+        ({"layers": "16:8"}, {"layers": (16, 8)}),
+        ({"layers": "16"}, {"layers": (16,)}),
+        ({"layers": 16}, {"layers": (16,)}),
+        ({"folds": "5", "epochs": 1}, {"folds": 5, "epochs": 1}),
+    ],
+)
+def test_settings_from_text_are_converted_to_the_declared_type(given: dict[str, Any], expected: dict[str, Any]) -> None:
+    model = unit_model(analysis_template, requested_configs=[CONFIG], parameters=given)
+    assert model.settings == model.parameters == expected
+    for name, value in expected.items():
+        assert getattr(model, name) == value
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("epochs=abc", "setting 'epochs=abc' is not an integer >= 1"),
+        ("epochs=2.5", "setting 'epochs=2.5' is not an integer >= 1"),
+        ("epochs=0", "setting 'epochs=0' is not an integer >= 1"),
+        ("epochs=true", "setting 'epochs=true' is not an integer >= 1"),
+        ("layers=32;32;32", "setting 'layers=32;32;32': item '32;32;32' is not an integer >= 1 \\(the value is a"),
+        ("layers=8:-1", "setting 'layers=8:-1': item '-1' is not an integer >= 1"),
+        ("layers=", "setting 'layers=': item '' is not an integer >= 1"),
+        (
+            "dataset_names=tt",
+            "unknown setting 'dataset_names' for ML model 'unit_model', declared: epochs, folds, layers",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_clear_error_saying_what_is_allowed(given: str, message: str) -> None:
+    from cf.registry import split_settings
+
+    with pytest.raises(UserError, match=f"^(ML model 'unit_model': )?{message}"):
+        unit_model.checked_settings(split_settings([given]))
+
+
+def test_a_declaration_survives_a_new_default_and_checks_it() -> None:
+    declared = unit_model.declared_settings()
+    assert set(declared) == {"epochs", "folds", "layers"}
+    assert (declared["folds"].default, declared["epochs"].default) == (4, 7)
+    assert declared["epochs"].minimum == 1
+    assert declared["layers"].describe() == "a ':'-separated list, each item an integer >= 1"
+    assert unit_model.epochs == 7
+    with pytest.raises(ValueError, match="setting 'epochs=0' is not an integer >= 1"):
+        CompleteModel.derive("bad_epochs", cls_dict={"epochs": 0})
+    with pytest.raises(TypeError, match="a setting needs a bool, int, float or str value"):
+        setting({"a": 1})
+    declared_choice = setting("a", choices=("a", "c"))
+    declared_choice.__set_name__(CompleteModel, "x")
+    with pytest.raises(ValueError, match="setting 'x=b' is not one of a, c"):
+        declared_choice.check("b")
 
 
 def test_settings_are_typed() -> None:
@@ -128,7 +189,7 @@ def test_settings_override_attributes_and_hash_into_a_stable_repr() -> None:
 
 
 def test_an_unknown_setting_is_an_error_listing_the_allowed_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown setting 'epoch' for ML model 'unit_model', allowed: .*epochs"):
+    with pytest.raises(ValueError, match=r"unknown setting 'epoch' for ML model 'unit_model', declared: .*epochs"):
         unit_model(analysis_template, requested_configs=[CONFIG], parameters={"epoch": 3})
 
 
@@ -155,12 +216,14 @@ def test_columnflow_model_attributes() -> None:
 
 
 def test_evaluation_settings_are_not_significant() -> None:
-    model_cls = CompleteModel.derive("unit_model_eval", cls_dict={"evaluation_settings": frozenset({"backend"})})
-    model_cls.backend = "onnx"  # type: ignore[attr-defined]
+    model_cls = CompleteModel.derive(
+        "unit_model_eval",
+        cls_dict={"evaluation_settings": frozenset({"backend"}), "backend": setting("onnx", choices=("onnx", "keras"))},
+    )
     model = model_cls(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 2, "backend": "keras"})
     assert model.parameter_pairs(only_significant=True) == [("epochs", 2)]
     plain = model_cls(analysis_template, requested_configs=[CONFIG], parameters={"epochs": 2})
-    assert model.training_parameters_repr == plain.training_parameters_repr
+    assert model.training_settings_repr == plain.training_settings_repr
     assert model.parameters_repr != plain.parameters_repr
 
 

@@ -31,7 +31,7 @@ PORTED_FILES = (
     (EXAMPLES / "columnflow_inference.py", ROOT / "inference" / "porting.py"),
 )
 IMPORT_LINE = re.compile(r"^from (columnflow|cf)(\.\w+)* import ")
-MODEL = ("--ml-model", "ported_model", "--ml-model-settings", "epochs=1")
+MODEL = ("--ml-model", "ported_model")
 CONFIG_2017 = "run2_2017_nano_uhh_v11_limited"
 CONFIG_2018 = "run2_2018_nano_v6_limited"
 
@@ -200,3 +200,14 @@ def test_versions_pinned_per_task_family(monkeypatch: pytest.MonkeyPatch) -> Non
         if added:
             law.config.remove_section("versions")
     assert "/v1/calib_0.parquet" in CalibrateEvents(version="v1", branch=0).output()["columns"].path
+
+
+def test_a_ported_model_takes_only_declared_settings() -> None:
+    """Columnflow puts any --ml-model-settings key into self.parameters; here a setting must be declared."""
+    from cf.analysis import load_modules
+    from cf.ml import MLModel
+    from cf.util import UserError
+
+    load_modules("ml_modules")
+    with pytest.raises(UserError, match=r"unknown setting 'epochs' for ML model 'ported_model', declared: folds"):
+        MLModel.get_cls("ported_model").checked_settings({"epochs": "1"})

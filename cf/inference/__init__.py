@@ -40,6 +40,7 @@ from cf.inference.model import (
 )
 from cf.inference.shapes import CategoryShapes, category_shapes, rebin, rebin_indices
 from cf.inference.workspace import build_pyhf_spec, compute_limits, rough_limit_estimate, validate_pyhf_spec
+from cf.registry import setting
 
 __all__ = [
     "DATA_NAME",
@@ -61,6 +62,7 @@ __all__ = [
     "render_datacard",
     "rough_limit_estimate",
     "select_histogram",
+    "setting",
     "shapes_file_histograms",
     "validate_pyhf_spec",
     "write_shapes_file",

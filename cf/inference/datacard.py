@@ -59,7 +59,7 @@ def _header(model: InferenceModel, category: str) -> str:
     where = [f"config category '{configs[c].category}', variable '{configs[c].variable}'" for c in used]
     if len(used) > 1:
         where = [f"config '{c}': {text}" for c, text in zip(used, where, strict=True)]
-    return f"# inference model '{model.name}', category '{category}': {'; '.join(where)}"
+    return f"# inference model '{model.cls_name}', category '{category}': {'; '.join(where)}"
 
 
 def render_datacard(model: InferenceModel, category_name: str, shapes: CategoryShapes, shapes_file: str) -> str:

@@ -43,12 +43,12 @@ from typing import Any, ClassVar, TextIO
 
 from typing_extensions import Self
 
+from cf.contract import is_signal
 from cf.hist_util import DEFAULT_FLOW_STRATEGY, FlowStrategy
 from cf.registry import RegisteredModel
 from cf.util import DotDict, UserError, is_pattern, is_regex, pattern_matcher
 
 __all__ = [
-    "FlowStrategy",
     "InferenceModel",
     "ParameterTransformation",
     "ParameterTransformations",
@@ -261,8 +261,9 @@ class InferenceModel(RegisteredModel):
     """Base class of all inference models: columnflow's config-keyed model, with settings and checks.
 
     Define a model with the :func:`inference_model` decorator; the modules defining models are listed in
-    law.cfg ``inference_modules``. Class attributes are the model's settings: set them in the decorator, with
-    ``derive(name, cls_dict={...})``, or for one run with ``--inference-model-settings key=value``.
+    law.cfg ``inference_modules``. Class attributes are set in the decorator or with ``derive(name,
+    cls_dict={...})``; those declared with :func:`cf.registry.setting` (e.g. ``signal_scale=setting(1.0)``) may
+    also be changed for one run with ``--inference-model-settings key=value``.
 
     Class attributes:
         calibrators: The calibrators of the histograms (None: the config's default). Shape parameters need
@@ -276,7 +277,7 @@ class InferenceModel(RegisteredModel):
 
     Attributes:
         config_insts: The configs the model was resolved against (empty for a model without configs).
-        settings: The settings given at instantiation (they override class attributes).
+        settings: The settings given for this run, checked and typed (each replaces the class attribute).
         model: The model's tree (see the module docstring).
     """
 
@@ -309,23 +310,10 @@ class InferenceModel(RegisteredModel):
         if self.config_insts:
             self._check_configs()
 
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        return [name for name in super().setting_names() if name != "init_func"]
-
-    @property
-    def name(self) -> str:
-        return self.cls_name
-
     @property
     def config_inst(self) -> Any:
         """The model's config (the first one of several; None without configs)."""
         return self.config_insts[0] if self.config_insts else None
-
-    @property
-    def settings_repr(self) -> str:
-        """A short stable hash of the settings (empty without settings), used in output paths."""
-        return self.settings_hash(self.settings)
 
     # the specs of the tree's nodes (classmethods, as in columnflow)
 
@@ -557,7 +545,7 @@ class InferenceModel(RegisteredModel):
             kwargs["config_data"] = self._per_config(self.category_config_spec, flat)
         category = self.category_spec(name, **kwargs)
         if self.has_category(category.name):
-            raise UserError(f"inference model '{self.name}': category '{name}' is added twice")
+            raise UserError(f"inference model '{self.cls_name}': category '{name}' is added twice")
         self.categories.append(category)
         return category
 
@@ -642,7 +630,7 @@ class InferenceModel(RegisteredModel):
         """
         _check_name("process", name)
         if name == DATA_NAME:
-            raise UserError(f"inference model '{self.name}': '{DATA_NAME}' is reserved for the data")
+            raise UserError(f"inference model '{self.cls_name}': '{DATA_NAME}' is reserved for the data")
         flat = {key: kwargs.pop(f"config_{key}", None) for key in ("process", "mc_datasets")}
         if any(value is not None for value in flat.values()) or "config_data" not in kwargs:
             if "config_data" in kwargs:
@@ -653,14 +641,16 @@ class InferenceModel(RegisteredModel):
         targets = self.get_categories(category, match_mode=category_match_mode)
         if not targets:
             raise UserError(
-                f"inference model '{self.name}': no category matches '{category or '*'}' for process '{name}' "
+                f"inference model '{self.cls_name}': no category matches '{category or '*'}' for process '{name}' "
                 f"(add categories first), categories: {', '.join(c.name for c in self.categories) or '(none)'}",
             )
         for category_ in targets:
             if any(p.name == name for p in category_.processes):
                 if silent:
                     continue
-                raise UserError(f"inference model '{self.name}': process '{name}' is added twice to '{category_.name}'")
+                raise UserError(
+                    f"inference model '{self.cls_name}': process '{name}' is added twice to '{category_.name}'"
+                )
             category_.processes.append(copy.deepcopy(process))
         return process
 
@@ -792,7 +782,7 @@ class InferenceModel(RegisteredModel):
         )
         if not targets:
             raise UserError(
-                f"inference model '{self.name}': no process matches '{process or '*'}' in categories "
+                f"inference model '{self.cls_name}': no process matches '{process or '*'}' in categories "
                 f"'{category or '*'}' for parameter '{name}' (add processes first), processes: "
                 f"{', '.join(self.get_processes(flat=True)) or '(none)'}",
             )
@@ -800,7 +790,7 @@ class InferenceModel(RegisteredModel):
             for process_ in process_list:
                 if any(q.name == name for q in process_.parameters):
                     raise UserError(
-                        f"inference model '{self.name}': parameter '{name}' is added twice to process "
+                        f"inference model '{self.cls_name}': parameter '{name}' is added twice to process "
                         f"'{process_.name}' in category '{category_name}'",
                     )
         for process_list in targets.values():
@@ -859,7 +849,7 @@ class InferenceModel(RegisteredModel):
         """
         _check_name("parameter group", name)
         if self.has_parameter_group(name):
-            raise UserError(f"inference model '{self.name}': parameter group '{name}' is added twice")
+            raise UserError(f"inference model '{self.cls_name}': parameter group '{name}' is added twice")
         group = self.parameter_group_spec(name, parameter_names)
         self.parameter_groups.append(group)
         return group
@@ -1137,7 +1127,7 @@ class InferenceModel(RegisteredModel):
 
     def _check(self) -> None:
         """Checks that need no config: categories with processes, the names groups and pseudo data refer to."""
-        where = f"inference model '{self.name}'"
+        where = f"inference model '{self.cls_name}'"
         if not self.categories:
             raise UserError(f"{where} has no categories")
         for category in self.categories:
@@ -1165,14 +1155,16 @@ class InferenceModel(RegisteredModel):
         for category in self.categories:
             if not any(config in category.config_data for config in configs):
                 raise UserError(
-                    f"category '{category.name}' of inference model '{self.name}' has no config_data for the model's "
+                    f"category '{category.name}' of inference model '{self.cls_name}' has no config_data for the model's "
                     f"configs ({', '.join(configs)}): pass config_variable= (and config_category=) or config_data=",
                 )
         if not self.signal_names:
-            raise UserError(f"inference model '{self.name}' has no signal process (pass is_signal=True to add_process)")
+            raise UserError(
+                f"inference model '{self.cls_name}' has no signal process (pass is_signal=True to add_process)"
+            )
 
     def _unknown(self, kind: str, name: str, config_inst: Any, available: Iterable[str]) -> UserError:
-        where = f"in inference model '{self.name}' (config '{config_inst.name}')"
+        where = f"in inference model '{self.cls_name}' (config '{config_inst.name}')"
         return UserError(f"unknown {kind} '{name}' {where}, available: {', '.join(sorted(available)) or '(none)'}")
 
     def _resolve(self, config_inst: Any) -> None:
@@ -1201,7 +1193,7 @@ class InferenceModel(RegisteredModel):
             try:
                 rebin_indices(edges, category.bin_edges)
             except ValueError as error:
-                raise UserError(f"category '{category.name}' of inference model '{self.name}': {error}") from None
+                raise UserError(f"category '{category.name}' of inference model '{self.cls_name}': {error}") from None
         if category.data_from_processes:
             if data.data_datasets:
                 raise UserError(f"category '{category.name}': give either data datasets or data_from_processes")
@@ -1218,7 +1210,7 @@ class InferenceModel(RegisteredModel):
         data = process_.config_data.get(config_inst.name)
         if data is None:
             raise UserError(
-                f"process '{process_.name}' of inference model '{self.name}' has no config_data for config "
+                f"process '{process_.name}' of inference model '{self.cls_name}' has no config_data for config "
                 f"'{config_inst.name}', which category '{category.name}' uses",
             )
         data.process = data.process or process_.name
@@ -1238,12 +1230,12 @@ class InferenceModel(RegisteredModel):
             ]
             if not data.mc_datasets:
                 raise UserError(
-                    f"process '{process_.name}' of inference model '{self.name}': no MC dataset of config process "
+                    f"process '{process_.name}' of inference model '{self.cls_name}': no MC dataset of config process "
                     f"'{data.process}' in config '{config_inst.name}', MC datasets: "
                     f"{', '.join(d.name for d in mc_datasets)}",
                 )
         if process_.is_signal is None:
-            process_.is_signal = bool(process_inst.x("is_signal", False))
+            process_.is_signal = is_signal(process_inst)
 
     def _resolve_parameter(self, parameter: DotDict, process_: DotDict, config_inst: Any) -> None:
         if not _reads_shifts(parameter):
@@ -1258,7 +1250,7 @@ class InferenceModel(RegisteredModel):
         for direction in ("up", "down"):
             if f"{data.shift_source}_{direction}" not in shift_names:
                 raise UserError(
-                    f"parameter '{parameter.name}' of inference model '{self.name}': unknown shift "
+                    f"parameter '{parameter.name}' of inference model '{self.cls_name}': unknown shift "
                     f"'{data.shift_source}_{direction}' (from shift source '{data.shift_source}') in config "
                     f"'{config_inst.name}', available: {', '.join(shift_names)}",
                 )
@@ -1395,7 +1387,7 @@ def inference_model(
         name: The registered name.
         bases: Further base classes (as in columnflow).
         base: The model class to derive from (default: :class:`InferenceModel`).
-        cls_dict: Class attributes (settings) of the model.
+        cls_dict: Class attributes of the model; values made with :func:`cf.registry.setting` are its settings.
 
     Returns:
         The new model class (or, with arguments, the decorator making it).

@@ -42,7 +42,7 @@ def rough_limit_estimate(model: InferenceModel, shapes: Mapping[str, CategorySha
         pairs.append((signal, sum((numbers.nominal[p] for p in numbers.processes if p not in signals), zeros)))
     best = _most_sensitive_bin(pairs)
     if not math.isfinite(best):
-        raise UserError(f"inference model '{model.name}': the signal has no expected events in any category")
+        raise UserError(f"inference model '{model.cls_name}': the signal has no expected events in any category")
     return best
 
 
@@ -114,7 +114,7 @@ def build_pyhf_spec(
         poi_upper_bound = max(10.0, 100.0 * rough_limit_estimate(model, shapes))
     parameters = [{"name": model.poi, "bounds": [[0.0, float(poi_upper_bound)]]}]
     parameters += [{"name": name, **settings} for name, settings in bounds.items()]
-    measurement = {"name": model.name, "config": {"poi": model.poi, "parameters": parameters}}
+    measurement = {"name": model.cls_name, "config": {"poi": model.poi, "parameters": parameters}}
     return {"channels": channels, "observations": observations, "measurements": [measurement], "version": "1.0.0"}
 
 

@@ -11,51 +11,30 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
+import json
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
-from law.util import create_hash
 
-from cf.columnar_util import Route
-from cf.registry import RegisteredModel
+from cf.columnar_util import Route, set_ak_column
+from cf.contract import DEFAULT_WEIGHT_COLUMN, config_entry
+from cf.registry import RegisteredModel, parse_settings, setting, split_settings
 from cf.util import UserError
 
-__all__ = ["MLModel", "combine_fold_outputs", "expand_model_groups", "model_instance", "parse_settings"]
-
-
-def _parse_value(text: str) -> Any:
-    if ":" in text:
-        return tuple(_parse_value(part) for part in text.split(":"))
-    if text.lower() in {"true", "false"}:
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_settings(items: Sequence[str] | str) -> dict[str, Any]:
-    """Parse ``--ml-model-settings`` items ``key=value`` into typed values.
-
-    Values become int, float, bool (``true`` / ``false``), a tuple (``64:64``), or stay a string.
-
-    Example:
-        >>> parse_settings(["epochs=3", "layers=64:32", "lr=0.01", "batch_norm=false"])
-        {'epochs': 3, 'layers': (64, 32), 'lr': 0.01, 'batch_norm': False}
-    """
-    if isinstance(items, str):
-        items = [item for item in items.split(",") if item]
-    settings: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"ML model setting '{item}' is not of the form key=value")
-        settings[key.strip()] = _parse_value(value.strip())
-    return settings
+__all__ = [
+    "MLModel",
+    "OutputClass",
+    "combine_fold_outputs",
+    "expand_model_groups",
+    "model_instance",
+    "parse_settings",
+    "setting",
+    "variable_model",
+]
 
 
 def combine_fold_outputs(
@@ -80,14 +59,34 @@ def combine_fold_outputs(
     return stacked[np.asarray(fold_indices), np.arange(stacked.shape[1])]
 
 
+@dataclass(frozen=True)
+class OutputClass:
+    """One output class of a classifier.
+
+    Attributes:
+        name: The class name, e.g. ``hh``.
+        datasets: The training datasets of the class.
+        score_column: The evaluation column with the class's score, e.g. ``dnn.score_hh``.
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    score_column: str
+
+
 class MLModel(RegisteredModel, abc.ABC):
     """Base class of all ML models.
 
-    Set the class attributes in a subclass, through ``derive(name, cls_dict={...})`` or, for one run, with
-    ``--ml-model-settings key=value``.
+    Set the class attributes in a subclass or through ``derive(name, cls_dict={...})``; the attributes declared
+    with :func:`setting` may also be changed for one run with ``--ml-model-settings key=value``.
 
     Class attributes:
-        folds: Number of folds (>= 2); fold ``i``'s model is trained on all other folds.
+        folds: Number of folds (a setting, >= 2); fold ``i``'s model is trained on all other folds.
+        weight_column: The column that weighs the events in the framework's tables and plots of the model
+            (``cf.MLTrainingScores``, ``cf.PlotMLResults``; absolute values, 1 where the column is absent); None
+            weighs every event 1. The model's ``train`` decides its own training weights.
+        classes: The output classes of a classifier, the signal first: ``(name, dataset names)`` pairs; the
+            evaluation writes one score per class into :meth:`score_column`. Needed by ``cf.PlotMLResults``.
         single_config: Whether the model trains on exactly one config.
         store_name: Optional name of the model's output directory (default: ``cls_name``).
         evaluation_settings: Names of settings that only change the evaluation (e.g. the inference backend):
@@ -98,10 +97,13 @@ class MLModel(RegisteredModel, abc.ABC):
     Attributes:
         analysis_inst: The order analysis.
         config_insts: The configs the model is used with (``training_configs`` decides for training).
-        parameters: Settings from ``--ml-model-settings`` (they also override class attributes).
+        settings: The settings given for this run, checked and typed (columnflow calls them ``parameters``);
+            each one also replaces the class attribute on this instance.
     """
 
-    folds: ClassVar[int] = 2
+    folds: ClassVar[int] = setting(2, "number of folds; fold i's model is trained on all other folds", minimum=2)
+    weight_column: ClassVar[str | None] = DEFAULT_WEIGHT_COLUMN
+    classes: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()
     single_config: ClassVar[bool] = False
     store_name: ClassVar[str | None] = None
     evaluation_settings: ClassVar[frozenset[str]] = frozenset()
@@ -118,9 +120,7 @@ class MLModel(RegisteredModel, abc.ABC):
         parameters: dict[str, Any] | None = None,
     ) -> None:
         self.analysis_inst = analysis_inst
-        self.parameters = self.apply_settings(dict(parameters or {}))
-        if not isinstance(self.folds, int) or self.folds < 2:
-            raise UserError(f"ML model '{self.cls_name}': folds must be an integer >= 2, got {self.folds!r}")
+        self.settings = self.apply_settings(dict(parameters or {}))
         requested = list(requested_configs or [])
         configs = list(dict.fromkeys(self.training_configs(requested))) if requested else requested
         self.config_insts = [analysis_inst.get_config(name) for name in configs]
@@ -129,43 +129,31 @@ class MLModel(RegisteredModel, abc.ABC):
         self.setup()
 
     def __str__(self) -> str:
-        return f"{self.cls_name}__{self.parameters_repr}" if self.parameters_repr else self.cls_name
+        return f"{self.cls_name}__{self.settings_repr}" if self.settings_repr else self.cls_name
 
-    @staticmethod
-    def _format_value(value: Any) -> str:
-        """A setting's value as text in the parameter pairs (columnflow's format: tuples joined by ``_``)."""
-        if isinstance(value, (list, tuple)):
-            return "_".join(MLModel._format_value(item) for item in value)
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, float):
-            return f"{value}" if value >= 0.01 else f"{value:.2e}"
-        return str(value)
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The settings given to this instance (columnflow's name for :attr:`settings`)."""
+        return self.settings
 
     def parameter_pairs(self, only_significant: bool = False) -> list[tuple[str, Any]]:
-        """The settings as sorted ``(name, value)`` pairs.
+        """The settings as sorted ``(name, value)`` pairs (columnflow's API).
 
         Args:
             only_significant: Leave out the settings that cannot change the training (``evaluation_settings``).
         """
-        pairs = sorted(self.parameters.items())
+        pairs = sorted(self.settings.items())
         return [(k, v) for k, v in pairs if k not in self.evaluation_settings] if only_significant else pairs
-
-    def _parameters_hash(self, only_significant: bool) -> str:
-        pairs = self.parameter_pairs(only_significant=only_significant)
-        if not pairs:
-            return ""
-        return create_hash("__".join(f"{name}_{self._format_value(value)}" for name, value in pairs))
 
     @property
     def parameters_repr(self) -> str:
-        """The hash of the joined parameter pairs (columnflow's form; empty without settings), in output paths."""
-        return self._parameters_hash(only_significant=False)
+        """Columnflow's name for :attr:`settings_repr`."""
+        return self.settings_repr
 
     @property
-    def training_parameters_repr(self) -> str:
-        """Like ``parameters_repr`` but of the significant pairs only: the training's output path."""
-        return self._parameters_hash(only_significant=True)
+    def training_settings_repr(self) -> str:
+        """Like ``settings_repr`` but without the ``evaluation_settings``: the training's output path."""
+        return self.settings_hash(self.settings, leave_out=self.evaluation_settings)
 
     @property
     def accepts_scheduler_messages(self) -> bool:
@@ -255,6 +243,68 @@ class MLModel(RegisteredModel, abc.ABC):
     ) -> ak.Array:
         """Add the model outputs to ``events``; only the ``produces`` columns are kept afterwards."""
 
+    # what the framework reads of a classifier (plots, training-score tables)
+
+    def class_names(self) -> list[str]:
+        """The names of the output classes, in the order of :attr:`classes` (the signal first)."""
+        return [name for name, _ in self.classes]
+
+    def score_column(self, class_name: str) -> str:
+        """The evaluation column of one class's score, ``"{cls_name}.score_{class_name}"``."""
+        return f"{self.cls_name}.score_{class_name}"
+
+    def class_index(self, dataset_name: str) -> int | None:
+        """The index of the class a dataset belongs to; None for a dataset the model does not train on."""
+        for index, (_, dataset_names) in enumerate(self.classes):
+            if dataset_name in dataset_names:
+                return index
+        return None
+
+    def output_classes(self) -> list[OutputClass]:
+        """The output classes with their datasets and score columns, from :attr:`classes`.
+
+        Raises:
+            UserError: If the model declares no classes (the framework then cannot tell which score belongs to
+                which datasets).
+        """
+        if not self.classes:
+            raise UserError(
+                f"ML model '{self.cls_name}' declares no output classes: set its 'classes' to (name, dataset names) "
+                "pairs, the signal first, with one score column per class (see score_column)",
+            )
+        return [OutputClass(name, tuple(names), self.score_column(name)) for name, names in self.classes]
+
+    def set_class_scores(self, events: ak.Array, scores: np.ndarray) -> ak.Array:
+        """Write column ``i`` of ``scores`` (shape ``(events, classes)``) into the score column of class ``i``."""
+        for node, name in enumerate(self.class_names()):
+            events = set_ak_column(events, self.score_column(name), scores[:, node], value_type=np.float32)
+        return events
+
+    def add_score_variables(self, binning: tuple[int, float, float] = (20, 0.0, 1.0)) -> None:
+        """Add one variable per output class (``score_column``) to each config that lacks it, for histograms."""
+        for config_inst in self.config_insts:
+            for name in self.class_names():
+                column = self.score_column(name)
+                if not config_inst.has_variable(column):
+                    config_inst.add_variable(
+                        name=column,
+                        expression=column,
+                        binning=binning,
+                        x_title=f"{self.cls_name} {name} score",
+                    )
+
+    def training_history(self, target: Any) -> dict[str, list[float]] | None:
+        """The per-epoch metrics of one fold's training (``{"loss": [...], "val_loss": [...]}``), None if unknown.
+
+        By default ``history.json`` in the fold's output directory (what ``output`` returned): write it in
+        ``train`` to get the loss plot of ``cf.PlotMLResults``, or override this method.
+        """
+        path = os.path.join(getattr(target, "path", str(target)), "history.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as file:
+            return json.load(file)
+
     # optional hooks
 
     def setup(self) -> None:
@@ -337,13 +387,26 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
+def variable_model(variable_name: str) -> str | None:
+    """The ML model whose output a variable shows (``dnn.score_hh`` -> ``dnn``), None for other variables.
+
+    A model's ``setup`` may add such variables to the configs; tasks show them only when they name the model
+    (``--ml-models``), so what a task sees never depends on which models ran before in the process.
+    """
+    from cf.analysis import load_modules
+
+    load_modules("ml_modules")
+    prefix, dot, _ = variable_name.partition(".")
+    return prefix if dot and MLModel.has_cls(prefix) else None
+
+
 def expand_model_groups(config_inst: Any, names: Sequence[str]) -> tuple[str, ...]:
     """The model names with every group of ``config.x.ml_model_groups`` replaced by its members (each name once).
 
     Example: with ``config.x.ml_model_groups = {"classifiers": ("test_model", "dnn")}``, ``("classifiers",)``
     becomes ``("test_model", "dnn")``.
     """
-    groups = config_inst.x("ml_model_groups", {})
+    groups = config_entry(config_inst, "ml_model_groups")
     expanded: list[str] = []
     for name in names:
         expanded.extend(groups.get(name, (name,)))
@@ -352,7 +415,7 @@ def expand_model_groups(config_inst: Any, names: Sequence[str]) -> tuple[str, ..
 
 @functools.cache
 def model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...]) -> MLModel:
-    """The registered model ``name`` for the configs, with typed ``key=value`` settings (one per process).
+    """The registered model ``name`` for the configs, with its ``key=value`` settings (one per process).
 
     The model modules of law.cfg ``ml_modules`` are imported first; ``setup()`` runs once per process.
     """
@@ -360,4 +423,4 @@ def model_instance(name: str, settings: tuple[str, ...], configs: tuple[str, ...
 
     load_modules("ml_modules")
     model_cls = MLModel.get_cls(name)
-    return model_cls(load_analysis(), requested_configs=list(configs), parameters=parse_settings(list(settings)))
+    return model_cls(load_analysis(), requested_configs=list(configs), parameters=split_settings(list(settings)))

@@ -22,6 +22,7 @@ from luigi.task_register import Register, TaskClassException
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.columnar_util import Route, add_empty_collections
+from cf.contract import config_entry, dataset_entry
 from cf.functions import ColumnFunction, Registry, calibrators, producers, selectors
 from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks, open_source
 from cf.util import UserError, expand_path
@@ -183,7 +184,7 @@ def pinned_version(config_inst: Any | None, task_family: str) -> str | None:
     """
     pinned: Any = cli_versions().get(task_family)
     if pinned is None and config_inst is not None:
-        pinned = config_inst.x("versions", {}).get(task_family)
+        pinned = config_entry(config_inst, "versions").get(task_family)
     if pinned is None:
         pinned = law.config.get_expanded("versions", task_family, None)
     return str(pinned) if pinned else None
@@ -319,7 +320,7 @@ class DatasetTask(ConfigTask):
         A dataset whose files lack whole collections (e.g. a skim that dropped the taus) names them in
         ``dataset.x.absent_collections``; the functions then see them without objects instead of failing on them.
         """
-        absent = set(self.dataset_inst.x("absent_collections", ()))
+        absent = set(dataset_entry(self.dataset_inst, "absent_collections"))
         if not absent:
             yield from super().iter_chunks(sources, uses, optional)
             return
@@ -375,7 +376,7 @@ class CalibratorsMixin:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if "calibrators" in params:
             if not params["calibrators"]:
-                params["calibrators"] = tuple(_config_of(params).x("default_calibrators", ()))
+                params["calibrators"] = tuple(config_entry(_config_of(params), "default_calibrators"))
             _column_functions(calibrators, "calibration_modules", params["calibrators"])
         return params
 
@@ -395,7 +396,7 @@ class SelectorMixin:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if "selector" in params:
             if not params["selector"]:
-                params["selector"] = _config_of(params).x("default_selector", "default")
+                params["selector"] = config_entry(_config_of(params), "default_selector")
             _column_functions(selectors, "selection_modules", (params["selector"],))
         return params
 
@@ -415,7 +416,7 @@ class ProducersMixin:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if "producers" in params:
             if not params["producers"]:
-                params["producers"] = tuple(_config_of(params).x("default_producers", ()))
+                params["producers"] = tuple(config_entry(_config_of(params), "default_producers"))
             _column_functions(producers, "production_modules", params["producers"])
         return params
 

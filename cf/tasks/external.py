@@ -16,6 +16,7 @@ from typing import Any
 import law
 
 from cf.analysis import get_config, get_dataset, load_analysis
+from cf.contract import dataset_entry
 from cf.external import declaration_hash, external_files, fetch_external_file
 from cf.io import dump_json
 from cf.tasks.base import ConfigTask, DatasetTask
@@ -32,7 +33,7 @@ def is_remote(key: str) -> bool:
 
 def sample_spec(dataset_inst: Any) -> dict[str, Any] | None:
     """The dataset's embedded-sample generator spec (``dataset.x.sample``), or None for real data sets."""
-    return dataset_inst.x("sample", None)
+    return dataset_entry(dataset_inst, "sample")
 
 
 class CreateSampleFiles(DatasetTask):

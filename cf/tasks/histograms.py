@@ -20,8 +20,9 @@ import numpy as np
 
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route
+from cf.contract import CATEGORY_COLUMN, config_entry
 from cf.io import atomic_path, open_source
-from cf.ml import MLModel, expand_model_groups, model_instance
+from cf.ml import MLModel, expand_model_groups, model_instance, variable_model
 from cf.tasks.base import (
     CalibratorsMixin,
     DatasetTask,
@@ -47,12 +48,11 @@ __all__ = [
 ]
 
 #: The event weights of a config without ``x.event_weights``.
-DEFAULT_EVENT_WEIGHTS: dict[str, tuple[str, ...]] = {"normalization_weight": ()}
 SHIFT_DIRECTIONS = ("up", "down")
 
 
 def _event_weights(config_inst: Any) -> dict[str, tuple[str, ...]]:
-    declared = config_inst.x("event_weights", DEFAULT_EVENT_WEIGHTS)
+    declared = config_entry(config_inst, "event_weights")
     return {str(column): tuple(sources) for column, sources in declared.items()}
 
 
@@ -75,9 +75,6 @@ def event_weight_columns(config_inst: Any, shift: str) -> list[str]:
         ]
         columns.append(varied[0] if varied else column)
     return columns
-
-
-CATEGORY_COLUMN = "category_ids"
 
 
 class MLModelsMixin:
@@ -116,12 +113,15 @@ class VariablesMixin:
         if "variables" not in params:
             return params
         config_inst = get_config(load_analysis(), params["config"])
-        known = [variable.name for variable in config_inst.variables]
+        requested_models = set(params.get("ml_models", ()))
+        # a variable of an ML model's output exists only for the tasks that name the model, whatever ran before
+        known = [name for name in config_inst.variables.names() if variable_model(name) in {None, *requested_models}]
         if not params["variables"]:
-            # ML variables are only histogrammed when their model is requested
-            models = params.get("ml_models", ())
-            known = [name for name in known if "." not in name or name.split(".")[0] in models]
             params["variables"] = tuple(known)
+        for name in params["variables"]:
+            model = variable_model(name)
+            if model is not None and model not in requested_models:
+                raise UserError(f"variable '{name}' is an output of ML model '{model}': add --ml-models {model}")
         unknown = [name for name in params["variables"] if name not in known]
         if unknown:
             raise UserError(f"unknown variable(s) {', '.join(unknown)}, available: {', '.join(known)}")

@@ -35,7 +35,7 @@ from cf.inference import (
     write_shapes_file,
 )
 from cf.io import atomic_path, dump_json, load_json
-from cf.ml import parse_settings
+from cf.registry import split_settings
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, function_store_parts
 from cf.tasks.histograms import MergeHistograms, MLModelsMixin, load_histograms, weight_shifts
 from cf.util import UserError
@@ -48,12 +48,8 @@ def inference_model_instance(name: str, settings: tuple[str, ...], configs: tupl
     """The registered inference model ``name``, resolved against the configs, with ``key=value`` settings."""
     load_modules("inference_modules")
     model_cls = InferenceModel.get_cls(name)
-    try:
-        parsed = parse_settings(list(settings))
-    except ValueError as error:
-        raise UserError(str(error)) from None
     analysis_inst = load_analysis()
-    return model_cls([get_config(analysis_inst, config) for config in configs], settings=parsed)
+    return model_cls([get_config(analysis_inst, config) for config in configs], settings=split_settings(list(settings)))
 
 
 def _function_providers(shifts: set[str]) -> list[str]:
@@ -110,7 +106,7 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         missing_models = [name for name in model.required_ml_models if name not in params.get("ml_models", ())]
         if missing_models:
             raise UserError(
-                f"inference model '{model.name}' reads variables of the ML model(s) {', '.join(missing_models)}; "
+                f"inference model '{model.cls_name}' reads variables of the ML model(s) {', '.join(missing_models)}; "
                 f"add them to --ml-models (given: {', '.join(params.get('ml_models', ())) or 'none'})",
             )
         funcs = [calibrators.get(name) for name in params["calibrators"]]
@@ -126,7 +122,7 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         if missing:
             providers = _function_providers(set(missing))
             raise UserError(
-                f"the shape parameters of inference model '{model.name}' need the shift(s) {', '.join(missing)}, "
+                f"the shape parameters of inference model '{model.cls_name}' need the shift(s) {', '.join(missing)}, "
                 f"which none of calibrators ({', '.join(params['calibrators']) or 'none'}), selector "
                 f"'{params['selector']}' and producers ({', '.join(params['producers']) or 'none'}) implement: "
                 f"their histograms would equal nominal; implemented by: {', '.join(providers) or 'nothing'} "
@@ -144,7 +140,7 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
             "__".join(self.configs),
             *function_store_parts(self.calibrators, self.selector, self.producers, self.ml_models),
         ]
-        inference = f"inf__{model.name}"
+        inference = f"inf__{model.cls_name}"
         return [*parts, f"{inference}__{model.settings_repr}" if model.settings_repr else inference]
 
     def histogram_requirements(self) -> dict[str, dict[str, dict[str, MergeHistograms]]]:
@@ -287,7 +283,7 @@ class PyhfLimit(InferenceModelMixin):
         result = compute_limits(spec, observed=observed)
         result.update(
             {
-                "inference_model": model.name,
+                "inference_model": model.cls_name,
                 "settings": model.settings,
                 "configs": list(self.configs),
                 "workspace": self.input().path,
@@ -295,7 +291,7 @@ class PyhfLimit(InferenceModelMixin):
         )
         outputs = self.output()
         dump_json(outputs["json"].path, result)
-        title = f"{model.name} ({', '.join(self.configs)})"
+        title = f"{model.cls_name} ({', '.join(self.configs)})"
         for fmt in ("png", "pdf"):
             plot_limits(result, outputs[fmt].path, fmt, title)
         expected = result["expected"]

@@ -23,10 +23,12 @@ import numpy as np
 
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import IDENTITY_COLUMNS, Route, filter_routes, get_ak_routes, take_ak_columns
+from cf.contract import config_entry
 from cf.folds import fold_indices
 from cf.functions import ColumnFunction, apply_functions
 from cf.io import ParquetWriter, dump_json, load_json, open_source
-from cf.ml import MLModel, model_instance, parse_settings
+from cf.ml import MLModel, model_instance
+from cf.registry import split_settings
 from cf.tasks.base import (
     CalibratorsMixin,
     ConfigTask,
@@ -53,7 +55,6 @@ __all__ = [
 ]
 
 #: Event weight column written next to the features when the producers made it.
-WEIGHT_COLUMN = "normalization_weight"
 
 
 class MLModelMixin:
@@ -74,12 +75,9 @@ class MLModelMixin:
         if "ml_model" in params:
             if not params["ml_model"] and "config" in params:
                 params["ml_model"] = default_ml_model(params["config"])
-            try:
-                load_modules("ml_modules")
-                MLModel.get_cls(params["ml_model"])
-                parse_settings(list(params.get("ml_model_settings", ())))
-            except ValueError as error:
-                raise UserError(str(error)) from None
+            load_modules("ml_modules")
+            model_cls = MLModel.get_cls(params["ml_model"])
+            model_cls.checked_settings(split_settings(list(params.get("ml_model_settings", ()))))
         return params
 
     def model_configs(self) -> tuple[str, ...]:
@@ -89,10 +87,7 @@ class MLModelMixin:
     def ml_model_inst(self) -> MLModel:
         cached = getattr(self, "_ml_model_inst", None)
         if cached is None:
-            try:
-                cached = model_instance(self.ml_model, tuple(self.ml_model_settings), self.model_configs())
-            except (ValueError, TypeError) as error:
-                raise UserError(str(error)) from None
+            cached = model_instance(self.ml_model, tuple(self.ml_model_settings), self.model_configs())
             self._ml_model_inst = cached
         return cached
 
@@ -132,7 +127,7 @@ class MLModelMixin:
         """
         model = self.ml_model_inst
         name = model.cls_name if model.store_name in {None, model.cls_name} else f"{model.store_name}__{model.cls_name}"
-        settings_repr = model.parameters_repr if self.uses_evaluation_settings else model.training_parameters_repr
+        settings_repr = model.settings_repr if self.uses_evaluation_settings else model.training_settings_repr
         return function_store_parts(ml_models=[f"{name}__{settings_repr}" if settings_repr else name])[0]
 
     #: Whether the model's evaluation-only settings change this task's output.
@@ -154,7 +149,7 @@ def default_ml_model(config: str) -> str:
         UserError: If the config has none (the message lists the models).
     """
     config_inst = get_config(load_analysis(), config)
-    name = config_inst.x("default_ml_model", "")
+    name = config_entry(config_inst, "default_ml_model")
     if not name:
         load_modules("ml_modules")
         raise UserError(
@@ -244,18 +239,30 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         sum_weights = [0.0] * model.folds
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
-            for events_read, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+            for events_read, _, _ in self.iter_chunks(sources, uses, optional=weight_columns(model)):
                 chunk = apply_functions(preparation, events_read)
                 check_finite(chunk, features, self.dataset)
                 folds = fold_indices(chunk, model.folds)
                 events = ak.with_field(chunk, folds, "fold")
-                weights = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else None
+                weights = event_weights(events, model.weight_column)
                 for fold, writer in enumerate(writers):
                     mask = folds == fold
                     writer.write(events[mask])
                     n_events[fold] += int(mask.sum())
-                    sum_weights[fold] += float(weights[mask].sum()) if weights is not None else 0.0
+                    sum_weights[fold] += float(weights[mask].sum())
         dump_json(outputs["stats"].path, {"n_events": n_events, "sum_weights": sum_weights})
+
+
+def weight_columns(model: MLModel) -> set[str]:
+    """The model's ``weight_column`` as a set (empty without one), for the optional columns of a read."""
+    return {model.weight_column} if model.weight_column else set()
+
+
+def event_weights(events: ak.Array, column: str | None) -> np.ndarray:
+    """The values of the weight column as float64; 1 for every event without a column or where it is absent."""
+    if column is None or column not in events.fields:
+        return np.ones(len(events))
+    return ak.to_numpy(events[column]).astype(np.float64)
 
 
 def check_finite(events: ak.Array, patterns: list[str], dataset: str) -> None:
@@ -557,7 +564,7 @@ class MLTrainingScores(
     producers follow the model's ``training_*`` hooks, like the training.
 
     Columns: ``fold`` (the model), ``event_fold`` (the event's fold), ``run``, ``luminosityBlock``, ``event``,
-    ``dataset``, ``weight`` (``normalization_weight``, 1 where absent), ``is_training`` and the model's
+    ``dataset``, ``weight`` (the model's ``weight_column``, 1 where absent), ``is_training`` and the model's
     ``produces`` columns (nested as in the MLEvaluation output).
     """
 
@@ -566,10 +573,7 @@ class MLTrainingScores(
         params = super().modify_param_values(params)
         needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
         if all(key in params for key in needed):
-            try:
-                model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
-            except (ValueError, TypeError) as error:
-                raise UserError(str(error)) from None
+            model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
             params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
         return params
 
@@ -600,12 +604,15 @@ class MLTrainingScores(
                 for dataset in self.training_datasets():
                     for event_fold, target in enumerate(inputs["events"][dataset]):
                         sources = [open_source(target.path)]
-                        for events, _, _ in self.iter_chunks(sources, uses, optional={WEIGHT_COLUMN}):
+                        for events, _, _ in self.iter_chunks(sources, uses, optional=weight_columns(model)):
                             if len(events) == 0:
                                 continue
                             own = np.zeros(len(events), dtype=np.int64)
                             scored = model.evaluate(self, events, [fold_model], own, events_used_in_training=True)
-                            writer.write(training_score_rows(events, scored, produces, dataset, fold, event_fold))
+                            weights = event_weights(events, model.weight_column)
+                            writer.write(
+                                training_score_rows(events, scored, produces, weights, dataset, fold, event_fold)
+                            )
                 self.publish_message(f"scored the training and held-out events of fold model {fold}")
 
 
@@ -613,19 +620,19 @@ def training_score_rows(
     events: ak.Array,
     scored: ak.Array,
     produces: list[str],
+    weights: np.ndarray,
     dataset: str,
     fold: int,
     event_fold: int,
 ) -> ak.Array:
     """The output rows of :class:`MLTrainingScores` for one chunk scored by fold model ``fold``."""
     n = len(events)
-    weight = ak.to_numpy(events[WEIGHT_COLUMN]) if WEIGHT_COLUMN in events.fields else np.ones(n)
     columns: dict[str, Any] = {
         "fold": np.full(n, fold, dtype=np.int32),
         "event_fold": np.full(n, event_fold, dtype=np.int32),
         **{column: ak.to_numpy(events[column]) for column in IDENTITY_COLUMNS},
         "dataset": ak.Array(np.full(n, dataset)),
-        "weight": np.asarray(weight, dtype=np.float64),
+        "weight": weights,
         "is_training": np.full(n, event_fold != fold),
     }
     rows = ak.zip(columns, depth_limit=1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +22,22 @@ import numpy as np
 
 from cf.analysis import analysis_setting, get_config, load_analysis
 from cf.columnar_util import IDENTITY_COLUMNS, Route
+from cf.contract import config_entry
 from cf.folds import fold_indices
 from cf.hist_util import DEFAULT_FLOW_STRATEGY, flow_yields, select_histogram
 from cf.io import dump_json, iter_event_chunks, open_source
 from cf.ml import MLModel
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, ShiftMixin, function_store_parts
-from cf.tasks.histograms import MergeHistograms, MLModelsMixin, VariablesMixin, load_histograms
-from cf.tasks.ml import MLEvaluation, MLModelMixin, MLTraining, MLTrainingScores, training_functions
+from cf.tasks.histograms import MergeHistograms, MLModelsMixin, VariablesMixin, event_weight_columns, load_histograms
+from cf.tasks.ml import (
+    MLEvaluation,
+    MLModelMixin,
+    MLTraining,
+    MLTrainingScores,
+    event_weights,
+    training_functions,
+    weight_columns,
+)
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
 from cf.util import UserError, short_hash
@@ -49,7 +57,6 @@ logger = logging.getLogger(__name__)
 #: takes precedence).
 DEFAULT_PLOT_VARIABLES = ("n_jet", "n_btag", "jet1_pt", "ht", "met_pt", "m_bb")
 #: The event weight column of the histograms and of the ML scores.
-WEIGHT_COLUMN = "normalization_weight"
 
 
 def default_plot_variables(config_inst: Any) -> tuple[str, ...]:
@@ -58,7 +65,7 @@ def default_plot_variables(config_inst: Any) -> tuple[str, ...]:
     They are ``config.x.default_plot_variables``, else those of :data:`DEFAULT_PLOT_VARIABLES` the config has,
     else its first four variables.
     """
-    configured = config_inst.x("default_plot_variables", None)
+    configured = config_entry(config_inst, "default_plot_variables")
     if configured:
         return tuple(configured)
     names = [name for name in DEFAULT_PLOT_VARIABLES if config_inst.has_variable(name)]
@@ -239,7 +246,7 @@ class PlotVariables1D(
                 "overflow": over,
                 "sum": float(values.sum()),
             }
-        luminosity = float(self.config_inst.x.luminosity.nominal)
+        luminosity = float(config_entry(self.config_inst, "luminosity").nominal)
         return {
             "config": self.config,
             "category": {"name": category_inst.name, "id": category_inst.id, "label": category_inst.label},
@@ -256,7 +263,7 @@ class PlotVariables1D(
             "flow": str(DEFAULT_FLOW_STRATEGY),
             "processes": processes,
             "datasets": datasets,
-            "weight": WEIGHT_COLUMN,
+            "event_weights": event_weight_columns(self.config_inst, self.shift),
         }
 
     def draw(self, numbers: dict[str, Any], outputs: dict[str, law.LocalFileTarget]) -> None:
@@ -344,68 +351,16 @@ def _class_style(config_inst: Any, name: str, datasets: tuple[str, ...]) -> tupl
     return name, None
 
 
-def _matches(config_inst: Any, class_name: str, dataset: str) -> bool:
-    """Whether a score ``..._<class_name>`` belongs to a dataset: by the dataset name or one of its processes."""
-    if dataset == class_name or dataset.startswith(class_name + "_"):
-        return True
-    pending = list(config_inst.get_dataset(dataset).processes)
-    while pending:
-        process = pending.pop()
-        if process.name == class_name:
-            return True
-        pending.extend(process.parent_processes)
-    return False
-
-
 def model_classes(model: MLModel, config_inst: Any) -> list[MLClass]:
-    """The output classes of a model with their datasets and score columns, the signal class first.
+    """The model's output classes (:meth:`MLModel.output_classes`, the signal first) with their plot style.
 
-    * A model with ``classes`` (pairs of a name and dataset names) and ``score_column(name)`` (like ``dnn``)
-      is taken as it says.
-    * Otherwise each ``produces`` column ``..score_<name>`` is matched to the training datasets whose name
-      starts with ``<name>_`` or that belong to a process called ``<name>`` (``test_model``: ``score_hh``
-      and ``score_tt``); the classes are ordered signal first, then by the model's ``dataset_names``.
-
-    Raises:
-        UserError: If the scores cannot be matched to the training datasets one to one.
+    A class whose datasets share one top-level process takes that process's label and color.
     """
-    from cf.plotting import is_signal
-
-    datasets = sorted(dataset.name for dataset in model.datasets(config_inst))
-    score_column = getattr(model, "score_column", None)
-    if hasattr(model, "classes") and callable(score_column):
-        result = []
-        for name, names in model.classes:
-            label, color = _class_style(config_inst, name, tuple(names))
-            result.append(MLClass(name, tuple(names), score_column(name), label, color))
-        return result
-    columns = sorted(Route(column).column for column in model.produces(config_inst))
-    assigned: dict[str, list[str]] = {column: [] for column in columns}
-    for dataset in datasets:
-        owners = [c for c in columns if _matches(config_inst, c.rsplit(".", 1)[-1].removeprefix("score_"), dataset)]
-        if len(owners) != 1:
-            raise UserError(
-                f"cannot tell which output of ML model '{model.cls_name}' belongs to its training dataset '{dataset}' "
-                f"(outputs: {', '.join(columns)}); give the model 'classes' and 'score_column' like ml/dnn.py",
-            )
-        assigned[owners[0]].append(dataset)
-    empty = [column for column, names in assigned.items() if not names]
-    if empty:
-        raise UserError(f"the output(s) {', '.join(empty)} of ML model '{model.cls_name}' match no training dataset")
-    order = list(getattr(model, "dataset_names", ()))
-
-    def rank(column: str) -> tuple[int, int, str]:
-        names = assigned[column]
-        signal = any(is_signal(config_inst.get_dataset(d).processes.get_first()) for d in names)
-        first = min((order.index(d) for d in names if d in order), default=len(order))
-        return (0 if signal else 1, first, column)
-
-    result = []
-    for column in sorted(columns, key=rank):
-        name = column.rsplit(".", 1)[-1].removeprefix("score_")
-        label, color = _class_style(config_inst, name, tuple(assigned[column]))
-        result.append(MLClass(name, tuple(assigned[column]), column, label, color))
-    return result
+    classes = []
+    for output_class in model.output_classes():
+        label, color = _class_style(config_inst, output_class.name, output_class.datasets)
+        classes.append(MLClass(output_class.name, output_class.datasets, output_class.score_column, label, color))
+    return classes
 
 
 @dataclass
@@ -438,11 +393,12 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
       with the largest score), each row normalised to 1.
     * ``plot__scores``: per output node, each class's score on training (filled) and held-out events (points),
       normalised to unit area (the training-event scores come from ``cf.MLTrainingScores``).
-    * ``plot__loss``: training and validation loss per fold from ``history.json`` in each fold's model
-      directory; not written (an optional output) when the model saves no history, which is logged.
+    * ``plot__loss``: training and validation loss per fold from :meth:`MLModel.training_history` (by default
+      ``history.json`` in each fold's model directory); not written (an optional output) when the model has no
+      history, which is logged.
     * ``ml_results.json``: the AUCs, the confusion matrix, the event counts and whether a history exists.
 
-    Events are weighted with ``abs(normalization_weight)`` (1 where the producers make no weight).
+    Events are weighted with the absolute value of the model's ``weight_column`` (1 where it is absent).
     """
 
     def store_parts(self) -> list[str]:
@@ -495,10 +451,9 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
                     open_source(produced[branch]["columns"].path),
                     open_source(evaluation[branch]["mlcolumns"].path),
                 ]
-                for chunk, _, _ in iter_event_chunks(sources, uses, self.chunk_size, optional={WEIGHT_COLUMN}):
-                    parts.append(
-                        self._sample(chunk, columns, labels[dataset], fold_indices(chunk, self.ml_model_inst.folds))
-                    )
+                optional = weight_columns(self.ml_model_inst)
+                for chunk, _, _ in iter_event_chunks(sources, uses, self.chunk_size, optional=optional):
+                    parts.append(self._sample(chunk, columns, labels[dataset]))
         return _concatenate(parts, len(classes))
 
     def training_scores(self, classes: list[MLClass]) -> ScoreSample:
@@ -518,20 +473,17 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
             folds=ak.to_numpy(rows.fold).astype(np.int64),
         )
 
-    @staticmethod
-    def _sample(chunk: ak.Array, columns: list[str], label: int, folds: np.ndarray) -> ScoreSample:
-        n = len(chunk)
-        weights = ak.to_numpy(chunk[WEIGHT_COLUMN]).astype(np.float64) if WEIGHT_COLUMN in chunk.fields else np.ones(n)
-        return ScoreSample(_score_matrix(chunk, columns), np.full(n, label, dtype=np.int64), np.abs(weights), folds)
+    def _sample(self, chunk: ak.Array, columns: list[str], label: int) -> ScoreSample:
+        model = self.ml_model_inst
+        weights = np.abs(event_weights(chunk, model.weight_column))
+        labels = np.full(len(chunk), label, dtype=np.int64)
+        return ScoreSample(_score_matrix(chunk, columns), labels, weights, fold_indices(chunk, model.folds))
 
     def histories(self) -> dict[int, dict[str, list[float]]]:
-        """``history.json`` of each fold's model directory (folds without one are left out)."""
-        histories = {}
-        for fold, target in sorted(self.input()["models"]["collection"].targets.items()):
-            path = os.path.join(target.path, "history.json")
-            if os.path.isfile(path):
-                histories[fold] = law.LocalFileTarget(path).load(formatter="json")
-        return histories
+        """The training history of each fold (:meth:`MLModel.training_history`; folds without one are left out)."""
+        targets = self.input()["models"]["collection"].targets
+        histories = {fold: self.ml_model_inst.training_history(target) for fold, target in sorted(targets.items())}
+        return {fold: history for fold, history in histories.items() if history is not None}
 
     # plots
 
@@ -611,14 +563,14 @@ class PlotMLResults(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixi
             figure = plot_loss_curves(histories, model_label=model.cls_name)
             save_figure(figure, {ext: target.path for ext, target in outputs["loss"].items()})
         else:
-            logger.info(f"ML model '{model.cls_name}' saved no history.json in its fold directories: no loss plot")
+            logger.info(f"ML model '{model.cls_name}' has no training history (see training_history): no loss plot")
             self.publish_message(f"no training history of '{model.cls_name}': the loss plot is skipped")
 
         results = {
             "model": model.cls_name,
             "config": self.config,
             "folds": model.folds,
-            "weights": f"abs({WEIGHT_COLUMN})",
+            "weights": f"abs({model.weight_column})" if model.weight_column else "1",
             "classes": [
                 {"name": c.name, "label": c.label, "datasets": list(c.datasets), "score_column": c.score_column}
                 for c in classes

@@ -8,6 +8,7 @@ import awkward as ak
 import law
 
 from cf.columnar_util import IDENTITY_COLUMNS, remove_ak_column, set_ak_column
+from cf.contract import SELECTION_MASK_COLUMN, config_entry
 from cf.io import ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
@@ -19,8 +20,8 @@ __all__ = ["ReduceEvents"]
 
 def apply_selection(events: ak.Array) -> ak.Array:
     """Drop unselected events and, in each masked collection, the unselected objects."""
-    selection = events.cf_selection
-    events = remove_ak_column(events, "cf_selection")
+    selection = events[SELECTION_MASK_COLUMN]
+    events = remove_ak_column(events, SELECTION_MASK_COLUMN)
     event_mask = ak.values_astype(selection.event, bool)
     events = events[event_mask]
     if "objects" not in ak.fields(selection):
@@ -46,7 +47,7 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         return {"events": self.target(f"events_{self.branch}.parquet")}
 
     def kept_columns(self) -> set[str]:
-        keep = set(self.config_inst.x("keep_columns", {}).get(self.task_family, ()))
+        keep = set(config_entry(self.config_inst, "keep_columns").get(self.task_family, ()))
         produced = set(self.columns_produced([*self.calibrator_insts, self.selector_inst]))
         return keep | produced | set(IDENTITY_COLUMNS)
 
@@ -59,5 +60,7 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         ]
         # keep_columns of the config are read where present (data has no genWeight, for example)
         with ParquetWriter(self.output()["events"].path) as writer:
-            for events, _, _ in self.iter_chunks(sources, {"cf_selection", *IDENTITY_COLUMNS}, self.kept_columns()):
+            for events, _, _ in self.iter_chunks(
+                sources, {SELECTION_MASK_COLUMN, *IDENTITY_COLUMNS}, self.kept_columns()
+            ):
                 writer.write(apply_selection(events))

@@ -9,6 +9,7 @@ import law
 import numpy as np
 
 from cf.columnar_util import set_ak_column, take_ak_columns
+from cf.contract import SELECTION_MASK_COLUMN
 from cf.functions import SelectionResult
 from cf.io import ParquetWriter, dump_json, load_json, open_source
 from cf.tasks.base import CalibratorsMixin, DatasetTask, SelectorMixin, ShiftMixin
@@ -83,9 +84,11 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     @staticmethod
     def selection_columns(events: ak.Array, result: SelectionResult, produces: list[str]) -> ak.Array:
         columns = take_ak_columns(events, produces)
-        columns = set_ak_column(columns, "cf_selection.event", ak.values_astype(result.event, bool))
+        columns = set_ak_column(columns, f"{SELECTION_MASK_COLUMN}.event", ak.values_astype(result.event, bool))
         for collection, mask in result.objects.items():
-            columns = set_ak_column(columns, f"cf_selection.objects.{collection}", ak.values_astype(mask, bool))
+            columns = set_ak_column(
+                columns, f"{SELECTION_MASK_COLUMN}.objects.{collection}", ak.values_astype(mask, bool)
+            )
         return columns
 
 

@@ -7,16 +7,21 @@ The machine learning chapter includes this file, and ``tests/test_docs.py`` runs
 from __future__ import annotations
 
 from analysis_template.config.analysis import analysis_template
-from cf.ml import parse_settings
+from cf.registry import split_settings
 from ml.test import test_model
 
-settings = parse_settings("epochs=10,layers=64:64,learning_rate=0.001")
-assert settings == {"epochs": 10, "layers": (64, 64), "learning_rate": 0.001}
+settings = split_settings("epochs=10,layers=64:64,learning_rate=0.001")
+assert settings == {"epochs": "10", "layers": "64:64", "learning_rate": "0.001"}
 
-# the tasks create the model like this, with the parsed settings
+# the tasks create the model like this; each text becomes the type its setting declares
 model = test_model(analysis_template, requested_configs=["run2_2017_nano_uhh_v11_limited"], parameters=settings)
 assert (model.epochs, model.layers, model.learning_rate) == (10, (64, 64), 0.001)
+assert model.settings == {"epochs": 10, "layers": (64, 64), "learning_rate": 0.001}
 assert test_model.epochs == 5  # the class keeps its own values
+
+# what each setting allows
+for name, declared in test_model.declared_settings().items():
+    print(f"{name}: {declared.describe()} (default {declared.default}) - {declared.help}")
 
 # the settings are part of every output path of the model's tasks
 print(f"ml__{model.cls_name}__{model.parameters_repr}")
