@@ -79,101 +79,94 @@ def _is_anything(value: Any) -> bool:
     return True
 
 
-CONFIG_ENTRIES: dict[str, Entry] = {
-    entry.name: entry
-    for entry in (
-        Entry(
-            "default_calibrators", "tuple of names", (), "calibrators of a task run without --calibrators", _is_names
-        ),
-        Entry("default_selector", "name", "default", "selector of a task run without --selector", _is_name),
-        Entry("default_producers", "tuple of names", (), "producers of a task run without --producers", _is_names),
-        Entry("default_ml_model", "name", "", "ML model of an ML task run without --ml-model", _is_name),
-        Entry(
-            "ml_model_groups",
-            "dict of name -> tuple of ML model names",
-            {},
-            "names that stand for several models in --ml-models",
-            _is_mapping_of(_is_names),
-        ),
-        Entry(
-            "event_weights",
-            "dict of weight column -> tuple of shift sources",
-            {DEFAULT_WEIGHT_COLUMN: ()},
-            "columns whose product weighs simulated events in histograms; a source's <source>_up / _down shift "
-            "reads <column>_up / _down instead",
-            _is_mapping_of(_is_names),
-        ),
-        Entry(
-            "keep_columns",
-            "dict of task family -> tuple of column patterns",
-            {},
-            "input columns that cf.ReduceEvents keeps besides the produced ones and the identity columns",
-            _is_mapping_of(_is_names),
-        ),
-        Entry(
-            "default_plot_variables",
-            "tuple of variable names",
-            (),
-            "variables cf.PlotVariables1D plots without --variables",
-            _is_names,
-        ),
-        Entry(
-            "versions",
-            "dict of task family -> version",
-            {},
-            "versions pinned per task family (after --<family>-version, before law.cfg [versions])",
-            _is_mapping_of(_is_name),
-        ),
-        Entry(
-            "external_files",
-            "dict of name -> source or dict(source, sha256)",
-            {},
-            "files that cf.BundleExternalFiles fetches, checks and bundles (correctionlib json, ...)",
-            _is_mapping_of(_is_anything),
-        ),
-        Entry(
-            "luminosity",
-            "scinum.Number in pb^-1",
-            None,
-            "the luminosity label of plots; lnN effects in inference models",
-            lambda value: hasattr(value, "nominal"),
-        ),
-    )
-}
+def _by_name(*entries: Entry) -> dict[str, Entry]:
+    return {entry.name: entry for entry in entries}
 
-DATASET_ENTRIES: dict[str, Entry] = {
-    entry.name: entry
-    for entry in (
-        Entry(
-            "absent_collections",
-            "tuple of collection names",
-            (),
-            "collections the dataset's files lack; the functions see them without objects",
-            _is_names,
-        ),
-        Entry(
-            "sample",
-            "generator spec or None",
-            None,
-            "embedded sample: cf.CreateSampleFiles writes the dataset's files (None: real files)",
-            _is_anything,
-        ),
-    )
-}
 
-PROCESS_ENTRIES: dict[str, Entry] = {
-    entry.name: entry
-    for entry in (
-        Entry(
-            "is_signal",
-            "bool",
-            False,
-            "signal processes are drawn as lines in plots and are the signal of inference models "
-            "(the tag 'signal' counts too)",
-            lambda value: isinstance(value, bool),
-        ),
-    )
-}
+CONFIG_ENTRIES: dict[str, Entry] = _by_name(
+    Entry("default_calibrators", "tuple of names", (), "calibrators of a task run without --calibrators", _is_names),
+    Entry("default_selector", "name", "default", "selector of a task run without --selector", _is_name),
+    Entry("default_producers", "tuple of names", (), "producers of a task run without --producers", _is_names),
+    Entry("default_ml_model", "name", "", "ML model of an ML task run without --ml-model", _is_name),
+    Entry(
+        "ml_model_groups",
+        "dict of name -> tuple of ML model names",
+        {},
+        "names that stand for several models in --ml-models",
+        _is_mapping_of(_is_names),
+    ),
+    Entry(
+        "event_weights",
+        "dict of weight column -> tuple of shift sources",
+        {DEFAULT_WEIGHT_COLUMN: ()},
+        "columns whose product weighs simulated events in histograms; a source's <source>_up / _down shift "
+        "reads <column>_up / _down instead",
+        _is_mapping_of(_is_names),
+    ),
+    Entry(
+        "keep_columns",
+        "dict of task family -> tuple of column patterns",
+        {},
+        "input columns that cf.ReduceEvents keeps besides the produced ones and the identity columns",
+        _is_mapping_of(_is_names),
+    ),
+    Entry(
+        "default_plot_variables",
+        "tuple of variable names",
+        (),
+        "variables cf.PlotVariables1D plots without --variables",
+        _is_names,
+    ),
+    Entry(
+        "versions",
+        "dict of task family -> version",
+        {},
+        "versions pinned per task family (after --<family>-version, before law.cfg [versions])",
+        _is_mapping_of(_is_name),
+    ),
+    Entry(
+        "external_files",
+        "dict of name -> source or dict(source, sha256)",
+        {},
+        "files that cf.BundleExternalFiles fetches, checks and bundles (correctionlib json, ...)",
+        _is_mapping_of(_is_anything),
+    ),
+    Entry(
+        "luminosity",
+        "scinum.Number in pb^-1",
+        None,
+        "the luminosity label of plots; lnN effects in inference models",
+        lambda value: hasattr(value, "nominal"),
+    ),
+)
+
+DATASET_ENTRIES: dict[str, Entry] = _by_name(
+    Entry(
+        "absent_collections",
+        "tuple of collection names",
+        (),
+        "collections the dataset's files lack; the functions see them without objects",
+        _is_names,
+    ),
+    Entry(
+        "sample",
+        "generator spec or None",
+        None,
+        "embedded sample: cf.CreateSampleFiles writes the dataset's files (None: real files)",
+        _is_anything,
+    ),
+)
+
+PROCESS_ENTRIES: dict[str, Entry] = _by_name(
+    Entry(
+        "is_signal",
+        "bool",
+        False,
+        "signal processes are drawn as lines in plots and are the signal of inference models "
+        "(the tag 'signal' counts too)",
+        lambda value: isinstance(value, bool),
+    ),
+)
 
 
 def config_entry(config_inst: Any, name: str) -> Any:

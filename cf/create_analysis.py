@@ -8,8 +8,9 @@ reach it by a merge, ``git pull --no-rebase upstream main`` (or ``git fetch upst
   top of it comes one commit that renames the analysis. Work not committed in the template is not part of the
   fork (the command warns when there is some); a template that is no git repository is refused.
 * Renaming: in every tracked file outside ``cf/``, every path component and the content of every text file have
-  ``analysis_template`` replaced by ``NAME`` (the package, law.cfg's module lists, imports, docs, tests, the
-  pyproject name and the order analysis object, whose name is also the top directory of the store).
+  ``analysis_template`` replaced by ``NAME`` (the package, law.cfg's module lists, imports, docs, tests and the
+  order analysis object, whose name is also the top directory of the store; the framework's distribution name
+  ``cf-template`` in pyproject.toml stays).
   ``ANALYSIS_TEMPLATE``, the upper-case form an analysis-specific environment variable prefix would take,
   becomes the upper-cased short name. Files with a NUL byte in their first 8000 bytes (git's binary heuristic)
   are left unchanged.
@@ -172,13 +173,7 @@ def validate_name(name: str, reserved: Iterable[str] = ()) -> None:
         CreateAnalysisError: If the name is not an ASCII identifier, a keyword, the template's own name or a
             name that would shadow a package of the template or the framework.
     """
-    if not _IDENTIFIER.fullmatch(name):
-        raise CreateAnalysisError(
-            f"invalid analysis name '{name}': it becomes a Python package, so it must be an identifier "
-            "(letters, digits and underscores, not starting with a digit), e.g. 'hbt'"
-        )
-    if keyword.iskeyword(name):
-        raise CreateAnalysisError(f"invalid analysis name '{name}': it is a Python keyword")
+    _check_identifier(name, "analysis name", "it becomes a Python package, so it must be an identifier")
     if TEMPLATE_NAME in name.lower():
         raise CreateAnalysisError(
             f"invalid analysis name '{name}': it must not contain the template's name '{TEMPLATE_NAME}'"
@@ -191,19 +186,23 @@ def validate_name(name: str, reserved: Iterable[str] = ()) -> None:
         )
 
 
+def _check_identifier(value: str, what: str, rule: str) -> None:
+    """Raise a CreateAnalysisError if ``value`` is not an ASCII identifier or is a Python keyword."""
+    if not _IDENTIFIER.fullmatch(value):
+        raise CreateAnalysisError(
+            f"invalid {what} '{value}': {rule} (letters, digits and underscores, not starting with a digit), e.g. 'hbt'"
+        )
+    if keyword.iskeyword(value):
+        raise CreateAnalysisError(f"invalid {what} '{value}': it is a Python keyword")
+
+
 def validate_short_name(short_name: str) -> None:
     """Check the short name (an identifier; its upper-case form prefixes analysis-specific variables).
 
     Raises:
         CreateAnalysisError: If it is not an ASCII identifier, a keyword or a prefix of the framework or law.
     """
-    if not _IDENTIFIER.fullmatch(short_name):
-        raise CreateAnalysisError(
-            f"invalid short name '{short_name}': it must be an identifier (letters, digits and underscores, "
-            "not starting with a digit), e.g. 'hbt'"
-        )
-    if keyword.iskeyword(short_name):
-        raise CreateAnalysisError(f"invalid short name '{short_name}': it is a Python keyword")
+    _check_identifier(short_name, "short name", "it must be an identifier")
     if short_name.lower() in RESERVED_SHORT_NAMES:
         raise CreateAnalysisError(
             f"invalid short name '{short_name}': its prefix '{short_name.upper()}_' is used by the framework's "

@@ -4,7 +4,7 @@ A config declares them in ``config.x.external_files``, by name::
 
     config.x.external_files = {
         # a local path (environment variables are expanded)
-        "jet_jerc": "$CF_BASE/analysis_template/corrections/jet_jerc.json",
+        "jet_jerc": "$CF_BASE/my_analysis/corrections/jet_jerc.json",
         # a URL (https://, http://, root://) with the sha256 checksum the download must have
         "muon_sf": {"url": "https://example.org/muon_Z.json.gz", "sha256": "3f2a..."},
     }

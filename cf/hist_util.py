@@ -7,20 +7,19 @@ so a plotted stack and a datacard of the same category show the same yields.
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
 import numpy as np
 
-from cf.util import UserError
+from cf.util import TextEnum, UserError
 
 __all__ = ["DEFAULT_FLOW_STRATEGY", "FlowStrategy", "flow_yields", "select_histogram"]
 
 logger = logging.getLogger(__name__)
 
 
-class FlowStrategy(str, enum.Enum):
+class FlowStrategy(TextEnum):
     """What happens to the under- and overflow of a histogram when its bins are read.
 
     Attributes:
@@ -34,9 +33,6 @@ class FlowStrategy(str, enum.Enum):
     warn = "warn"
     remove = "remove"
     move = "move"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: The flow policy of plots and of inference categories that set none.

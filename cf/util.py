@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 import hashlib
 import importlib
@@ -15,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "DotDict",
+    "TextEnum",
     "UserError",
     "MissingModule",
     "brace_expand",
@@ -173,6 +175,13 @@ def short_hash(value: Any, length: int = 10) -> str:
     """A stable short hash of a JSON-serialisable value (dict keys are sorted)."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+class TextEnum(str, enum.Enum):
+    """An enum of texts that prints as its value (``str(FlowStrategy.move) == "move"``), like 3.11's ``StrEnum``."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class DotDict(dict):

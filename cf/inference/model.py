@@ -46,7 +46,7 @@ from typing_extensions import Self
 from cf.contract import is_signal
 from cf.hist_util import DEFAULT_FLOW_STRATEGY, FlowStrategy
 from cf.registry import RegisteredModel
-from cf.util import DotDict, UserError, is_pattern, is_regex, pattern_matcher
+from cf.util import DotDict, TextEnum, UserError, is_pattern, is_regex, pattern_matcher
 
 __all__ = [
     "InferenceModel",
@@ -65,7 +65,7 @@ DATA_NAME = "data_obs"
 DEFAULT_MC_STATS_THRESHOLD = 10
 
 
-class ParameterType(str, enum.Enum):
+class ParameterType(TextEnum):
     """The kinds of nuisance parameters (columnflow's names).
 
     Attributes:
@@ -82,9 +82,6 @@ class ParameterType(str, enum.Enum):
     rate_unconstrained = "rate_unconstrained"
     shape = "shape"
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def is_rate(self) -> bool:
         return self is not ParameterType.shape
@@ -98,7 +95,7 @@ class ParameterType(str, enum.Enum):
 PARAMETER_TYPE_ALIASES = {"lnN": ParameterType.rate_gauss, "lnU": ParameterType.rate_uniform}
 
 
-class ParameterTransformation(str, enum.Enum):
+class ParameterTransformation(TextEnum):
     """Transformations of a parameter's effect, applied in order when the histograms are turned into numbers.
 
     Attributes:
@@ -136,9 +133,6 @@ class ParameterTransformation(str, enum.Enum):
     envelope_enforce_two_sided = "envelope_enforce_two_sided"
     flip_smaller_if_one_sided = "flip_smaller_if_one_sided"
     flip_larger_if_one_sided = "flip_larger_if_one_sided"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def from_shape(self) -> bool:

@@ -366,6 +366,25 @@ def _function_shift(task: Any) -> str:
     return task.effective_shift if isinstance(task, ShiftMixin) else "nominal"
 
 
+def _resolved_function_names(params: dict[str, Any], key: str, registry: Registry, modules_key: str) -> dict[str, Any]:
+    """``params[key]`` (the names of one kind of column function) checked, the config's default where it is empty.
+
+    Args:
+        params: The task parameters.
+        key: ``calibrators``, ``selector`` (one name) or ``producers``; the default is ``config.x.default_<key>``.
+        registry: The registry of that kind.
+        modules_key: The law.cfg entry listing the modules that register them.
+    """
+    if key not in params:
+        return params
+    single = key == "selector"
+    if not params[key]:
+        default = config_entry(_config_of(params), f"default_{key}")
+        params[key] = default if single else tuple(default)
+    _column_functions(registry, modules_key, (params[key],) if single else params[key])
+    return params
+
+
 class CalibratorsMixin:
     """``--calibrators a,b``: the calibrators applied in this order (default: the config's)."""
 
@@ -374,11 +393,7 @@ class CalibratorsMixin:
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)  # type: ignore[misc]
-        if "calibrators" in params:
-            if not params["calibrators"]:
-                params["calibrators"] = tuple(config_entry(_config_of(params), "default_calibrators"))
-            _column_functions(calibrators, "calibration_modules", params["calibrators"])
-        return params
+        return _resolved_function_names(params, "calibrators", calibrators, "calibration_modules")
 
     @property
     def calibrator_insts(self) -> list[ColumnFunction]:
@@ -394,11 +409,7 @@ class SelectorMixin:
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)  # type: ignore[misc]
-        if "selector" in params:
-            if not params["selector"]:
-                params["selector"] = config_entry(_config_of(params), "default_selector")
-            _column_functions(selectors, "selection_modules", (params["selector"],))
-        return params
+        return _resolved_function_names(params, "selector", selectors, "selection_modules")
 
     @property
     def selector_inst(self) -> ColumnFunction:
@@ -414,11 +425,7 @@ class ProducersMixin:
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)  # type: ignore[misc]
-        if "producers" in params:
-            if not params["producers"]:
-                params["producers"] = tuple(config_entry(_config_of(params), "default_producers"))
-            _column_functions(producers, "production_modules", params["producers"])
-        return params
+        return _resolved_function_names(params, "producers", producers, "production_modules")
 
     @property
     def producer_insts(self) -> list[ColumnFunction]:

@@ -189,15 +189,18 @@ class WeightShiftsMixin(ShiftMixin):
         return super().implemented_shifts() | weight_shifts(self.config_inst)  # type: ignore[attr-defined]
 
 
-class CreateHistograms(
+class HistogramParameters(
     VariablesMixin,
     MLModelsMixin,
     ProducersMixin,
     SelectorMixin,
     CalibratorsMixin,
     WeightShiftsMixin,
-    DatasetWorkflow,
 ):
+    """The parameters of the histogram tasks: variables, ML models, the column functions and the shift."""
+
+
+class CreateHistograms(HistogramParameters, DatasetWorkflow):
     """Histograms of the config variables for the events of one file (a pickled dict of ``hist.Hist``)."""
 
     def input_requirements(self) -> dict[str, Any]:
@@ -227,15 +230,7 @@ class CreateHistograms(
         dump_histograms(self.output().path, histograms)
 
 
-class MergeHistograms(
-    VariablesMixin,
-    MLModelsMixin,
-    ProducersMixin,
-    SelectorMixin,
-    CalibratorsMixin,
-    WeightShiftsMixin,
-    DatasetTask,
-):
+class MergeHistograms(HistogramParameters, DatasetTask):
     """The histograms of all files of a dataset, summed."""
 
     def requires(self) -> Any:
