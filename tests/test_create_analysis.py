@@ -332,6 +332,8 @@ def largest_renamed_module(template: Path) -> str:
 def test_framework_update_merges_into_a_fork_without_conflicts(tmp_path: Path) -> None:
     template = tmp_path / "template"
     git("clone", "-q", str(ROOT), str(template), cwd=tmp_path)
+    # a checkout at a detached HEAD (a CI checkout of one commit, a git worktree) clones without a branch
+    git("checkout", "-q", "-B", "main", cwd=template)
     created = create_analysis("hbt", "hbt", target=tmp_path / "hbt", template=template)
     fork = created.path
     assert_fork_of(fork, str(template), head(template))

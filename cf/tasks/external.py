@@ -53,7 +53,7 @@ class CreateSampleFiles(DatasetTask):
     def run(self) -> None:
         spec = sample_spec(self.dataset_inst)
         if spec is None:
-            raise ValueError(
+            raise UserError(
                 f"dataset '{self.dataset}' has no embedded sample generator (x.sample); its files must exist",
             )
         generate = import_object(spec["generator"])
@@ -89,13 +89,13 @@ class GetDatasetLFNs(DatasetTask):
             matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
             missing = [match for match in matches if not os.path.isfile(match)]
             if not matches or missing:
-                raise FileNotFoundError(
+                raise UserError(
                     f"dataset '{self.dataset}': file(s) of key '{key}' not found: {', '.join(missing) or path}",
                 )
             files.extend(matches)
         n_files = self.dataset_inst.n_files
         if len(files) != n_files:
-            raise ValueError(f"dataset '{self.dataset}' declares n_files={n_files} but its keys give {len(files)}")
+            raise UserError(f"dataset '{self.dataset}' declares n_files={n_files} but its keys give {len(files)}")
         return files
 
     def run(self) -> None:
