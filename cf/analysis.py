@@ -12,7 +12,7 @@ from typing import Any
 
 import law
 
-from cf.util import UserError, expand_list, import_object, split_outside_braces
+from cf.util import UserError, expand_list, import_object, split_outside_braces, unknown_name_message
 
 __all__ = [
     "analysis_setting",
@@ -65,7 +65,7 @@ def get_child(parent: Any, kind: str, name: str) -> Any:
         plural = "categories" if kind == "category" else f"{kind}s"
         available = sorted(child.name for child in getattr(parent, plural))
         parent_kind = type(parent).__name__.lower()
-        raise UserError(f"unknown {kind} '{name}' in {parent_kind} '{parent.name}', available: {', '.join(available)}")
+        raise UserError(unknown_name_message(kind, name, available, f"in {parent_kind} '{parent.name}'"))
     return getattr(parent, f"get_{kind}")(name)
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "PROCESS_ENTRIES",
     "SELECTION_MASK_COLUMN",
     "Entry",
+    "check_config",
     "config_entry",
     "dataset_entry",
     "is_signal",
@@ -198,3 +199,36 @@ def _entry(inst: Any, entry: Entry, kind: str) -> Any:
 def is_signal(process_inst: Any) -> bool:
     """Whether a process is a signal: ``process.x.is_signal`` or the tag ``"signal"``."""
     return bool(process_entry(process_inst, "is_signal")) or process_inst.has_tag("signal")
+
+
+def check_config(config_inst: Any) -> None:
+    """Check every entry the config, its datasets and its processes declare against the contract (once per config).
+
+    Tasks call this when their config is resolved, so that a wrong entry is one error before any work starts, not
+    a failure of the first task that reads it. Absent entries are not checked: they take their defaults, and
+    required ones (``luminosity``) are an error where they are read.
+
+    Raises:
+        UserError: For the first entry that does not have the contract's type.
+    """
+    if id(config_inst) in _CHECKED:
+        return
+    for name in CONFIG_ENTRIES:
+        if config_inst.has_aux(name):
+            config_entry(config_inst, name)
+    for dataset_inst in config_inst.datasets:
+        for name in DATASET_ENTRIES:
+            if dataset_inst.has_aux(name):
+                dataset_entry(dataset_inst, name)
+    pending = list(config_inst.processes)
+    while pending:
+        process_inst = pending.pop()
+        pending.extend(process_inst.processes)
+        for name in PROCESS_ENTRIES:
+            if process_inst.has_aux(name):
+                process_entry(process_inst, name)
+    _CHECKED.add(id(config_inst))
+
+
+#: The ids of the configs that :func:`check_config` found in order.
+_CHECKED: set[int] = set()

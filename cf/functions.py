@@ -36,7 +36,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import awkward as ak
 
-from cf.util import UserError
+from cf.util import UserError, unknown_name_message
 
 __all__ = [
     "Calibrator",
@@ -406,9 +406,7 @@ class Registry:
         try:
             return self._classes[name]
         except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} '{name}', available: {', '.join(self.names()) or '(none registered)'}",
-            ) from None
+            raise UnknownNameError(unknown_name_message(self.kind, name, self.names())) from None
 
     def decorator(
         self,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import bisect
 import contextlib
 import difflib
+import errno
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
@@ -28,6 +30,7 @@ __all__ = [
     "EventSource",
     "InputFileError",
     "MissingColumnError",
+    "OutputFileError",
     "ParquetSource",
     "ParquetWriter",
     "RootSource",
@@ -43,6 +46,34 @@ DEFAULT_CHUNK_SIZE = 50_000
 
 class InputFileError(OSError):
     """An input file that is missing, corrupt or unreadable (the message names it)."""
+
+
+class OutputFileError(OSError):
+    """An output that cannot be stored: no space left, a quota or file size limit, a read-only or forbidden place."""
+
+
+#: The errors that mean an output cannot be stored where it should go, not a bug of the code writing it.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_errno(error: BaseException) -> int | None:
+    """The errno of an OSError that means the output cannot be stored (:data:`STORAGE_ERRNOS`), else None.
+
+    pyarrow's errors carry the errno only in their text (``[errno 28] ...``), so the text is read too.
+    """
+    if not isinstance(error, OSError):
+        return None
+    code = error.errno
+    if code is None:
+        match = re.search(r"\[errno (\d+)\]", str(error), flags=re.IGNORECASE)
+        code = int(match.group(1)) if match else None
+    return code if code in STORAGE_ERRNOS else None
+
+
+def _storage_error(error: OSError, path: str) -> OutputFileError:
+    code = storage_errno(error)
+    reason = os.strerror(code) if code is not None else str(error)
+    return OutputFileError(f"cannot write '{path}': {reason}")
 
 
 class MissingColumnError(UserError, KeyError):
@@ -88,11 +119,14 @@ class RootSource:
         try:
             # no array cache: chunks are read once each, and a cache would only hold up to 100 MB per file
             self._file = uproot.open(path, array_cache=None, **options)
+            if tree_name not in self._file:
+                raise InputFileError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
+            self._tree = self._file[tree_name]
+        except InputFileError:
+            raise
         except Exception as error:
+            # e.g. a truncated file whose header is intact: reading the tree's metadata fails
             raise InputFileError(f"cannot open ROOT file '{path}': {_one_line(error)}") from error
-        if tree_name not in self._file:
-            raise InputFileError(f"ROOT file '{path}' has no tree '{tree_name}' (keys: {self._file.keys()})")
-        self._tree = self._file[tree_name]
         self._rntuple = isinstance(self._tree, uproot.behaviors.RNTuple.RNTuple)
         if not self._rntuple and not isinstance(self._tree, uproot.behaviors.TTree.TTree):
             raise InputFileError(
@@ -445,15 +479,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        if storage_errno(error) is None:
+            raise
+        raise _storage_error(error, path) from error
     # a unique hidden name, created by the writer with the usual permissions (mkstemp would make it 0600)
     tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
+        if storage_errno(error) is not None:
+            raise _storage_error(error, path) from error  # type: ignore[arg-type]
         raise
 
 

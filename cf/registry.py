@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 from law.util import create_hash
 from typing_extensions import Self
 
-from cf.util import UserError
+from cf.util import UserError, unknown_name_message
 
 __all__ = ["RegisteredModel", "Setting", "parse_settings", "setting", "split_settings"]
 
@@ -316,7 +316,7 @@ class RegisteredModel:
         if name not in candidates:
             if silent:
                 return None
-            raise UserError(f"unknown {cls.kind} '{name}', available: {', '.join(candidates) or '(none)'}")
+            raise UserError(unknown_name_message(cls.kind, name, candidates))
         return cls._registry[name]  # type: ignore[return-value]
 
     @classmethod
@@ -363,9 +363,8 @@ class RegisteredModel:
         checked: dict[str, Any] = {}
         for key, given in settings.items():
             if key not in declared:
-                raise UserError(
-                    f"unknown setting '{key}' for {cls.kind} '{cls.cls_name}', declared: {', '.join(declared) or '(none)'}",
-                )
+                message = unknown_name_message("setting", key, declared, f"for {cls.kind} '{cls.cls_name}'")
+                raise UserError(message.replace(", available: ", ", declared: "))
             try:
                 checked[key] = declared[key].check(given)
             except ValueError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import fnmatch
 import hashlib
@@ -18,6 +19,7 @@ __all__ = [
     "DotDict",
     "TextEnum",
     "UserError",
+    "unknown_name_message",
     "MissingModule",
     "brace_expand",
     "expand_list",
@@ -35,6 +37,36 @@ __all__ = [
 
 class UserError(ValueError):
     """Bad input from the user (a name, a setting, a file); law runs report it in one line, no traceback."""
+
+
+def unknown_name_message(kind: str, names: str | Iterable[str], available: Iterable[str], where: str = "") -> str:
+    """The one-line message for names that do not exist, with close matches and the available names.
+
+    Example:
+        >>> unknown_name_message("producer", "defualt", ["default", "features"])
+        "unknown producer 'defualt' (did you mean 'default'?), available: default, features"
+
+    Args:
+        kind: What the names name, e.g. ``producer``.
+        names: The unknown name or names.
+        available: The names that exist.
+        where: Where they were looked for, e.g. ``in config 'c'`` (optional).
+    """
+    unknown = [names] if isinstance(names, str) else list(names)
+    choices = list(dict.fromkeys(available))
+    hints = [match for name in unknown for match in _close_matches(name, choices)]
+    text = f"unknown {kind} {', '.join(repr(name) for name in unknown)}"
+    if hints:
+        text += f" (did you mean {', '.join(repr(hint) for hint in dict.fromkeys(hints))}?)"
+    if where:
+        text += f" {where}"
+    return f"{text}, available: {', '.join(choices) or '(none)'}"
+
+
+def _close_matches(name: str, choices: list[str]) -> list[str]:
+    """The names that ``name`` abbreviates (at most 3), else the one most similar to it, if any is close."""
+    starting = [choice for choice in choices if name and choice.startswith(name)]
+    return starting[:3] if starting else difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
 
 
 class MissingModule(types.ModuleType):

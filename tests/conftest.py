@@ -79,6 +79,7 @@ class LawRun(Protocol):
         env: Mapping[str, str],
         check: bool = True,
         timeout: float = LAW_RUN_TIMEOUT,
+        file_size_limit: int | None = None,
     ) -> subprocess.CompletedProcess[str]: ...
 
 
@@ -128,6 +129,7 @@ def run_law(
     env: Mapping[str, str],
     check: bool = True,
     timeout: float = LAW_RUN_TIMEOUT,
+    file_size_limit: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``law run ARGS...`` in ``env`` and return the completed process (text stdout / stderr captured).
 
@@ -136,15 +138,30 @@ def run_law(
         env: The environment, usually ``law_env.env``.
         check: If True, a non-zero exit fails the test; if False, the exit code is the caller's to check.
         timeout: Seconds after which the run is killed and the test fails.
+        file_size_limit: The largest file in bytes the run may write (``RLIMIT_FSIZE``): a full disk, simulated.
 
     Returns:
         The completed process.
     """
     command = ["law", "run", *args]
     cwd = env.get("CF_BASE") or None
+
+    def limit_file_size() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    preexec = limit_file_size if file_size_limit is not None else None
     try:
         result = subprocess.run(
-            command, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            command,
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=preexec,
         )
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"'{' '.join(command)}' timed out after {timeout} s\n{_describe(error.stdout, error.stderr)}")

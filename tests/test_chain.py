@@ -6,7 +6,6 @@ variations of it (a shift, another chunk size, bad parameters, broken input file
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -215,41 +214,6 @@ def test_chunk_size_does_not_change_the_outputs(
 # --------------------------------------------------------------------------------------------------------------------
 # bad parameters and inputs
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("parameter", "kind", "allowed"),
-    [
-        ("--config", "config", CONFIG),
-        ("--dataset", "dataset", "data_mu_b, dy_lep_m50_madgraph, hh_ggf_bbtautau_madgraph"),
-        ("--shift", "shift", "jec_down, jec_up, mu_id_down, mu_id_up, nominal, pu_down, pu_up"),
-        ("--calibrators", "calibrator", "jec, skip_jecunc"),
-        ("--selector", "selector", "default"),
-        (
-            "--producers",
-            "producer",
-            "category_ids, default, features, jet_shape, muon_weight, normalization_weight, porting_features, pu_weight",
-        ),
-    ],
-)
-def test_unknown_parameter_value_fails_with_one_clear_message(
-    fresh_law_env: LawEnv, law_run: LawRun, parameter: str, kind: str, allowed: str
-) -> None:
-    args = [*PRODUCE]
-    if parameter in args:
-        args[args.index(parameter) + 1] = "no_such_value"
-    else:
-        args += [parameter, "no_such_value"]
-    result = law_run(*args, env=fresh_law_env.env, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    messages = _error_lines(output)
-    assert len(messages) == 1, output
-    (message,) = messages
-    assert re.fullmatch(rf"unknown {kind} 'no_such_value'.*, available: .*", message), message
-    assert allowed in message
-    assert "Traceback" not in output
-    assert _all_files(fresh_law_env.store) == []
 
 
 @pytest.mark.parametrize("branch", ["99", "2", "-2"])

@@ -78,7 +78,7 @@ def test_register_with_and_without_arguments() -> None:
 
 def test_unknown_name_lists_the_registered_names() -> None:
     registry = _registry("selector")
-    with pytest.raises(UnknownNameError, match=r"unknown selector 'x', available: \(none registered\)"):
+    with pytest.raises(UnknownNameError, match=r"unknown selector 'x', available: \(none\)"):
         registry.get("x")
     registry.decorator(_from_module("m", "b_sel"))
     registry.decorator(_from_module("m", "a_sel"))
@@ -637,9 +637,9 @@ def test_normalization_weight_is_one_for_data(config: od.Config, reduced_events:
 
 def test_normalization_weight_needs_selection_stats(config: od.Config, reduced_events: ak.Array) -> None:
     func = producers.get("normalization_weight")
-    with pytest.raises(ValueError, match=r"no sum of generator weights .* dataset 'tt_sl_powheg'"):
+    with pytest.raises(UserError, match=r"dataset 'tt_sl_powheg' has no events with generator weights"):
         _run(func, reduced_events, config, "tt_sl_powheg")
-    with pytest.raises(ValueError, match="no sum of generator weights"):
+    with pytest.raises(UserError, match="normalization weight is undefined"):
         _run(func, reduced_events, config, "tt_sl_powheg", selection_stats={"sum_mc_weight": 0.0})
 
 

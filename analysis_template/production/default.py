@@ -16,6 +16,7 @@ from cf.behaviour import four_vectors
 from cf.columnar_util import EMPTY_FLOAT, set_ak_column
 from cf.external import load_correction
 from cf.functions import ConfigColumns, Producer, producer
+from cf.util import UserError
 
 Z_MASS = 91.1876
 
@@ -106,7 +107,11 @@ def normalization_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.
         return set_ak_column(events, "normalization_weight", np.ones(len(events), dtype=np.float32))
     stats = getattr(self, "selection_stats", None)
     if not stats or not stats.get("sum_mc_weight"):
-        raise ValueError(f"no sum of generator weights in the selection stats of dataset '{self.dataset_inst.name}'")
+        # a dataset without events (or with generator weights that sum to zero) cannot be normalized
+        raise UserError(
+            f"dataset '{self.dataset_inst.name}' has no events with generator weights (their sum in the selection "
+            "stats is 0): its normalization weight is undefined",
+        )
     process = self.dataset_inst.processes.get_first()
     xsec = process.get_xsec(self.config_inst.campaign.ecm).nominal
     lumi = self.config_inst.x.luminosity.nominal

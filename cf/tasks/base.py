@@ -8,10 +8,13 @@ names the value and lists the allowed ones.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,9 +25,17 @@ from luigi.task_register import Register, TaskClassException
 
 from cf.analysis import analysis_setting, get_config, get_dataset, get_shift, load_analysis, load_modules
 from cf.columnar_util import Route, add_empty_collections
-from cf.contract import config_entry, dataset_entry
+from cf.contract import check_config, config_entry, dataset_entry
 from cf.functions import ColumnFunction, Registry, calibrators, producers, selectors
-from cf.io import DEFAULT_CHUNK_SIZE, EventSource, InputFileError, iter_event_chunks, open_source
+from cf.io import (
+    DEFAULT_CHUNK_SIZE,
+    EventSource,
+    InputFileError,
+    OutputFileError,
+    iter_event_chunks,
+    open_source,
+    storage_errno,
+)
 from cf.util import UserError, expand_path
 
 __all__ = [
@@ -42,16 +53,39 @@ __all__ = [
 ]
 
 
+#: law's message when a sandbox script fails (e.g. pip cannot install a requirement).
+_SANDBOX_FAILURE = re.compile(r"^\S*?([^/\s]+?)(?:\.sh)? env loading failed with exit code (\d+)$")
+
+
 class _OneLineUserErrors(logging.Filter):
-    """Shows a bad input (:class:`~cf.util.UserError`, unreadable input file) as one line, not a traceback."""
+    """Shows bad input and outputs that cannot be stored as one line, not a traceback.
+
+    Bad input is a :class:`~cf.util.UserError` or an unreadable input file; an output cannot be stored when there
+    is no space, a quota or a file size limit, or the place is read-only or forbidden. An error repeated by
+    several tasks is shown once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, (UserError, InputFileError)):
+        if error is not None and storage_errno(error) is not None and not isinstance(error, OutputFileError):
+            error = OutputFileError(f"cannot store an output: {error}")
+        failed_sandbox = _SANDBOX_FAILURE.search(str(error)) if error is not None else None
+        if failed_sandbox:
+            name, code = failed_sandbox.groups()
+            error = UserError(f"the sandbox '{name}' could not be set up (exit code {code}); its messages are above")
+        if isinstance(error, (UserError, InputFileError, OutputFileError)):
             record.msg = f"error: {error}"
             record.args = ()
             record.exc_info = None
             record.exc_text = None
+            # the same error of several tasks (e.g. every branch entering a broken sandbox) is shown once
+            if record.msg in self.shown:
+                return False
+            self.shown.add(record.msg)
         return True
 
 
@@ -60,6 +94,28 @@ def show_user_errors_as_one_line() -> None:
     logger = logging.getLogger("luigi-interface")
     if not any(isinstance(f, _OneLineUserErrors) for f in logger.filters):
         logger.addFilter(_OneLineUserErrors())
+
+
+def store_base() -> str:
+    """The directory of all outputs: ``$CF_STORE_LOCAL`` (default ``$CF_DATA/store``)."""
+    return expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
+
+
+@functools.cache
+def check_store_writable(base: str) -> None:
+    """Make sure outputs can be written below ``base`` (once per process), before any task runs.
+
+    Raises:
+        UserError: If the directory cannot be created or written to.
+    """
+    try:
+        os.makedirs(base, exist_ok=True)
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"the store '{base}' is not writable ({error.strerror}); set CF_STORE_LOCAL to a writable directory",
+        ) from None
 
 
 class AnalysisTask(law.Task):
@@ -81,13 +137,29 @@ class AnalysisTask(law.Task):
     @classmethod
     def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
         show_user_errors_as_one_line()  # before any mixin's modify_param_values can raise a UserError
-        return super().get_param_values(*args, **kwargs)
+        try:
+            return super().get_param_values(*args, **kwargs)
+        except luigi.parameter.MissingParameterException as error:
+            name = str(error).rpartition("requires the '")[2].partition("'")[0] or "a"
+            flag = f"--{name.replace('_', '-')}"
+            hint = " (a plain name such as v1)" if name == "version" else ""
+            raise UserError(f"{cls.get_task_family()} needs {flag}{hint}") from None
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)
-        if params.get("chunk_size", 0) <= 0:
+        if params.get("version") is not None:
+            params["version"] = _checked_version(str(params["version"]), "--version")
+        if params.get("chunk_size", 0) < 0:
+            raise UserError(
+                f"--chunk-size must be positive (or 0 for law.cfg's chunk_size), got {params['chunk_size']}"
+            )
+        if params.get("chunk_size", 0) == 0:
             params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
+        check_store_writable(store_base())
+        workers = luigi.interface.core().workers
+        if workers < 1:
+            raise UserError(f"--workers must be at least 1, got {workers}")
         cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params
 
@@ -100,8 +172,7 @@ class AnalysisTask(law.Task):
         return pinned_version(None, self.task_family) or str(self.version)
 
     def local_path(self, *path: str) -> str:
-        base = expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
-        return os.path.join(base, *self.store_parts(), self.store_version(), *path)
+        return os.path.join(store_base(), *self.store_parts(), self.store_version(), *path)
 
     def target(self, *path: str, dir: bool = False) -> law.LocalFileTarget | law.LocalDirectoryTarget:
         """An output target in this task's store directory."""
@@ -166,11 +237,18 @@ def _has_version(family: str) -> bool:
     return "version" in dict(cls.get_params())
 
 
+#: A version becomes a directory of every output path: letters, digits and ``_ . + -``, not starting with a dot.
+_VERSION_PATTERN = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+
+
 def _checked_version(value: str, flag: str) -> str:
     if not value.strip():
         raise UserError(f"{flag} is empty; give a version name, e.g. {flag} v2")
-    if "/" in value or ".." in value:
-        raise UserError(f"{flag} '{value}' is not a plain directory name (no '/' or '..')")
+    if not _VERSION_PATTERN.fullmatch(value):
+        raise UserError(
+            f"{flag} '{value}' is not a plain directory name: use letters, digits and '_', '.', '+', '-' "
+            "(no '/', no spaces, not starting with '.')",
+        )
     return value
 
 
@@ -225,7 +303,7 @@ class ConfigTask(AnalysisTask):
         if "config" in params:
             if not params["config"]:
                 params["config"] = analysis_setting("default_config")
-            get_config(load_analysis(), params["config"])
+            check_config(get_config(load_analysis(), params["config"]))
         return params
 
     def store_version(self) -> str:

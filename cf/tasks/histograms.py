@@ -35,7 +35,7 @@ from cf.tasks.external import DatasetWorkflow
 from cf.tasks.ml import MLEvaluation
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
-from cf.util import UserError, short_hash
+from cf.util import UserError, short_hash, unknown_name_message
 
 __all__ = [
     "CreateHistograms",
@@ -124,7 +124,7 @@ class VariablesMixin:
                 raise UserError(f"variable '{name}' is an output of ML model '{model}': add --ml-models {model}")
         unknown = [name for name in params["variables"] if name not in known]
         if unknown:
-            raise UserError(f"unknown variable(s) {', '.join(unknown)}, available: {', '.join(known)}")
+            raise UserError(unknown_name_message("variable(s)", unknown, known))
         return params
 
     def function_store_parts(self) -> list[str]:

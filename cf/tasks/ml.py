@@ -29,6 +29,7 @@ from cf.functions import ColumnFunction, apply_functions
 from cf.io import ParquetWriter, dump_json, load_json, open_source
 from cf.ml import MLModel, model_instance
 from cf.registry import split_settings
+from cf.sandbox import check_sandbox
 from cf.tasks.base import (
     CalibratorsMixin,
     ConfigTask,
@@ -174,6 +175,11 @@ class MLModelSandboxMixin(MLModelMixin):
     """A task that runs in its model's sandbox (``MLModel.sandbox``); ``""`` means the base environment."""
 
     allow_empty_sandbox = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_sandboxed():  # type: ignore[attr-defined]
+            check_sandbox(self.sandbox)  # a broken requirement file fails here, before any work starts
 
     @property
     def sandbox(self) -> str:

@@ -40,7 +40,7 @@ from cf.tasks.ml import (
 )
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
-from cf.util import UserError, short_hash
+from cf.util import UserError, short_hash, unknown_name_message
 
 __all__ = [
     "DEFAULT_PLOT_VARIABLES",
@@ -124,15 +124,15 @@ class PlotVariables1D(
                 params["datasets"] = tuple(known)
             unknown = [name for name in params["datasets"] if name not in known]
             if unknown:
-                raise UserError(f"unknown dataset(s) {', '.join(unknown)}, available: {', '.join(known)}")
+                raise UserError(unknown_name_message("dataset(s)", unknown, known))
             params["datasets"] = tuple(dict.fromkeys(params["datasets"]))
         if "categories" in params:
             known = [category.name for category in config_inst.categories]
             unknown = [name for name in params["categories"] if name not in known]
             if unknown or not params["categories"]:
-                raise UserError(
-                    f"unknown category(s) {', '.join(unknown) or '(none given)'}, available: {', '.join(known)}",
-                )
+                if not unknown:
+                    raise UserError(f"no --categories given, available: {', '.join(known)}")
+                raise UserError(unknown_name_message("category(s)", unknown, known))
         if params.get("signal_scale", 0.0) < 0 or not math.isfinite(params.get("signal_scale", 0.0)):
             raise UserError(
                 f"--signal-scale must be a positive number (or 0 for automatic), got {params['signal_scale']}"

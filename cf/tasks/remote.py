@@ -34,7 +34,7 @@ from law.job.dashboard import NoJobDashboard
 from luigi.cmdline_parser import CmdlineParser
 
 from cf.tasks.base import cli_versions
-from cf.util import UserError, expand_path
+from cf.util import UserError, expand_path, unknown_name_message
 
 law.contrib.load("slurm", "htcondor")
 
@@ -293,6 +293,11 @@ def check_job_resources(params: dict[str, Any]) -> None:
         raise UserError(f"--job-memory must be positive, got {params['job_memory']:g}MB")
     if params.get("job_cpus", 1) < 1:
         raise UserError(f"--job-cpus must be at least 1, got {params['job_cpus']}")
+    for name, minimum in (("tasks_per_job", 1), ("retries", 0), ("submission_threads", 1)):
+        if params.get(name, minimum) < minimum:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {minimum}, got {params[name]}")
+    if params.get("parallel_jobs", -1) not in {-1} and params.get("parallel_jobs", -1) < 1:
+        raise UserError(f"--parallel-jobs must be at least 1 (or -1 for no limit), got {params['parallel_jobs']}")
     flavor = params.get("htcondor_flavor")
     if flavor and max_runtime > HTCONDOR_FLAVORS[flavor]:
         raise UserError(
@@ -420,7 +425,7 @@ class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         workflow = params.get("workflow")
         if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
-            raise UserError(f"unknown workflow '{workflow}', available: {', '.join(WORKFLOW_TYPES)}")
+            raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
         check_job_resources(params)
         return super().modify_param_values(params)
 

@@ -44,7 +44,9 @@ def test_the_decorators_register_the_functions_by_name() -> None:
         assert producers.get(name) is getattr(functions, name)
     assert issubclass(functions.fixture_default, Producer)
     assert functions.fixture_jet_scale.__module__ == functions.__name__
-    with pytest.raises(UnknownNameError, match=r"^unknown producer 'fixture_nope', available: .*fixture_weight"):
+    with pytest.raises(
+        UnknownNameError, match=r"^unknown producer 'fixture_nope' \(did you mean 'fixture_weight'\?\), available: "
+    ):
         producers.get("fixture_nope")
 
 
