@@ -8,13 +8,18 @@ when the task is made, with the same rules as the builder (each file exists and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+from collections.abc import Iterator
+from typing import Any
+
+from law.sandbox.base import SandboxProxy
 
 from cf.util import UserError, expand_path
 
-__all__ = ["check_sandbox", "requirement_files"]
+__all__ = ["QuietSandboxProxy", "check_sandbox", "requirement_files", "verbose"]
 
 _REQUIREMENTS_ASSIGNMENT = re.compile(r"""^\s*(?:export\s+)?CF_VENV_REQUIREMENTS=["']?([^"'\n]+)""", re.MULTILINE)
 _VERSION_LINE = re.compile(r"# version [0-9]+\s*")
@@ -64,3 +69,20 @@ def requirement_files(assignment: str, script: str) -> list[str]:
             includes = _INCLUDE.findall(file.read())
         pending.extend(os.path.join(os.path.dirname(path), include) for include in includes)
     return files
+
+
+def verbose() -> bool:
+    """Whether runs show everything: ``CF_VERBOSE=1`` (law's sandbox banners; TensorFlow's start-up lines)."""
+    return os.environ.get("CF_VERBOSE", "0") == "1"
+
+
+class QuietSandboxProxy(SandboxProxy):
+    """law's sandbox proxy without the banners around every sandbox entry, unless ``CF_VERBOSE=1``."""
+
+    @contextlib.contextmanager
+    def _run_context(self, cmd: Any = None) -> Iterator[None]:
+        if verbose():
+            with super()._run_context(cmd):
+                yield
+        else:
+            yield

@@ -204,3 +204,21 @@ def test_nan_in_a_training_feature_is_refused(fresh_law_env: LawEnv, law_run: La
     # the file with the NaN leaves no fold file behind; the clean second file is prepared
     assert not any(fresh_law_env.store.rglob("mlevents_f*_0.parquet"))
     assert len(list(fresh_law_env.store.rglob("mlevents_f*_1.parquet"))) == FOLDS
+
+
+def test_a_sandboxed_run_is_quiet_with_one_line_per_task_and_a_summary(trained: LawEnv, law_run: LawRun) -> None:
+    # evaluating a further dataset: its chain runs here, the evaluation in the TF sandbox
+    result = law_run(*EVALUATE, "--dataset", "dy_lep_m50_madgraph", env=trained.env, timeout=600)
+    output = result.stdout + result.stderr
+    # no sandbox banners, no TensorFlow start-up notices (CF_VERBOSE=1 shows them)
+    for noise in ("entering sandbox", "leaving sandbox", "oneDNN", "absl::InitializeLog"):
+        assert noise not in output, output[-3000:]
+    done = [line for line in result.stdout.splitlines() if line.startswith("done: ")]
+    # the branches of the evaluation ran in one sandbox process: the workflow's line stands for them
+    assert any(
+        line.startswith("done: cf.MLEvaluation run2_2017_nano_uhh_v11_limited dy_lep_m50_madgraph") for line in done
+    )
+    assert any(line.startswith("done: cf.ProduceColumns") for line in done)
+    summary = result.stdout.splitlines()[-1]
+    assert summary.startswith(f"summary: {len(done)} task(s) ran"), summary
+    assert "the outputs of cf.MLEvaluation are in " in summary

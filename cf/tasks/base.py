@@ -8,6 +8,7 @@ names the value and lists the allowed ones.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import math
@@ -96,6 +97,83 @@ def show_user_errors_as_one_line() -> None:
         logger.addFilter(_OneLineUserErrors())
 
 
+class RunReport:
+    """One line per finished task, and a summary when the process ends.
+
+    The summary says what ran, what was complete already and where the outputs of the last task are. Installed once per process when the first task is made (:func:`report_runs`); silent inside a sandbox, whose
+    tasks the outer process reports.
+    """
+
+    def __init__(self) -> None:
+        self.ran: set[str] = set()
+        self.present_ids: set[str] = set()
+        self.failed: set[str] = set()
+        self.seconds = 0.0
+        self.last: Any = None
+
+    def finished(self, task: Any, seconds: float) -> None:
+        self.ran.add(task.task_id)
+        self.seconds += seconds
+        self.last = task
+        print(f"done: {describe_task(task)} ({seconds:.1f} s)", flush=True)
+
+    def present(self, task: Any) -> None:
+        self.present_ids.add(task.task_id)
+        self.last = task
+
+    def failure(self, task: Any, error: BaseException) -> None:
+        self.failed.add(task.task_id)
+
+    def summary(self) -> str:
+        """The summary line, or an empty string when nothing ran or was checked."""
+        complete = len(self.present_ids - self.ran)
+        if not (self.ran or complete or self.failed):
+            return ""
+        text = f"summary: {len(self.ran)} task(s) ran ({self.seconds:.1f} s), {complete} were complete already"
+        if self.failed:
+            text += f", {len(self.failed)} failed"
+        elif isinstance(self.last, AnalysisTask):
+            text += f"; the outputs of {self.last.task_family} are in {self.last.local_path()}"
+        return text
+
+    def print_summary(self) -> None:
+        text = self.summary()
+        if text:
+            print(text, flush=True)
+
+
+def describe_task(task: Any) -> str:
+    """``cf.CalibrateEvents tt_sl_powheg branch 0``: the family and the parameters that tell tasks apart."""
+    parts = [task.task_family]
+    for name in ("config", "dataset", "ml_model", "inference_model"):
+        value = getattr(task, name, None)
+        if isinstance(value, str) and value:
+            parts.append(value)
+    fold = getattr(task, "fold", None)
+    if isinstance(fold, int) and "branch" not in task.param_kwargs:
+        parts.append(f"fold {fold}")
+    shift = getattr(task, "shift", "nominal")
+    if shift != "nominal":
+        parts.append(f"shift {shift}")
+    branch = getattr(task, "branch", -1)
+    if isinstance(branch, int) and branch >= 0:
+        parts.append(f"branch {branch}")
+    return " ".join(parts)
+
+
+@functools.cache
+def report_runs() -> RunReport | None:
+    """Report finished tasks and print a summary at exit (once per process; not inside a sandbox)."""
+    if os.environ.get("LAW_SANDBOX_SWITCHED"):
+        return None
+    report = RunReport()
+    AnalysisTask.event_handler(luigi.Event.PROCESSING_TIME)(report.finished)
+    AnalysisTask.event_handler(luigi.Event.DEPENDENCY_PRESENT)(report.present)
+    AnalysisTask.event_handler(luigi.Event.FAILURE)(report.failure)
+    atexit.register(report.print_summary)
+    return report
+
+
 def store_base() -> str:
     """The directory of all outputs: ``$CF_STORE_LOCAL`` (default ``$CF_DATA/store``)."""
     return expand_path(os.environ.get("CF_STORE_LOCAL", "$CF_DATA/store"))
@@ -137,6 +215,7 @@ class AnalysisTask(law.Task):
     @classmethod
     def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
         show_user_errors_as_one_line()  # before any mixin's modify_param_values can raise a UserError
+        report_runs()
         try:
             return super().get_param_values(*args, **kwargs)
         except luigi.parameter.MissingParameterException as error:

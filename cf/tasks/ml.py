@@ -20,6 +20,7 @@ import awkward as ak
 import law
 import luigi
 import numpy as np
+from law.sandbox.base import SandboxProxy
 
 from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import IDENTITY_COLUMNS, Route, filter_routes, get_ak_routes, take_ak_columns
@@ -29,7 +30,7 @@ from cf.functions import ColumnFunction, apply_functions
 from cf.io import ParquetWriter, dump_json, load_json, open_source
 from cf.ml import MLModel, model_instance
 from cf.registry import split_settings
-from cf.sandbox import check_sandbox
+from cf.sandbox import QuietSandboxProxy, check_sandbox
 from cf.tasks.base import (
     CalibratorsMixin,
     ConfigTask,
@@ -180,6 +181,11 @@ class MLModelSandboxMixin(MLModelMixin):
         super().__init__(*args, **kwargs)
         if not self.is_sandboxed():  # type: ignore[attr-defined]
             check_sandbox(self.sandbox)  # a broken requirement file fails here, before any work starts
+
+    def _initialize_sandbox(self, force: bool = False) -> None:
+        super()._initialize_sandbox(force)  # type: ignore[misc]
+        if type(self._sandbox_proxy) is SandboxProxy:  # type: ignore[has-type]
+            self._sandbox_proxy = QuietSandboxProxy(task=self)
 
     @property
     def sandbox(self) -> str:
