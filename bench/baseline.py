@@ -1,6 +1,7 @@
 """The hand-written baseline: calibrate, select, reduce, produce and prepare the ML inputs in one process.
 
-Plain uproot + awkward + numpy + pyarrow, one pass over each file in chunks, no framework machinery. The
+Plain uproot + awkward + numpy, one pass over each file in chunks, no framework machinery but the parquet writer
+(``cf.io.ParquetWriter``, so that all sides write with the same settings, see bench/output.py). The
 physics is the analysis' own (the same calibrator, selector, producers, fold assignment and ML feature
 columns as the chain), so that the difference to the chain is the framework's overhead and not
 different physics. It writes what a hand-written analysis keeps: per input file the reduced events with
@@ -13,7 +14,6 @@ per dataset, the events and weight sums per fold (the harness checks them agains
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -22,7 +22,6 @@ from typing import Any
 import awkward as ak
 import law
 import numpy as np
-import pyarrow.parquet as pq
 import uproot
 
 from analysis_template.calibration.default import skip_jecunc
@@ -30,13 +29,14 @@ from analysis_template.config.analysis import analysis_template
 from analysis_template.production.default import default as produce
 from analysis_template.selection.default import default as select
 from bench.common import CONFIG, DATASETS, SampleInfo
+from bench.output import FoldWriters, fold_writers, keep, script_arguments, sum_generator_weights
 from cf.columnar_util import IDENTITY_COLUMNS
 from cf.external import external_files
 from cf.folds import fold_indices
-from cf.io import dump_json
+from cf.io import ParquetWriter, dump_json
 from cf.util import expand_path
 
-__all__ = ["main", "nanoaod_events", "process_dataset"]
+__all__ = ["main", "ml_columns", "nanoaod_events", "process_dataset"]
 
 #: Folds of the ``dnn`` model (ml/dnn.py).
 FOLDS = 3
@@ -59,39 +59,6 @@ def nanoaod_events(arrays: dict[str, ak.Array]) -> ak.Array:
     return ak.zip(flat, depth_limit=1)
 
 
-def keep(events: ak.Array, columns: list[str]) -> ak.Array:
-    """Only the given ``a`` / ``a.b`` columns, in one new record array."""
-    nested: dict[str, list[str]] = {}
-    for column in columns:
-        head, _, tail = column.partition(".")
-        if head in ak.fields(events):
-            nested.setdefault(head, [])
-            if tail:
-                nested[head].append(tail)
-    out = {head: events[head][sorted(set(tails))] if tails else events[head] for head, tails in nested.items()}
-    return ak.zip(out, depth_limit=1)
-
-
-class Writer:
-    """A parquet file written chunk by chunk (awkward's ``to_parquet`` settings: zstd, no dictionary)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.writer: pq.ParquetWriter | None = None
-
-    def write(self, events: ak.Array) -> None:
-        table = ak.to_arrow_table(events, extensionarray=False)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=False)
-        elif table.schema != self.writer.schema:
-            table = table.cast(self.writer.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 def process_dataset(
     config_inst: Any,
     dataset: str,
@@ -104,10 +71,7 @@ def process_dataset(
     """Run the whole chain on one dataset's files; return the events and weight sums per fold."""
     dataset_inst = config_inst.get_dataset(dataset)
     # the normalization needs the sum of generator weights before any selection: a first, cheap pass
-    sum_weights = 0.0
-    for path in files:
-        with uproot.open(path) as file:
-            sum_weights += float(np.sum(file["Events"]["genWeight"].array(library="np"), dtype=np.float64))
+    sum_weights = sum_generator_weights(files)
     calibrate_inst = skip_jecunc(config_inst=config_inst, dataset_inst=dataset_inst)
     select_inst = select(config_inst=config_inst, dataset_inst=dataset_inst)
     produce_inst = produce(config_inst=config_inst, dataset_inst=dataset_inst)
@@ -119,16 +83,15 @@ def process_dataset(
     for function in produce_inst.walk():
         function.selection_stats = {"sum_mc_weight": sum_weights}
     keep_columns = [*config_inst.x.keep_columns["cf.ReduceEvents"], *CALIBRATED_COLUMNS]
-    n_events = [0] * FOLDS
-    fold_weights = [0.0] * FOLDS
     os.makedirs(os.path.join(out_dir, dataset), exist_ok=True)
+    fold_files = []
     for file_index, path in enumerate(files):
-        reduced_out = Writer(os.path.join(out_dir, dataset, f"reduced_{file_index}.parquet"))
-        fold_outs = [
-            Writer(os.path.join(out_dir, dataset, f"mlevents_f{fold}of{FOLDS}_{file_index}.parquet"))
-            for fold in range(FOLDS)
-        ]
-        with uproot.open(path) as file:
+        reduced_path = os.path.join(out_dir, dataset, f"reduced_{file_index}.parquet")
+        with (
+            uproot.open(path) as file,
+            ParquetWriter(reduced_path) as reduced_out,
+            fold_writers(os.path.join(out_dir, dataset), file_index, FOLDS) as fold_outs,
+        ):
             for arrays in file["Events"].iterate(branches, step_size=chunk_size, library="ak", how=dict):
                 events = nanoaod_events(arrays)
                 events = calibrate_inst(events)
@@ -148,16 +111,9 @@ def process_dataset(
                         raise ValueError(f"ML feature '{column}' of dataset '{dataset}' is not finite")
                 folds = fold_indices(ml_events, FOLDS)
                 ml_events = ak.with_field(ml_events, folds, "fold")
-                weights = ak.to_numpy(ml_events.normalization_weight)
-                for fold, out in enumerate(fold_outs):
-                    mask = folds == fold
-                    out.write(ml_events[mask])
-                    n_events[fold] += int(mask.sum())
-                    fold_weights[fold] += float(weights[mask].sum())
-        reduced_out.close()
-        for out in fold_outs:
-            out.close()
-    return {"n_events": n_events, "sum_weights": fold_weights}
+                fold_outs.write(ml_events, folds, ak.to_numpy(ml_events.normalization_weight))
+        fold_files.append(fold_outs)
+    return FoldWriters.total(fold_files)
 
 
 def local_manifest(config_inst: Any, out_dir: str) -> law.LocalFileTarget:
@@ -171,23 +127,23 @@ def local_manifest(config_inst: Any, out_dir: str) -> law.LocalFileTarget:
     return target
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("sample_json")
-    parser.add_argument("out_dir")
-    parser.add_argument("--chunk-size", type=int, default=50_000)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    sample = SampleInfo.load(args.sample_json)
-    config_inst = analysis_template.get_config(CONFIG)
-    # the dnn model's columns (ml/dnn.py: DNNClassifier.uses), the fold columns and the event weight
+def ml_columns(config_inst: Any) -> list[str]:
+    """The columns of the ML inputs: the dnn model's (ml/dnn.py: DNNClassifier.uses), the fold columns, the weight."""
     from ml.dnn import dnn
 
     model_columns = dnn(analysis_template, requested_configs=[CONFIG]).uses(config_inst)
-    ml_columns = sorted({*model_columns, *IDENTITY_COLUMNS, "normalization_weight"})
+    return sorted({*model_columns, *IDENTITY_COLUMNS, "normalization_weight"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = script_arguments(__doc__, "sample_json", argv)
+    start = time.perf_counter()
+    sample = SampleInfo.load(args.sample_json)
+    config_inst = analysis_template.get_config(CONFIG)
+    columns = ml_columns(config_inst)
     stats = {
         dataset: process_dataset(
-            config_inst, dataset, sample.files[dataset], sample.branches, ml_columns, args.out_dir, args.chunk_size
+            config_inst, dataset, sample.files[dataset], sample.branches, columns, args.out_dir, args.chunk_size
         )
         for dataset in DATASETS
     }
