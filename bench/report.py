@@ -26,7 +26,12 @@ LABELS = {
     "baseline": "hand-written script (calibrate → … → ML inputs)",
     "chain": "`law run` chain, 1 worker",
     "chain_w2": "`law run` chain, `--workers 2`",
+    "coffea": "coffea peer: NanoEvents (eager), same physics and outputs",
 }
+#: The measurement each row's first ratio refers to.
+REFERENCES = {"raw": None, "baseline": "raw", "chain": "baseline", "chain_w2": "baseline", "coffea": "raw"}
+#: What a physicist would use instead of the chain: every row says whether it or this peer is ahead.
+PEER = "coffea"
 
 
 def _fmt_rate(value: float) -> str:
@@ -111,6 +116,7 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
         ("chain", "baseline", "chain vs hand-written", 0.8),
         ("chain_w2", "baseline", "chain (`--workers 2`) vs hand-written", 0.8),
         ("chain", "raw", "chain vs raw read", 0.5),
+        ("chain", PEER, "chain, 1 worker vs coffea peer", 1.2),
     ):
         if item in main and reference in main:
             ratio = main[item]["rate"] / main[reference]["rate"]
@@ -171,20 +177,55 @@ def _main_table(results: Mapping[str, Any]) -> str:
     label = format_count(results["settings"]["events"])
     runs = results["sizes"][label]
     stats = {item: summary(item_runs) for item, item_runs in runs.items() if item != "chain_complete"}
-    reference = {"raw": None, "baseline": "raw", "chain": "baseline", "chain_w2": "baseline"}
     rows = []
     for item, label_text in LABELS.items():
         if item not in stats:
             continue
         s = stats[item]
-        ref = reference[item]
+        ref = REFERENCES[item]
         ratios = [f"{s['rate'] / stats[ref]['rate']:.2f}x {ref}"] if ref in stats else []
         if item.startswith("chain") and "raw" in stats:
             ratios.append(f"{s['rate'] / stats['raw']['rate']:.2f}x raw")
-        ratio = ", ".join(ratios) or "—"
-        rows.append(_rate_row(label_text, s, ratio))
+        row = _rate_row(label_text, s, ", ".join(ratios) or "—")
+        if PEER in stats:
+            row.insert(5, _ahead(item, s["rate"], stats[PEER]["rate"]))
+        rows.append(row)
     header = ["measurement", "events/s", "wall s (min-max)", "CPU s", "ratio (events/s)", "peak RSS MiB", "noise"]
+    if PEER in stats:
+        header.insert(5, f"vs {PEER} peer (events/s)")
     return _table(header, rows)
+
+
+def _ahead(item: str, rate: float, peer_rate: float) -> str:
+    """Which of a measurement and the peer is ahead, with their ratio of events/s."""
+    if item == PEER:
+        return "—"
+    ratio = rate / peer_rate
+    winner = item if ratio >= 1.0 else PEER
+    return f"{ratio:.2f}x: **{winner}** ahead"
+
+
+def _checks_text(results: Mapping[str, Any]) -> str:
+    """The output checks at the main size: which sources wrote the same events and columns."""
+    label = format_count(results["settings"]["events"])
+    checks = results.get("checks", {}).get(label, {})
+    lines = []
+    for pair, check in checks.get("columns", {}).items():
+        source, reference = pair.split("_vs_")
+        inexact = check["inexact"]
+        values = (
+            "every value bit-identical"
+            if not inexact
+            else f"{check['columns'] - len(inexact)} columns bit-identical, {len(inexact)} within float rounding "
+            f"(largest relative difference {check['max_rel_diff']:.1g}, `{check['worst_column']}`)"
+        )
+        lines.append(
+            f"- `{source}` vs `{reference}`: the same {check['events']:,} selected events (run, luminosityBlock, "
+            f"event) and {check['columns']} columns, {values}"
+        )
+    if not lines:
+        return "*No two sources of reduced events were measured in this run, so their outputs were not compared.*"
+    return "\n".join(lines)
 
 
 def _rate_row(label: str, s: Mapping[str, Any], ratio: str) -> list[str]:
@@ -309,6 +350,7 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
         "basket_size": f"{settings['basket_size']:,}" if settings.get("basket_size") else "one basket per branch",
         "epochs": str(settings["epochs"]) if settings.get("epochs") else "—",
         "main_table": _main_table(results),
+        "checks": _checks_text(results),
         "ml_table": _ml_table(results),
         "scaling_table": _scaling_table(results),
         "targets_table": _table(["target", "goal", "measured", "status", "note"], [t.row() for t in tgts]),

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench.check import EventFiles, chain_event_files, compare_outputs, keep_files, script_event_files
 from bench.common import (
     CONFIG,
     DATASETS,
@@ -41,7 +42,7 @@ __all__ = ["main"]
 
 #: Items measured at every size, and those only at the main size.
 SCALING_ITEMS = ("raw", "baseline", "chain")
-MAIN_ITEMS = ("raw", "baseline", "chain", "chain_w2")
+MAIN_ITEMS = ("raw", "baseline", "chain", "chain_w2", "coffea")
 ML_ITEMS = (
     "train",
     "eval_onnx",
@@ -71,6 +72,10 @@ class Bench:
     basket_size: int = DEFAULT_BASKET_SIZE
     results: dict[str, Any] = field(default_factory=dict)
     samples: dict[int, SampleInfo] = field(default_factory=dict)
+    #: Per size and source, the reduced events of its first measurement (see :meth:`_check_columns`).
+    kept_outputs: dict[str, dict[str, EventFiles]] = field(default_factory=dict)
+    #: The coffea peer's filesets written in this run.
+    filesets: set[str] = field(default_factory=set)
 
     @property
     def log_dir(self) -> Path:
@@ -122,26 +127,22 @@ class Bench:
         return [*command, "--workers", str(workers)] if workers > 1 else command
 
     def run_item(self, n_events: int, item: str, rep: int, keep_store: bool = False) -> None:
-        """Measure one item at one size; the chain's outputs are checked against the baseline's once."""
+        """Measure one item at one size; the outputs of the chain and the scripts are checked against each other."""
         label = format_count(n_events)
         sample = self.samples[n_events]
         name = f"{label}_{item}_{rep}"
         if item == "raw":
             command = [sys.executable, "-m", "bench.raw_read", self._sample_json(n_events)]
             run = self.measure(name, [*command, "--chunk-size", str(self.chunk_size)], self.env(n_events))
-        elif item == "baseline":
-            out_dir = self.workdir / f"baseline_{name}"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            command = [sys.executable, "-m", "bench.baseline", self._sample_json(n_events), str(out_dir)]
-            run = self.measure(name, [*command, "--chunk-size", str(self.chunk_size)], self.env(n_events))
-            self._check_outputs(label, "baseline", run.output.get("stats", {}))
-            shutil.rmtree(out_dir, ignore_errors=True)
+        elif item in {"baseline", "coffea"}:
+            run = self.run_script(n_events, item, name)
         elif item in {"chain", "chain_w2"}:
             store = self.workdir / f"store_{name}"
             shutil.rmtree(store, ignore_errors=True)
             env = self.env(n_events, store)
             run = self.measure(name, self.chain_command(workers=2 if item == "chain_w2" else 1), env)
             self._check_outputs(label, item, chain_stats(store))
+            self._check_columns(label, item, chain_event_files(store, DATASETS))
             if item == "chain":
                 # the same command again on the complete store: only the completeness checks
                 complete = self.measure(f"{name}_complete", self.chain_command(), env)
@@ -156,11 +157,36 @@ class Bench:
         run.output.setdefault("events", sample.total_events)
         self.record("sizes", label, item).append(run.to_dict())
 
+    def run_script(self, n_events: int, item: str, name: str) -> Run:
+        """Measure a plain script (``baseline``: bench/baseline.py, ``coffea``: bench/coffea_peer.py) and check it."""
+        label = format_count(n_events)
+        out_dir = self.workdir / f"{item}_{name}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if item == "coffea":
+            command = [sys.executable, "-m", "bench.coffea_peer", self._fileset_json(n_events)]
+        else:
+            command = [sys.executable, "-m", "bench.baseline", self._sample_json(n_events)]
+        command += [str(out_dir), "--chunk-size", str(self.chunk_size)]
+        run = self.measure(name, command, self.env(n_events))
+        self._check_outputs(label, item, run.output.get("stats", {}))
+        self._check_columns(label, item, script_event_files(out_dir, DATASETS))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return run
+
     def _sample_json(self, n_events: int) -> str:
         return str(Path(self.env(n_events)["CF_DATA"]) / "sample.json")
 
+    def _fileset_json(self, n_events: int) -> str:
+        """The coffea peer's fileset of a sample (bench/fileset.py), written on first use (not timed)."""
+        path = Path(self.env(n_events)["CF_DATA"]) / "coffea_fileset.json"
+        if str(path) not in self.filesets:
+            command = [sys.executable, "-m", "bench.fileset", self._sample_json(n_events), str(path)]
+            subprocess.run(command, env=self.env(n_events), cwd=self.base, check=True)
+            self.filesets.add(str(path))
+        return str(path)
+
     def _check_outputs(self, label: str, source: str, stats: dict[str, dict[str, list[float]]]) -> None:
-        """Compare the ML inputs (events and weight sums per dataset and fold) of the chain and the baseline."""
+        """Compare the ML inputs (events and weight sums per dataset and fold) of the chain and the scripts."""
         checks = self.results.setdefault("checks", {}).setdefault(label, {})
         reference = checks.get("reference")
         if reference is None:
@@ -179,6 +205,31 @@ class Bench:
                     f"{ours} vs {theirs}"
                 )
         checks[f"{source}_agrees"] = True
+
+    def _check_columns(self, label: str, source: str, files: EventFiles) -> None:
+        """Compare the reduced events of a source with those of every source measured before it at this size.
+
+        Only a source's first measurement at a size is compared and kept (hard links below the workdir, so that
+        they outlive the store): same events (run, luminosityBlock, event), same columns, same values (floats
+        within a few units of their last place, see bench/check.py).
+        """
+        kept = self.kept_outputs.setdefault(label, {})
+        if source in kept:
+            return
+        empty = [dataset for dataset, per_file in files.items() if not per_file]
+        if empty:
+            raise BenchError(f"{source} wrote no reduced events of {', '.join(empty)} at {label}")
+        checks = self.results.setdefault("checks", {}).setdefault(label, {}).setdefault("columns", {})
+        for reference, reference_files in kept.items():
+            agreement = compare_outputs(reference_files, files)
+            checks[f"{source}_vs_{reference}"] = agreement.to_dict()
+            _log(
+                f"  {source} vs {reference}: {agreement.events} events, {agreement.columns} columns, "
+                f"{'agree' if agreement.agrees else 'DISAGREE'} (max rel. diff {agreement.max_rel_diff:.1g})"
+            )
+            if not agreement.agrees:
+                raise BenchError(f"{source} and {reference} disagree at {label}: " + "; ".join(agreement.problems[:10]))
+        kept[source] = keep_files(files, self.workdir / "checks" / label / source)
 
     # ML
 
@@ -409,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(workdir / "logs", ignore_errors=True)
+    shutil.rmtree(workdir / "checks", ignore_errors=True)
     bench = Bench(
         base=base,
         workdir=workdir,
@@ -466,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"scaling size {format_count(n_events)}: {', '.join(args.scaling_items)} x {args.scaling_reps}")
         steps = [(lambda rep, item=item, n=n_events: bench.run_item(n, item, rep)) for item in args.scaling_items]
         bench.interleave(steps, reps=args.scaling_reps)
+    shutil.rmtree(workdir / "checks", ignore_errors=True)
     bench.results["load_end"] = list(os.getloadavg())
     bench.results["duration_s"] = time.time() - started
 

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import uproot
 
+from bench.check import compare_columns, compare_outputs, read_columns
 from bench.common import DATASETS, data_dir, format_count, parse_count, sample_scale
 from bench.measure import BenchError, run_measured, summarize
 from bench.report import render
+from bench.run import Bench
 from bench.sample import write_file
 from cf.columnar_util import Route, strip_unused_options
 from cf.io import ParquetSource, ParquetWriter, RootSource
@@ -172,11 +174,27 @@ def test_report_renders_every_table_and_target() -> None:
                 "baseline": [_run(10.0, events=1e6), _run(10.0, events=1e6)],
                 "chain": [_run(12.0, 300, events=1e6), _run(13.0, 300, events=1e6)],
                 "chain_w2": [_run(11.0, events=1e6), _run(11.5, events=1e6)],
+                "coffea": [_run(8.0, events=1e6), _run(8.2, events=1e6)],
                 "chain_complete": [_run(1.5), _run(1.4)],
             },
             "8M": {"raw": [_run(16.0, events=8e6)], "chain": [_run(100.0, 330, events=8e6)]},
         },
         "setup_sh": [_run(0.2), _run(0.3), _run(0.2)],
+        "checks": {
+            "1M": {
+                "columns": {
+                    "coffea_vs_chain": {
+                        "events": 650_000,
+                        "columns": 50,
+                        "inexact": ["m_bb"],
+                        "max_rel_diff": 6e-8,
+                        "worst_column": "m_bb",
+                        "problems": [],
+                        "agrees": True,
+                    }
+                }
+            }
+        },
         "ml": {
             "train_cf": [_run(30.0, n_fit=1000, epochs=5, load_fit_seconds=20.0)],
             "train_plain": [_run(25.0, n_fit=1000, epochs=5, load_fit_seconds=21.0)],
@@ -193,6 +211,70 @@ def test_report_renders_every_table_and_target() -> None:
     assert "MLEvaluation (ONNX) vs plain Keras `predict` | >= 1.5x | 2.00x | **met**" in page
     assert "MLTraining fold vs plain `keras.fit` | >= 0.9x | 1.05x" in page
     assert "| 8M | 100.0 | 80k | 8.0x (events 8x) | 330 | +10% |" in page
+    # every line says whether it or the coffea peer is ahead
+    assert "| 0.80x baseline, 0.17x raw | 0.65x: **coffea** ahead |" in page
+    assert "| 0.81x: **coffea** ahead |" in page  # the hand-written script
+    assert "| 0.26x raw | — |" in page  # the peer itself
+    assert "chain, 1 worker vs coffea peer | >= 1.2x | 0.65x | **not met**" in page
+    assert "`coffea` vs `chain`: the same 650,000 selected events" in page
+    assert "49 columns bit-identical, 1 within float rounding (largest relative difference 6e-08, `m_bb`)" in page
+
+
+def _write_events(path: Path, events: dict[str, object]) -> list[str]:
+    ak.to_parquet(ak.zip(events, depth_limit=1), path)
+    return [str(path)]
+
+
+def test_output_check_finds_every_difference(tmp_path: Path) -> None:
+    """Same events and columns agree (floats within a few units of their last place); anything else is named."""
+    jets = ak.Array([[40.5, 30.25], [55.0, 26.0, 25.5], [31.0, 30.0]])
+    events = {
+        "run": np.ones(3, dtype=np.uint32),
+        "luminosityBlock": np.ones(3, dtype=np.uint32),
+        "event": np.array([7, 8, 9], dtype=np.uint64),
+        "Jet": ak.zip({"pt": ak.values_astype(jets, np.float32)}),
+        "n_jet": np.array([2, 3, 2], dtype=np.int32),
+        "m_bb": np.array([91.0, 125.0, 60.0], dtype=np.float32),
+    }
+    reference = read_columns(_write_events(tmp_path / "ref.parquet", events))
+    assert compare_columns(reference, reference).agrees
+    one_ulp = {**events, "m_bb": np.nextafter(events["m_bb"], np.float32(np.inf))}
+    rounded = compare_columns(reference, read_columns(_write_events(tmp_path / "ulp.parquet", one_ulp)))
+    assert rounded.agrees
+    assert rounded.inexact == ["m_bb"]
+    assert 0 < rounded.max_rel_diff < 1e-6
+    changes = {
+        "m_bb": {**events, "m_bb": events["m_bb"] * np.float32(1.001)},
+        "n_jet": {**events, "n_jet": np.array([2, 3, 3], dtype=np.int32)},
+        "Jet.pt": {**events, "Jet": ak.zip({"pt": ak.values_astype(jets, np.float64)})},
+        "events differ": {**events, "event": np.array([7, 8, 10], dtype=np.uint64)},
+        "columns missing": {key: value for key, value in events.items() if key != "n_jet"},
+    }
+    for expected, changed in changes.items():
+        check = compare_columns(reference, read_columns(_write_events(tmp_path / "changed.parquet", changed)))
+        assert not check.agrees, expected
+        assert any(expected in problem for problem in check.problems), (expected, check.problems)
+    fewer = {key: value[:2] for key, value in events.items()}
+    outputs = compare_outputs(
+        {"tt": [_write_events(tmp_path / "a.parquet", events)]}, {"tt": [_write_events(tmp_path / "b.parquet", fewer)]}
+    )
+    assert outputs.problems == ["tt file 0: 3 vs 2 events (1 only in the reference, 0 only in the other)"]
+
+
+@pytest.mark.slow
+def test_coffea_peer_selects_the_chains_events_and_columns(tmp_path: Path) -> None:
+    """The harness measures the chain and the coffea peer on a tiny sample and compares their outputs (~15 s)."""
+    bench = Bench(base=require_cf_base(), workdir=tmp_path, chunk_size=300, reps=1, epochs=1)
+    n_events = 4000  # 500 per file: two chunks of 300 and 200
+    bench.prepare_sample(n_events)
+    for item in ("chain", "coffea"):
+        bench.run_item(n_events, item, 0)
+    checks = bench.results["checks"]["4k"]
+    assert checks["coffea_agrees"]  # the same ML inputs per fold
+    agreement = checks["columns"]["coffea_vs_chain"]
+    assert agreement["agrees"], agreement["problems"]
+    assert agreement["events"] > 1000
+    assert agreement["columns"] == 50
 
 
 def _smoke(tmp_path: Path, *args: str) -> tuple[str, dict[str, object]]:
