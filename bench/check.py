@@ -6,11 +6,18 @@ and the coffea peer's ``reduced_I.parquet``) is read per dataset and input file 
 (``run``, ``luminosityBlock``, ``event``, in the same order), the same objects per event, the same integers and
 the same floats within a few units of the last place of their precision (so single-precision columns computed
 in double precision may round apart by one unit).
+
+``python -m bench.check REFERENCE_JSON CANDIDATE_JSON`` (each ``{dataset: [[parquet files of input file 0], ...]}``)
+prints the agreement as one json line. The harness runs it as a subprocess: reading the outputs would grow its own
+memory, which every process it starts afterwards inherits into its peak RSS (Linux counts the parent's resident
+memory at ``exec`` as the child's peak).
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -27,6 +34,7 @@ __all__ = [
     "compare_columns",
     "compare_outputs",
     "keep_files",
+    "main",
     "read_columns",
     "script_event_files",
 ]
@@ -219,3 +227,16 @@ def compare_outputs(reference: EventFiles, candidate: EventFiles) -> Agreement:
         for index, (ref_paths, cand_paths) in enumerate(zip(ref_files, cand_files, strict=True)):
             total.add(compare_columns(read_columns(ref_paths), read_columns(cand_paths)), f"{dataset} file {index}")
     return total
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("reference_json")
+    parser.add_argument("candidate_json")
+    args = parser.parse_args(argv)
+    reference, candidate = (json.loads(Path(path).read_text()) for path in (args.reference_json, args.candidate_json))
+    print(json.dumps(compare_outputs(reference, candidate).to_dict()))
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.check import EventFiles, chain_event_files, compare_outputs, keep_files, script_event_files
+from bench.check import EventFiles, chain_event_files, keep_files, script_event_files
 from bench.common import (
     CONFIG,
     DATASETS,
@@ -220,16 +220,20 @@ class Bench:
         if empty:
             raise BenchError(f"{source} wrote no reduced events of {', '.join(empty)} at {label}")
         checks = self.results.setdefault("checks", {}).setdefault(label, {}).setdefault("columns", {})
-        for reference, reference_files in kept.items():
-            agreement = compare_outputs(reference_files, files)
-            checks[f"{source}_vs_{reference}"] = agreement.to_dict()
+        directory = self.workdir / "checks" / label
+        kept_files = keep_files(files, directory / source)
+        (directory / f"{source}.json").write_text(json.dumps(kept_files))
+        for reference in kept:
+            agreement = compare_kept(directory, reference, source, self.base)
+            checks[f"{source}_vs_{reference}"] = agreement
             _log(
-                f"  {source} vs {reference}: {agreement.events} events, {agreement.columns} columns, "
-                f"{'agree' if agreement.agrees else 'DISAGREE'} (max rel. diff {agreement.max_rel_diff:.1g})"
+                f"  {source} vs {reference}: {agreement['events']} events, {agreement['columns']} columns, "
+                f"{'agree' if agreement['agrees'] else 'DISAGREE'} (max rel. diff {agreement['max_rel_diff']:.1g})"
             )
-            if not agreement.agrees:
-                raise BenchError(f"{source} and {reference} disagree at {label}: " + "; ".join(agreement.problems[:10]))
-        kept[source] = keep_files(files, self.workdir / "checks" / label / source)
+            if not agreement["agrees"]:
+                problems = "; ".join(agreement["problems"][:10])
+                raise BenchError(f"{source} and {reference} disagree at {label}: {problems}")
+        kept[source] = kept_files
 
     # ML
 
@@ -321,6 +325,19 @@ class Bench:
         self.measure("setup_warmup", command, env)
         for rep in range(reps):
             self.record("setup_sh").append(self.measure(f"setup_{rep}", command, env).to_dict())
+
+
+def compare_kept(directory: Path, reference: str, source: str, cwd: Path) -> dict[str, Any]:
+    """``python -m bench.check`` on two kept outputs (``directory/NAME.json``); the agreement it prints.
+
+    A subprocess, so that the harness's memory, which every later measured process inherits into its peak RSS,
+    stays small.
+    """
+    paths = [str(directory / f"{name}.json") for name in (reference, source)]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.check", *paths], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def chain_stats(store: Path) -> dict[str, dict[str, list[float]]]:
