@@ -134,7 +134,8 @@ def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
     for workers, sandboxes in (("1", 1), ("2", len(files))):
         for path in files:
             path.unlink(missing_ok=True)
-        result = law_run(*EVALUATE, "--workers", workers, env=copy.env, timeout=600)
+        # CF_VERBOSE=1 shows law's banner of every sandbox entry
+        result = law_run(*EVALUATE, "--workers", workers, env={**copy.env, "CF_VERBOSE": "1"}, timeout=600)
         # one worker: the workflow enters the sandbox once; more workers: each file (branch) in its own
         assert result.stdout.count("entering sandbox") == sandboxes, result.stdout[-3000:]
         assert all(pq.read_table(path).equals(table) for path, table in zip(files, expected, strict=True))

@@ -73,7 +73,9 @@ def test_derive_makes_a_named_subclass_with_the_dict_as_attributes() -> None:
 
 def test_registry_finds_derived_models_and_lists_the_available_ones() -> None:
     assert MLModel.get_cls("unit_model") is unit_model
-    with pytest.raises(ValueError, match=r"unknown ML model 'no_such_model', available: .*unit_model"):
+    with pytest.raises(
+        ValueError, match=r"unknown ML model 'no_such_model'( \(did you mean .*\))?, available: .*unit_model"
+    ):
         MLModel.get_cls("no_such_model")
 
 
@@ -189,7 +191,10 @@ def test_settings_override_attributes_and_hash_into_a_stable_repr() -> None:
 
 
 def test_an_unknown_setting_is_an_error_listing_the_allowed_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown setting 'epoch' for ML model 'unit_model', declared: .*epochs"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown setting 'epoch' \(did you mean 'epochs'\?\) for ML model 'unit_model', declared: .*epochs",
+    ):
         unit_model(analysis_template, requested_configs=[CONFIG], parameters={"epoch": 3})
 
 

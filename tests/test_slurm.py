@@ -311,5 +311,5 @@ def test_unknown_workflow_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> 
     result = law_run(*TRAIN, "--workflow", "slrum", env=fresh_law_env.env, check=False)
     output = law_output(result)
     assert result.returncode != 0
-    assert "unknown workflow 'slrum', available: local, slurm, htcondor" in output
+    assert "unknown workflow 'slrum' (did you mean 'slurm'?), available: local, slurm, htcondor" in output
     assert "Traceback" not in output
