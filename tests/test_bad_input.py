@@ -230,6 +230,12 @@ CASES: tuple[BadInput, ...] = (
         prepare="dataset_without_events",
         failing="cf.ProduceColumns/*/*/hh_ggf_bbtautau_madgraph",
     ),
+    BadInput(
+        "a fold model without training events",
+        (*TRAIN, "--dataset", "hh_ggf_bbtautau_madgraph,tt_sl_powheg"),
+        "fold model 1 of ML model 'test_model' would train on no events of dataset 'hh_ggf_bbtautau_madgraph'",
+        prepare="dataset_with_one_event",
+    ),
     # where outputs go
     BadInput(
         "a store that cannot be written",
@@ -387,6 +393,16 @@ def dataset_without_events(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prep
     return Prepared(analysis_override(env, tmp_path, code))
 
 
+def dataset_with_one_event(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prepared:
+    # 3 expected events per file give one selected event (the generator is seeded): in fold 1 of 3
+    code = f"""
+        dataset = config.get_dataset("hh_ggf_bbtautau_madgraph")
+        dataset.x.sample["kwargs"]["processes"] = {{"hh_ggf_bbtautau": 3.0}}
+        dataset.info["nominal"].keys = ["{tmp_path}/few/nano_0.root", "{tmp_path}/few/nano_1.root"]
+    """
+    return Prepared(analysis_override(env, tmp_path, code))
+
+
 def read_only_store(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prepared:
     # /sys refuses new directories even to root, for whom a chmod-ed directory is no obstacle
     store = Path("/sys/fs/cf_store")
@@ -413,6 +429,7 @@ PREPARATIONS: dict[str, Callable[[LawEnv, LawRun, Path], Prepared]] = {
         parquet_without_a_column,
         infinite_feature,
         dataset_without_events,
+        dataset_with_one_event,
         read_only_store,
         full_disk,
     )

@@ -56,6 +56,8 @@ __all__ = [
 
 #: law's message when a sandbox script fails (e.g. pip cannot install a requirement).
 _SANDBOX_FAILURE = re.compile(r"^\S*?([^/\s]+?)(?:\.sh)? env loading failed with exit code (\d+)$")
+#: law's message when a task failed inside its sandbox, whose process showed the task's error already.
+_SANDBOXED_TASK_FAILURE = re.compile(r"^sandbox '.*' failed with exit code \d+, please see the error inside")
 
 
 class _OneLineUserErrors(logging.Filter):
@@ -74,6 +76,8 @@ class _OneLineUserErrors(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and storage_errno(error) is not None and not isinstance(error, OutputFileError):
             error = OutputFileError(f"cannot store an output: {error}")
+        if error is not None and _SANDBOXED_TASK_FAILURE.search(str(error)):
+            return False  # the task's own error was shown by the sandbox process, above
         failed_sandbox = _SANDBOX_FAILURE.search(str(error)) if error is not None else None
         if failed_sandbox:
             name, code = failed_sandbox.groups()

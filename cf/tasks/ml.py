@@ -437,7 +437,30 @@ class MLTraining(
     def output(self) -> Any:
         return self.ml_model_inst.output(self)
 
+    def sandbox_pre_run(self) -> None:
+        # law calls this in the outer process, before the sandbox is entered
+        self.check_training_events()
+
+    def check_training_events(self) -> None:
+        """Refuse to train if any fold model would see no events of one of its datasets (all in that fold).
+
+        Every branch checks every fold, so that no fold model is trained when one of them cannot be.
+
+        Raises:
+            UserError: Naming the fold, the dataset and its events per fold.
+        """
+        for config, per_dataset in self.input()["stats"].items():
+            for dataset, target in per_dataset.items():
+                counts = load_json(target.path)["n_events"]
+                for fold in range(len(counts)):
+                    if not sum(n for other, n in enumerate(counts) if other != fold):
+                        raise UserError(
+                            f"fold model {fold} of ML model '{self.ml_model}' would train on no events of dataset "
+                            f"'{dataset}' ({config}): its events per fold are {counts}; use fewer folds or more events",
+                        )
+
     def run(self) -> None:
+        self.check_training_events()
         output = self.output()
         temporary = law.util.map_struct(temporary_twin, output)
         try:
