@@ -4,7 +4,10 @@ Build it as CI does (zero warnings allowed)::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-The pages are MyST markdown; the API reference is autodoc of the ``cf`` package (Google docstrings).
+The pages are MyST markdown; the API reference is autodoc of the ``cf`` package (Google docstrings). The pictures
+are made at every build by the extension ``cf_figures`` (``docs/_ext``) into ``docs/_generated/figures``: from the
+outputs in the store(s) named by ``CF_DOCS_STORE``, or, without it, by running the commands they come from in a
+temporary store (a few minutes).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ REPO_DIR = DOCS_DIR.parent
 # autodoc imports the framework from this checkout; the task modules read law.cfg when they are imported, so
 # point law to it when the build runs outside `source setup.sh` (values set by setup.sh are kept)
 sys.path.insert(0, str(REPO_DIR))
+# the project's own extensions
+sys.path.insert(0, str(DOCS_DIR / "_ext"))
 os.environ.setdefault("CF_BASE", str(REPO_DIR))
 os.environ.setdefault("LAW_CONFIG_FILE", str(REPO_DIR / "law.cfg"))
 
@@ -38,11 +43,13 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    # the pictures, made from real outputs of the tasks at every build (see docs/_ext/cf_figures.py)
+    "cf_figures",
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 # user_guide/examples holds files that pages include and tests run, not pages
-exclude_patterns = ["_build", "user_guide/examples", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "user_guide/examples", "Thumbs.db", ".DS_Store"]
 nitpicky = False
 language = "en"
 
@@ -76,4 +83,5 @@ napoleon_custom_sections = [("Class attributes", "params_style")]
 
 html_theme = "furo"
 html_title = f"{project} {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["cf.css"]
