@@ -10,6 +10,8 @@ never touch the user's store or samples:
 * ``law_run`` (session): the :func:`run_law` helper, ``law_run("cf.ProduceColumns", "--version", "v1",
   env=law_env.env)``; it fails the test with the output tails on an unexpected exit code.
 * ``law_outputs`` (session): the :func:`print_outputs` helper, the paths that ``--print-output N`` lists.
+* ``docs_env`` (session): the environment of a docs build that takes its pictures from the session's stores
+  (``CF_DOCS_STORE``).
 
 Example, in a test module of another part of the analysis (types from ``tests.conftest``)::
 
@@ -285,3 +287,22 @@ def dnn_store(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawE
     for dataset in DNN_DATASETS:
         run_law(*DNN_EVALUATE, "--dataset", dataset, env=env.env, timeout=600)
     return env
+
+
+@pytest.fixture(scope="session")
+def docs_env(test_model_store: LawEnv, dnn_store: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a docs build whose pictures come from this session's stores (``CF_DOCS_STORE``).
+
+    The commands of the pictures run where their model is trained: those of ``dnn`` (its plots and the limit,
+    which test_inference.py makes there too) in ``dnn_store``, the others in a copy of ``test_model_store`` (in
+    the store itself, its ``cf.PlotMLResults`` would be complete before test_plotting.py runs it).
+    """
+    # the commands of the docs extension (docs/_ext/cf_figures.py), which imports Sphinx: only when needed
+    from docs._ext.cf_figures import RUNS
+
+    docs = test_model_store.with_paths(store=tmp_path_factory.mktemp("docs_store"))
+    shutil.copytree(test_model_store.store, docs.store, dirs_exist_ok=True)
+    stores = {"dnn": dnn_store}
+    for run in RUNS:
+        run_law(*run.args, env=stores.get(run.model, docs).env, timeout=1800)
+    return {**docs.env, "CF_DOCS_STORE": os.pathsep.join(str(store) for store in (docs.store, dnn_store.store))}

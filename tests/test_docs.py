@@ -479,9 +479,11 @@ def test_task_overview_describes_every_task_and_parameter() -> None:
 
 
 @pytest.mark.slow
-def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
+@pytest.mark.sandbox
+def test_sphinx_build_has_no_warnings(tmp_path: Path, docs_env: dict[str, str]) -> None:
+    # the pictures come from the session's stores (CF_DOCS_STORE), in which the other tests train the models
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(command, cwd=ROOT, env=docs_env, capture_output=True, text=True, timeout=600, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert "WARNING" not in output, output[-5000:]

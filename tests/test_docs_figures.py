@@ -1,0 +1,154 @@
+"""The pictures of the docs (``docs/_ext/cf_figures.py``): made from real outputs at every build, never stale.
+
+* Every picture has a ``{figure}`` on the results page, under the command that makes it (the page shows the
+  extension's commands verbatim).
+* The task graph's layout: implied arrows are left out, each family sits below everything it needs.
+* (slow) The docs are built with ``CF_DOCS_STORE`` naming the session's stores (fixture ``docs_env``), after a stale
+  file and a stale copy of a picture were put into the generated folder: every picture in the built site is a
+  valid PNG of a sensible size written during this build and shown on a page, nothing had to be run, and the stale
+  file is gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from docs._ext.cf_figures import FIGURES_DIR, RUNS, TASK_GRAPH
+from tests.test_docs import parse_fences
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+FIGURES = DOCS / FIGURES_DIR
+RESULTS_PAGE = DOCS / "user_guide" / "results.md"
+#: Every picture the extension makes.
+FIGURE_NAMES = sorted([TASK_GRAPH, *(name for run in RUNS for name in run.figures)])
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: The smallest and largest width or height of a picture, in pixels.
+PIXELS = (400, 4000)
+#: A file in the generated folder that no build makes.
+STALE = "stale.png"
+#: Seconds the build may take (the pictures come from existing outputs).
+BUILD_TIMEOUT = 900
+
+
+# the results page
+
+
+def results_figures() -> list[str]:
+    return [Path(fence.argument).name for fence in parse_fences(RESULTS_PAGE) if fence.directive == "figure"]
+
+
+def test_every_picture_has_a_figure_on_the_results_page() -> None:
+    assert sorted(results_figures()) == FIGURE_NAMES
+
+
+def test_the_results_page_shows_each_command_after_its_first_picture() -> None:
+    figures: list[str] = []
+    # each command line of a shell listing, with the pictures above it
+    shown: dict[str, list[str]] = {}
+    for fence in parse_fences(RESULTS_PAGE):
+        if fence.directive == "figure":
+            figures.append(Path(fence.argument).name)
+        elif fence.info == "shell":
+            for line in fence.content.splitlines():
+                shown.setdefault(line.strip(), list(figures))
+    for run in RUNS:
+        assert run.command in shown, f"the results page does not show '{run.command}'"
+        first = min(run.figures, key=figures.index)
+        assert first in shown[run.command], f"'{run.command}' comes before its picture {first}"
+
+
+# the task graph
+
+
+def test_the_task_graph_leaves_out_implied_arrows_and_layers_the_families() -> None:
+    from docs._ext.cf_task_graph import layers, reduced_edges
+
+    edges = frozenset({("a", "b"), ("b", "c"), ("a", "c"), ("c", "d"), ("a", "d"), ("e", "d")})
+    reduced = reduced_edges(edges)
+    assert reduced == {("a", "b"), ("b", "c"), ("c", "d"), ("e", "d")}
+    assert layers("abcde", reduced) == {"a": 0, "b": 1, "c": 2, "d": 3, "e": 0}
+
+
+# the build
+
+
+@dataclass(frozen=True)
+class Build:
+    """A docs build: its HTML directory, when it started (epoch seconds) and what it printed."""
+
+    html: Path
+    start: float
+    output: str
+
+
+def plant_stale_files() -> None:
+    """A file no build makes and an invalid, hour-old copy of a picture, put in while no build runs."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    with (FIGURES.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (FIGURES / STALE).write_bytes(PNG_MAGIC)
+        (FIGURES / FIGURE_NAMES[0]).write_bytes(b"stale")
+        hour_ago = time.time() - 3600
+        for name in (STALE, FIGURE_NAMES[0]):
+            os.utime(FIGURES / name, (hour_ago, hour_ago))
+
+
+@pytest.fixture(scope="module")
+def build(docs_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Build:
+    plant_stale_files()
+    html = tmp_path_factory.mktemp("docs_html")
+    start = time.time()
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(html)]
+    result = subprocess.run(
+        command, cwd=ROOT, env=docs_env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return Build(html, start, output)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file (from its IHDR chunk); fails the test when it is none."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_MAGIC, f"{path} is not a PNG file"
+    assert head[12:16] == b"IHDR", f"{path} has no PNG header chunk"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def pages_showing(html: Path, name: str) -> list[str]:
+    image = re.compile(rf'<img[^>]+src="(?:\.\./)*_images/{re.escape(name)}"')
+    return sorted(str(page.relative_to(html)) for page in html.rglob("*.html") if image.search(page.read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+@pytest.mark.parametrize("name", FIGURE_NAMES)
+def test_every_picture_is_a_new_png_shown_on_a_page(build: Build, name: str) -> None:
+    path = build.html / "_images" / name
+    assert path.is_file(), f"the built site has no {name}"
+    assert all(PIXELS[0] <= pixels <= PIXELS[1] for pixels in png_size(path)), png_size(path)
+    # the extension writes the figures during the build; Sphinx keeps their time when it copies them
+    assert path.stat().st_mtime >= build.start - 1, f"{name} was not written by this build"
+    assert "user_guide/results.html" in pages_showing(build.html, name)
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+def test_the_build_took_every_picture_from_the_stores_and_removed_the_stale_file(build: Build) -> None:
+    assert "cf_figures: running" not in build.output, "the build ran a command whose outputs the stores lack"
+    assert "cf_figures: figures from" in build.output
+    assert not (FIGURES / STALE).exists()
+    assert not (build.html / "_images" / STALE).exists()
+    assert "inference.html" in pages_showing(build.html, "limits.png")
