@@ -1,6 +1,7 @@
 """Inference model of the HH -> bbtautau example, written as a columnflow analysis writes it.
 
-Every config dependent name in config_data, parameters selected by patterns, transformations and groups.
+Every config dependent name in config_data, parameters selected by patterns, transformations and
+groups.
 """
 
 from __future__ import annotations
@@ -40,13 +41,10 @@ def porting_inference(self):
         ("dy", "dy", False),
     ]
     for name, config_process, is_signal in processes:
-        self.add_process(
-            name,
-            is_signal=is_signal,
-            config_data={
-                config_inst.name: self.process_config_spec(process=config_process) for config_inst in self.config_insts
-            },
-        )
+        config_data = {}
+        for config_inst in self.config_insts:
+            config_data[config_inst.name] = self.process_config_spec(process=config_process)
+        self.add_process(name, is_signal=is_signal, config_data=config_data)
 
     #
     # parameters
@@ -69,9 +67,16 @@ def porting_inference(self):
 
     # backgrounds: a free tt normalization, a dy cross section uncertainty
     self.add_parameter("tt_norm", process="tt", type=ParameterType.rate_unconstrained, effect=1.0)
-    self.add_parameter("dy_xsec", process="dy", type=ParameterType.rate_gauss, effect=1.1, group="theory")
+    self.add_parameter(
+        "dy_xsec",
+        process="dy",
+        type=ParameterType.rate_gauss,
+        effect=1.1,
+        group="theory",
+    )
 
-    # a renormalization scale uncertainty, turned from a rate effect into shapes of all but the signal
+    # a renormalization scale uncertainty, turned from a rate effect into shapes of all but the
+    # signal
     self.add_parameter(
         "QCDscale",
         process="!HH",

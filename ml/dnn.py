@@ -514,8 +514,8 @@ class DNNClassifier(MLModel):
         onnx_diff = float(np.max(np.abs(onnx_scores - keras_scores)))
         if not onnx_diff <= ONNX_TOLERANCE:
             raise RuntimeError(
-                f"the ONNX export of fold {fold} differs from the Keras model by {onnx_diff:.3g} on the validation "
-                f"inputs (tolerance {ONNX_TOLERANCE})",
+                f"the ONNX export of fold {fold} differs from the Keras model by {onnx_diff:.3g} on the "
+                f"validation inputs (tolerance {ONNX_TOLERANCE})",
             )
 
         history = {key: [float(value) for value in values] for key, values in result.history.items()}

@@ -1,4 +1,4 @@
-"""A classifier of HH against tt for the porting guide, written as columnflow users write ML models."""
+"""A classifier of HH against tt for the porting guide, as columnflow users write ML models."""
 
 from __future__ import annotations
 
@@ -57,10 +57,18 @@ class PortedModel(MLModel):
     def open_model(self, target: law.FileSystemDirectoryTarget) -> Any:
         return keras.models.load_model(target.child("model.keras", type="f").path)
 
-    def training_calibrators(self, analysis_inst: od.Analysis, requested_calibrators: list[str]) -> list[str]:
+    def training_calibrators(
+        self,
+        analysis_inst: od.Analysis,
+        requested_calibrators: list[str],
+    ) -> list[str]:
         return ["skip_jecunc"]
 
-    def training_producers(self, analysis_inst: od.Analysis, requested_producers: list[str]) -> list[str]:
+    def training_producers(
+        self,
+        analysis_inst: od.Analysis,
+        requested_producers: list[str],
+    ) -> list[str]:
         return ["default"]
 
     def preparation_producer(self, analysis_inst: od.Analysis) -> str:
@@ -68,8 +76,8 @@ class PortedModel(MLModel):
         return "porting_features"
 
     def prepare_inputs(self, events: ak.Array) -> np.ndarray:
-        columns = [ak.to_numpy(Route(name).apply(events, EMPTY_FLOAT)) for name in self.input_features]
-        return np.stack(columns, axis=1).astype(np.float32)
+        columns = [Route(name).apply(events, EMPTY_FLOAT) for name in self.input_features]
+        return np.stack([ak.to_numpy(column) for column in columns], axis=1).astype(np.float32)
 
     def train(self, task: law.Task, input: Any, output: law.FileSystemDirectoryTarget) -> None:
         keras.utils.set_random_seed(task.fold)
@@ -102,8 +110,10 @@ class PortedModel(MLModel):
         x = self.prepare_inputs(events)
         outputs = np.stack([np.asarray(model(x, training=False))[:, 0] for model in models])
         folds = ak.to_numpy(fold_indices)
-        # each training event is scored by the model that did not see its fold, other events by the mean
-        scores = outputs[folds, np.arange(len(folds))] if events_used_in_training else outputs.mean(axis=0)
+        # each training event is scored by the model that did not see its fold, other events by
+        # the mean
+        held_out = outputs[folds, np.arange(len(folds))]
+        scores = held_out if events_used_in_training else outputs.mean(axis=0)
         events = set_ak_column(events, f"{self.cls_name}.score", scores, value_type=np.float32)
         return events
 

@@ -24,11 +24,14 @@ keras = maybe_import("keras")
 class TestModel(MLModel):
     """Classifies events as HH or tt with a small dense network; one model per fold."""
 
-    # the output classes, the signal first: a name and the training datasets of each; the evaluation writes the
-    # score of each class into "test_model.score_<name>"
+    # the output classes, the signal first: a name and the training datasets of each; the evaluation
+    # writes the score of each class into "test_model.score_<name>"
     classes = (("hh", ("hh_ggf_bbtautau_madgraph",)), ("tt", ("tt_sl_powheg",)))
     # the settings: each can be changed for one run with --ml-model-settings key=value
-    features: tuple[str, ...] = setting(("n_jet", "n_btag", "ht", "m_bb", "Jet.pt[:,0]", "MET.pt"), "input columns")
+    features: tuple[str, ...] = setting(
+        ("n_jet", "n_btag", "ht", "m_bb", "Jet.pt[:,0]", "MET.pt"),
+        "input columns",
+    )
     epochs: int = setting(5, "training epochs", minimum=1)
     batch_size: int = setting(256, "events per gradient step", minimum=1)
     layers: tuple[int, ...] = setting((32, 32), "units of the hidden layers", minimum=1)
@@ -78,7 +81,10 @@ class TestModel(MLModel):
         for units in self.layers:
             model.add(keras.layers.Dense(units, activation="relu"))
         model.add(keras.layers.Dense(len(self.classes), activation="softmax"))
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="sparse_categorical_crossentropy")
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+        )
         model.fit(x, y, epochs=self.epochs, batch_size=self.batch_size, shuffle=True, verbose=2)
 
         output.child("model.keras", type="f").parent.touch()

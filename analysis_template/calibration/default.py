@@ -73,21 +73,30 @@ def propagate_to_met(events: ak.Array, old_pt: ak.Array, met: ak.Array) -> ak.Ar
 
 @calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS)
 def skip_jecunc(self: Calibrator, events: ak.Array, **kwargs: Any) -> ak.Array:
-    """Nominal jet calibration without uncertainty sources (data and MC); MET is passed on unchanged."""
+    """Nominal jet calibration without uncertainty sources (data and MC); MET is unchanged."""
     met = events[self.config_inst.x.objects.met]
-    events = scale_jets(events, evaluate_jagged(self.jec_nominal, raw_jet_pt(events), events.Jet.eta))
+    scale = evaluate_jagged(self.jec_nominal, raw_jet_pt(events), events.Jet.eta)
+    events = scale_jets(events, scale)
     return copy_met(events, met)
 
 
-@calibrator(uses=JET_COLUMNS | {SOURCE_MET}, produces=CALIBRATED_COLUMNS, shifts={"jec_up", "jec_down"})
+@calibrator(
+    uses=JET_COLUMNS | {SOURCE_MET},
+    produces=CALIBRATED_COLUMNS,
+    shifts={"jec_up", "jec_down"},
+)
 def jec(self: Calibrator, events: ak.Array, **kwargs: Any) -> ak.Array:
-    """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``, also in MET."""
+    """Nominal jet calibration plus the total JEC uncertainty shifts ``jec_up`` / ``jec_down``.
+
+    The shifts are propagated to MET, too.
+    """
     # evaluated at the raw pt, so that running after another calibrator does not correct twice
     raw_pt = raw_jet_pt(events)
     scale = evaluate_jagged(self.jec_nominal, raw_pt, events.Jet.eta)
     if self.shift in {"jec_up", "jec_down"} and not self.is_data:
         sign = 1.0 if self.shift == "jec_up" else -1.0
-        scale = scale * (1.0 + sign * evaluate_jagged(self.jec_total, raw_pt * scale, events.Jet.eta))
+        uncertainty = evaluate_jagged(self.jec_total, raw_pt * scale, events.Jet.eta)
+        scale = scale * (1.0 + sign * uncertainty)
     old_pt, met = events.Jet.pt, events[self.config_inst.x.objects.met]
     events = scale_jets(events, scale)
     return propagate_to_met(events, old_pt, met)

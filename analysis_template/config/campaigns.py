@@ -158,7 +158,12 @@ def _add_dataset(
         The added dataset.
     """
     keys = [f"$CF_DATA/samples/{campaign.name}/{name}/nano_{i}.root" for i in range(len(counts))]
-    info = od.DatasetInfo(keys=keys, n_files=len(counts), n_events=sum(counts), aux={"n_events_per_file": counts})
+    info = od.DatasetInfo(
+        keys=keys,
+        n_files=len(counts),
+        n_events=sum(counts),
+        aux={"n_events_per_file": counts},
+    )
     kwargs: dict[str, Any] = {"processes": expected, "seed": seed, "is_data": process.is_data}
     if campaign.x.sample_layout != "nano_v9":
         kwargs["layout"] = campaign.x.sample_layout

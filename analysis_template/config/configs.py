@@ -51,12 +51,14 @@ def add_config(
 
     Args:
         analysis: The analysis the config belongs to.
-        campaign: The campaign whose datasets the config uses; its ``x.luminosity`` becomes the config's.
+        campaign: The campaign whose datasets the config uses; its ``x.luminosity`` becomes the
+            config's.
         config_name: Name of the config.
         config_id: Id of the config, unique within the analysis.
-        objects: The object definitions of the campaign's NanoAOD version and era (``config.x.objects``).
-        limit_dataset_files: If set, the maximum number of files per dataset. The nominal info of the campaign's
-            datasets is shortened in place (keys, ``n_files`` and ``n_events``).
+        objects: The object definitions of the campaign's NanoAOD version and era
+            (``config.x.objects``).
+        limit_dataset_files: If set, the maximum number of files per dataset. The nominal info of
+            the campaign's datasets is shortened in place (keys, ``n_files`` and ``n_events``).
 
     Returns:
         The new config.
@@ -80,7 +82,8 @@ def add_config(
     config.x.default_calibrators = ("skip_jecunc",)
     config.x.default_selector = "default"
     config.x.default_producers = ("default",)
-    # --ml-model may be left out (the guide's model); --ml-models classifiers stands for both reference models
+    # --ml-model may be left out (the guide's model); --ml-models classifiers stands for both
+    # reference models
     config.x.default_ml_model = "test_model"
     config.x.ml_model_groups = {"classifiers": ("test_model", "dnn")}
 

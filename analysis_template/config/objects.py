@@ -251,7 +251,11 @@ NANO_V12_2022 = ObjectDefinitions(
     jet_id=JetId("nano_v12_fix"),
     btag=BTagWorkingPoint("btagDeepFlavB", 0.3086),
     met="PuppiMET",
-    triggers=("HLT_IsoMu24", "HLT_Ele30_WPTight_Gsf", "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1"),
+    triggers=(
+        "HLT_IsoMu24",
+        "HLT_Ele30_WPTight_Gsf",
+        "HLT_DoubleMediumDeepTauPFTauHPS35_L2NN_eta2p1",
+    ),
 )
 
 # Run 3 2024 NanoAOD v15: as v12, with the jet ID from the energy fractions and UParT b tagging

@@ -24,15 +24,16 @@ FOUR_VECTOR = ("pt", "eta", "phi", "mass")
 
 
 def leading_pair_mass(objects: ak.Array) -> np.ndarray:
-    """Mass of the first two objects of each event (coffea four-vectors); EMPTY_FLOAT where there are fewer.
+    """Mass of the first two objects of each event (coffea four-vectors); EMPTY_FLOAT with fewer.
 
-    The first and the second object of the events with a pair become two flat arrays of four-vectors, whose sum
-    is much faster than indexing the jagged array per event.
+    The first and the second object of the events with a pair become two flat arrays of
+    four-vectors, whose sum is much faster than indexing the jagged array per event.
     """
     has_pair = ak.to_numpy(ak.num(objects, axis=1)) >= 2
     pairs = objects[has_pair][:, :2]
     columns = {field: ak.to_numpy(ak.flatten(pairs[field])).reshape(-1, 2) for field in FOUR_VECTOR}
-    first, second = (four_vectors(ak.zip({f: v[:, i] for f, v in columns.items()}), FOUR_VECTOR) for i in (0, 1))
+    halves = [ak.zip({f: v[:, i] for f, v in columns.items()}) for i in (0, 1)]
+    first, second = (four_vectors(half, FOUR_VECTOR) for half in halves)
     mass = np.full(len(objects), EMPTY_FLOAT, dtype=np.float64)
     mass[has_pair] = ak.to_numpy((first + second).mass)
     return mass
@@ -120,7 +121,12 @@ def normalization_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.
 
 
 @normalization_weight.requires
-def normalization_weight_requires(self: Producer, task: Any, reqs: dict[str, Any], **kwargs: Any) -> None:
+def normalization_weight_requires(
+    self: Producer,
+    task: Any,
+    reqs: dict[str, Any],
+    **kwargs: Any,
+) -> None:
     """The merged selection statistics of the task's dataset (simulation only)."""
     if self.is_data:
         return
@@ -150,7 +156,7 @@ MUON_SF_KEYS = (("", "nominal"), ("_up", "systup"), ("_down", "systdown"))
 
 @producer(mc_uses={"Pileup.nTrueInt"}, produces={"pu_weight", "pu_weight_up", "pu_weight_down"})
 def pu_weight(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
-    """The pileup weight by the true number of interactions, nominal and with the min-bias cross section up / down.
+    """The pileup weight by the true number of interactions, nominal and min-bias xsec up / down.
 
     Evaluated from the config's pileup file (``external_files`` ``pileup``, correction
     ``config.x.pileup_weight_correction``); 1 for data.

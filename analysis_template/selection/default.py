@@ -23,7 +23,7 @@ DIRECTION = ("pt", "eta", "phi")
 
 
 def min_delta_r(objects: ak.Array, others: ak.Array) -> ak.Array:
-    """For each object, the distance in (eta, phi) to the closest of ``others`` (inf when there is none).
+    """For each object, the distance in (eta, phi) to the closest of ``others`` (inf without any).
 
     Both are coffea four-vectors; ``metric_table`` gives the distance of every (object, other) pair.
     """
@@ -73,12 +73,12 @@ def trigger_mask(events: ak.Array, objects: ObjectDefinitions, dataset_inst: Any
 
 @selector(
     uses={
-        *(f"{collection}.{field}" for collection in ("Jet", "Electron", "Muon", "Tau") for field in DIRECTION),
+        *(f"{name}.{field}" for name in ("Jet", "Electron", "Muon", "Tau") for field in DIRECTION),
         ConfigColumns("objects", ObjectDefinitions.selection_columns),
     },
 )
 def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, SelectionResult]:
-    """Identified objects (jets cleaned against leptons and taus); events with >= 2 jets and >= 1 lepton or tau.
+    """Identified objects (jets cleaned against leptons and taus); >= 2 jets and >= 1 lepton or tau.
 
     Where the config lists triggers, the event must also have fired one of them.
     """
@@ -90,10 +90,14 @@ def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, 
     }
     # hadronic taus and leptons are also reconstructed as jets: remove jets that overlap with them
     # (massless four-vectors: only their directions matter)
-    leptons_and_taus = ak.concatenate([four_vectors(events[n][mask], DIRECTION) for n, mask in objects.items()], axis=1)
+    leptons_and_taus = ak.concatenate(
+        [four_vectors(events[n][mask], DIRECTION) for n, mask in objects.items()],
+        axis=1,
+    )
     clean = min_delta_r(four_vectors(events.Jet, DIRECTION), leptons_and_taus) > JET_CLEANING_DR
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))
     triggered = trigger_mask(events, definitions, self.dataset_inst)
-    return events, SelectionResult(event=(n_jet >= 2) & (n_lepton_or_tau >= 1) & triggered, objects=objects)
+    selected = (n_jet >= 2) & (n_lepton_or_tau >= 1) & triggered
+    return events, SelectionResult(event=selected, objects=objects)

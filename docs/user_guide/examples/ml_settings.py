@@ -14,7 +14,11 @@ settings = split_settings("epochs=10,layers=64:64,learning_rate=0.001")
 assert settings == {"epochs": "10", "layers": "64:64", "learning_rate": "0.001"}
 
 # the tasks create the model like this; each text becomes the type its setting declares
-model = test_model(analysis_template, requested_configs=["run2_2017_nano_uhh_v11_limited"], parameters=settings)
+model = test_model(
+    analysis_template,
+    requested_configs=["run2_2017_nano_uhh_v11_limited"],
+    parameters=settings,
+)
 assert (model.epochs, model.layers, model.learning_rate) == (10, (64, 64), 0.001)
 assert model.settings == {"epochs": 10, "layers": (64, 64), "learning_rate": 0.001}
 assert test_model.epochs == 5  # the class keeps its own values

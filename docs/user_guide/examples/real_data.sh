@@ -1,5 +1,5 @@
-# The chain on a real NanoAOD v12 file (fetched on first use), then test_model trained on the config's embedded
-# sample and evaluated on the real dataset
+# The chain on a real NanoAOD v12 file (fetched on first use), then test_model trained on the
+# config's embedded sample and evaluated on the real dataset
 law run cf.ProduceColumns \
     --version v1 \
     --config run3_2022_preee_nano_v12_limited \
