@@ -2,13 +2,17 @@
 
 Runs the user guide's commands verbatim for ``test_model`` and checks what a physicist relies on: no
 training event is scored by a model that saw it, folds do not depend on chunking, training is
-reproducible, and bad input fails with one clear message.
+reproducible, and bad input fails with one clear message. The guide's commands also run once in an empty
+store, in the order of the pages, and what they print is compared with the outputs the pages show
+(``tests/doc_outputs.py``; ``CF_UPDATE_DOCS_OUTPUTS=1`` records them anew).
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -18,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import TEST_MODEL_EVALUATE, TEST_MODEL_TRAIN, LawEnv, LawOutputs, LawRun
+from tests.doc_outputs import EXAMPLES, ROOT, check_transcript
 from tests.ml_checks import assert_no_leakage, fold_of_events, read_column, recompute_fold_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
@@ -28,6 +33,14 @@ TRAINING_DATASETS = ("hh_ggf_bbtautau_madgraph", "tt_sl_powheg")
 TRAIN = TEST_MODEL_TRAIN
 EVALUATE = TEST_MODEL_EVALUATE
 FOLDS = 3
+# the guide's plot commands for test_model: its performance plots, and its score as a histogrammed variable
+PLOT_ML_RESULTS = ("cf.PlotMLResults", "--version", "v1", "--ml-model", "test_model", "--config", CONFIG,
+                   "--calibrators", "skip_jecunc", "--selector", "default")  # fmt: skip
+HISTOGRAMS = ("cf.CreateHistograms", "--version", "v1", "--config", CONFIG, "--calibrators", "skip_jecunc",
+              "--ml-models", "test_model")  # fmt: skip
+PLOT_SCORE = ("cf.PlotVariables1D", "--version", "v1", "--config", CONFIG, "--calibrators", "skip_jecunc",
+              "--ml-models", "test_model", "--variables", "test_model.score_hh",
+              "--datasets", ",".join(TRAINING_DATASETS))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +184,8 @@ def test_fewer_than_two_folds_is_refused(fresh_law_env: LawEnv, law_run: LawRun)
     # the machine learning chapter shows this command (the bad-input table has it too)
     result = law_run(*TRAIN, "--ml-model-settings", "folds=1", env=fresh_law_env.env, check=False)
     assert_clear_failure(result, "ML model 'test_model': setting 'folds=1' is not an integer >= 2")
+    replacements = {str(fresh_law_env.store): "$CF_STORE_LOCAL", str(fresh_law_env.data): "$CF_DATA"}
+    check_transcript("ml_settings_refused", [result], replacements)
 
 
 def test_training_on_a_dataset_the_model_does_not_use_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:
@@ -223,3 +238,76 @@ def test_a_sandboxed_run_is_quiet_with_one_line_per_task_and_a_summary(trained: 
     summary = result.stdout.splitlines()[-1]
     assert summary.startswith(f"summary: {len(done)} task(s) ran"), summary
     assert "the outputs of cf.MLEvaluation are in " in summary
+
+
+# the guide's commands in a fresh checkout, and what they print
+
+
+@dataclass(frozen=True)
+class GuideRuns:
+    """The store of the guide's commands and what each listing's commands printed (listing name -> runs)."""
+
+    env: LawEnv
+    runs: dict[str, list[subprocess.CompletedProcess[str]]]
+
+    @property
+    def replacements(self) -> dict[str, str]:
+        return {str(self.env.store): "$CF_STORE_LOCAL", str(self.env.data): "$CF_DATA"}
+
+
+@pytest.fixture(scope="module")
+def guide(law_env: LawEnv, law_run: LawRun, tmp_path_factory: pytest.TempPathFactory) -> GuideRuns:
+    """The commands of the getting-started page and the ML chapter, in their order, in an empty store and data
+    directory (as in a fresh checkout: the first training runs the whole chain)."""
+    root = tmp_path_factory.mktemp("guide")
+    env = law_env.with_paths(store=root / "store", data=root / "data")
+    train = law_run(*TRAIN, env=env.env, timeout=900)
+    models = law_run(*TRAIN, "--print-output", "0", env=env.env)
+    evaluate = law_run(*EVALUATE, env=env.env, timeout=600)
+    evaluate_tt = law_run(*EVALUATE, "--dataset", "tt_sl_powheg", env=env.env, timeout=600)
+    scores = law_run(*EVALUATE, "--print-output", "0", env=env.env)
+    scores_tt = law_run(*EVALUATE, "--dataset", "tt_sl_powheg", "--print-output", "0", env=env.env)
+    read_scores = subprocess.run(
+        [sys.executable, str(EXAMPLES / "read_scores.py")],
+        cwd=ROOT,
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert read_scores.returncode == 0, read_scores.stderr[-3000:]
+    plot_results = law_run(*PLOT_ML_RESULTS, env=env.env, timeout=900)
+    plot_files = law_run(*PLOT_ML_RESULTS, "--print-output", "0", env=env.env)
+    histograms = law_run(*HISTOGRAMS, env=env.env)
+    plot_score = law_run(*PLOT_SCORE, env=env.env)
+    runs = {
+        "getting_started": [train, evaluate, scores],
+        "ml_train": [train],
+        "ml_find_models": [models],
+        "ml_evaluate": [evaluate, evaluate_tt],
+        "ml_find_outputs": [scores, scores_tt],
+        "read_scores": [read_scores],
+        "ml_plot_results": [plot_results, plot_files],
+        "ml_plot_score": [histograms, plot_score],
+    }
+    return GuideRuns(env, runs)
+
+
+@pytest.mark.parametrize(
+    "listing",
+    ["getting_started", "ml_train", "ml_find_models", "ml_evaluate", "ml_find_outputs", "read_scores",
+     "ml_plot_results", "ml_plot_score"],
+)  # fmt: skip
+def test_the_guide_shows_what_its_commands_print(guide: GuideRuns, listing: str) -> None:
+    # a script is no listing of commands; the others must be run exactly as the page shows them
+    check_transcript(listing, guide.runs[listing], guide.replacements, check_commands=listing != "read_scores")
+
+
+def test_the_guide_plot_commands_write_their_plots(guide: GuideRuns, law_outputs: LawOutputs) -> None:
+    results = {path.name: path for path in law_outputs(*PLOT_ML_RESULTS, env=guide.env.env)}
+    for name in ("roc", "confusion", "scores"):
+        assert results[f"plot__{name}.png"].stat().st_size > 1000
+    (png,) = [path for path in law_outputs(*PLOT_SCORE, env=guide.env.env) if path.suffix == ".png"]
+    assert png.name == "plot__cat_incl__var_test_model.score_hh.png"
+    assert png.stat().st_size > 1000

@@ -1,5 +1,4 @@
-# A setting that the model refuses stops the command before any task runs, with a one-line error:
-#   error: ML model 'test_model': setting 'folds=1' is not an integer >= 2
+# A setting that the model refuses stops the command before any task runs, with a one-line error.
 law run cf.MLTraining \
     --version v1 \
     --ml-model test_model \

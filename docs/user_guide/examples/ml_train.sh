@@ -1,5 +1,5 @@
-# Train test_model: one model per fold, on the events of its two training datasets.
-# Everything the training needs (the sample files, the event chain, the per-fold event files) runs first.
+# Train test_model: one model per fold, on the events of its two training datasets. Everything the
+# training needs (the sample files, the event chain, the per-fold event files) runs first.
 law run cf.MLTraining \
     --version v1 \
     --ml-model test_model \
@@ -7,13 +7,3 @@ law run cf.MLTraining \
     --calibrators skip_jecunc \
     --selector default \
     --dataset hh_ggf_bbtautau_madgraph,tt_sl_powheg
-
-# The same parameters plus --print-output 0 list the trained models (one directory per fold) and run nothing.
-law run cf.MLTraining \
-    --version v1 \
-    --ml-model test_model \
-    --config run2_2017_nano_uhh_v11_limited \
-    --calibrators skip_jecunc \
-    --selector default \
-    --dataset hh_ggf_bbtautau_madgraph,tt_sl_powheg \
-    --print-output 0
