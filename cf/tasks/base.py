@@ -104,8 +104,9 @@ def show_user_errors_as_one_line() -> None:
 class RunReport:
     """One line per finished task, and a summary when the process ends.
 
-    The summary says what ran, what was complete already and where the outputs of the last task are. Installed once per process when the first task is made (:func:`report_runs`); silent inside a sandbox, whose
-    tasks the outer process reports.
+    The summary says what ran, what was complete already and where the outputs of the last task are. Installed
+    once per process when the first task is made (:func:`report_runs`); silent inside a sandbox, whose tasks the
+    outer process reports.
     """
 
     def __init__(self) -> None:
