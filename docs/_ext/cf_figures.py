@@ -197,13 +197,19 @@ def make_figures(target: Path) -> None:
     draw_task_graph(task_graph(run.args for run in RUNS), target / TASK_GRAPH)
 
 
-def lock(app: Sphinx) -> None:
-    """Wait for other builds of this checkout to finish, then hold the lock until this one finishes."""
+def lock(app: Sphinx) -> float:
+    """Wait for other builds of this checkout to finish, then hold the lock until this one finishes.
+
+    Returns:
+        The seconds waited.
+    """
     path = Path(app.srcdir, FIGURES_DIR.parent, ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("w")
+    start = time.monotonic()
     fcntl.flock(handle, fcntl.LOCK_EX)
     _locks[id(app)] = handle
+    return time.monotonic() - start
 
 
 def unlock(app: Sphinx, exception: Exception | None) -> None:
@@ -213,7 +219,9 @@ def unlock(app: Sphinx, exception: Exception | None) -> None:
 
 
 def on_builder_inited(app: Sphinx) -> None:
-    lock(app)
+    waited = lock(app)
+    if waited > 1:
+        logger.info(f"cf_figures: waited {waited:.0f} s for another build of these docs to finish")
     start = time.monotonic()
     source = os.environ.get(STORE_VARIABLE) or "a temporary store"
     make_figures(Path(app.srcdir, FIGURES_DIR))
