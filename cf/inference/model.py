@@ -5,13 +5,15 @@ columnflow's ``InferenceModel.model``::
 
     categories:
       - name: sr
-        config_data: {run2_2017_nano_uhh_v11_limited: {category: sr, variable: dnn.score_hh, data_datasets: [...]}}
-        data_from_processes: []        # names of processes summed into pseudo data instead of real data
+        config_data:
+          run2_2017_nano_uhh_v11_limited: {category: sr, variable: dnn.score_hh, data_datasets: [...]}
+        data_from_processes: []        # processes summed into pseudo data (no real data)
         mc_stats: 10                   # None: no MC statistical uncertainties; True: threshold 10
         processes:
           - name: HH
             is_signal: true
-            config_data: {run2_2017_nano_uhh_v11_limited: {process: hh_ggf_bbtautau, mc_datasets: [...]}}
+            config_data:
+              run2_2017_nano_uhh_v11_limited: {process: hh_ggf_bbtautau, mc_datasets: [...]}
             scale: 1.0
             parameters:
               - {name: lumi, type: rate_gauss, effect: 1.023, transformations: [], config_data: {}}
