@@ -201,6 +201,18 @@ def check_store_writable(base: str) -> None:
         ) from None
 
 
+@functools.cache
+def check_workers() -> None:
+    """Refuse ``--workers`` below 1 (once per process: luigi's core config is the same for every task).
+
+    Raises:
+        UserError: Naming the value.
+    """
+    workers = luigi.interface.core().workers
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+
+
 class AnalysisTask(law.Task):
     """A task of the analysis named in law.cfg; its outputs live under ``$CF_STORE_LOCAL``."""
 
@@ -241,9 +253,7 @@ class AnalysisTask(law.Task):
         if params.get("chunk_size", 0) == 0:
             params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
         check_store_writable(store_base())
-        workers = luigi.interface.core().workers
-        if workers < 1:
-            raise UserError(f"--workers must be at least 1, got {workers}")
+        check_workers()
         cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params
 
