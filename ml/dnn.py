@@ -420,6 +420,20 @@ class DNNClassifier(MLModel):
         """The fill value of each feature, in the order of ``features``."""
         return [FEATURES[name].fill for name in self.features]
 
+    # the input features of the framework's input and importance plots
+
+    def input_features(self) -> list[str]:
+        return list(self.features)
+
+    def input_matrix(self, events: ak.Array) -> np.ndarray:
+        return fill_missing(self.feature_matrix(events), self.feature_fills())
+
+    def predict_inputs(self, fold_model: FoldModel, x: np.ndarray) -> np.ndarray:
+        return fold_model.predict(x)
+
+    def training_weights(self, weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return balanced_class_weights(weights, labels, len(self.classes))
+
     def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
         """The raw features, labels, weights and event identities of all training events in ``input``.
 
@@ -477,9 +491,8 @@ class DNNClassifier(MLModel):
         standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
         x = apply_standardization(data["x"], standardization)
         labels, weights = data["label"], data["weight"]
-        n_classes = len(self.classes)
-        fit_weights = balanced_class_weights(weights[is_fit], labels[is_fit], n_classes)
-        val_weights = balanced_class_weights(weights[is_val], labels[is_val], n_classes)
+        fit_weights = self.training_weights(weights[is_fit], labels[is_fit])
+        val_weights = self.training_weights(weights[is_val], labels[is_val])
 
         network = self.build_network(x.shape[1])
         stopping = keras.callbacks.EarlyStopping(
