@@ -75,6 +75,8 @@ ONNX_TOLERANCE = 1e-5
 VALIDATION_SALT = 0x5EED_0F_7A11D
 #: Sandbox of the training and of the Keras evaluation; the ONNX evaluation runs in the base environment.
 TF_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
+#: The tasks that open the fold models in the base environment with the ONNX backend (no sandbox).
+ONNX_TASKS = ("cf.MLEvaluation", "cf.PlotMLImportance")
 
 
 # features
@@ -372,7 +374,7 @@ class DNNClassifier(MLModel):
 
     def sandbox(self, task: law.Task) -> str:
         # ONNX Runtime is part of the base environment: no sandbox process to start for the evaluation
-        if task.task_family == "cf.MLEvaluation" and self.evaluation_backend == "onnx":
+        if task.task_family in ONNX_TASKS and self.evaluation_backend == "onnx":
             return ""
         return TF_SANDBOX
 

@@ -227,20 +227,30 @@ def test_permutation_importance_of_dnn(dnn_store: LawEnv, law_run: LawRun, law_o
     assert any(e["auc_drop"]["mean"] > max(0.01, 3 * e["auc_drop"]["std"]) for e in results["features"].values())
 
 
+REFUSED = (
+    pytest.param(
+        ("cf.PlotMLInputs", "--version", "v1", "--ml-model", "test_model"),
+        "ML model 'test_model' does not implement input_features, input_matrix, which cf.PlotMLInputs needs",
+        id="model-without-feature-methods",
+    ),
+    pytest.param(
+        (*IMPORTANCE, "--ml-model-settings", "evaluation_backend=keras"),
+        "cf.PlotMLImportance opens the fold models in the base environment, but ML model 'dnn' asks for the sandbox",
+        id="importance-in-a-sandbox",
+    ),
+)
+
+
 @pytest.mark.slow
-def test_a_model_without_the_feature_methods_is_refused(fresh_law_env: LawEnv, law_run: LawRun) -> None:
-    result = law_run(
-        "cf.PlotMLInputs", "--version", "v1", "--ml-model", "test_model", env=fresh_law_env.env, check=False
-    )
+@pytest.mark.parametrize(("args", "message"), REFUSED)
+def test_bad_input_is_refused_in_one_line(
+    fresh_law_env: LawEnv, law_run: LawRun, args: tuple[str, ...], message: str
+) -> None:
+    result = law_run(*args, env=fresh_law_env.env, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     errors = [line for line in output.splitlines() if "error: " in line]
     assert len(errors) == 1, output[-3000:]
-    assert (
-        "ML model 'test_model' does not implement input_features, input_matrix, which cf.PlotMLInputs needs"
-        in errors[0]
-    )
+    assert message in errors[0]
     assert "Traceback" not in output
-    assert not (fresh_law_env.store / "analysis_template").exists() or not list(
-        (fresh_law_env.store / "analysis_template").glob("cf.PlotMLInputs*")
-    )
+    assert list(fresh_law_env.store.glob("*/cf.PlotML*")) == []

@@ -20,11 +20,17 @@ import law
 import luigi
 import numpy as np
 
-from cf.analysis import get_config, load_analysis
 from cf.io import dump_json
-from cf.ml import MLModel, model_instance
+from cf.ml import MLModel
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin
-from cf.tasks.ml import MergeMLEvents, MLModelMixin, MLTraining, event_weights, training_functions
+from cf.tasks.ml import (
+    MergeMLEvents,
+    MLModelMixin,
+    MLTraining,
+    apply_training_functions,
+    event_weights,
+    training_functions,
+)
 from cf.tasks.plotting import MLClass, model_classes
 from cf.util import UserError
 
@@ -75,12 +81,10 @@ class MLInputsTask(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)
-        needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
-        if all(key in params for key in needed):
-            model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
+        model = apply_training_functions(params)
+        if model is not None:
             check_model_methods(model, cls.model_methods, cls.get_task_family())
             model.output_classes()
-            params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
         return params
 
     def store_parts(self) -> list[str]:
@@ -322,7 +326,8 @@ class PlotMLImportance(MLInputsTask):
     * ``ml_importance.json``: the unpermuted AUC and loss per fold and, per feature, the drops per fold with their
       mean and standard deviation; ``ranking`` lists the features by their mean AUC drop.
 
-    Runs in the base environment: the model's ``open_model`` must work there (for ``dnn``, the default ONNX backend).
+    Runs in the base environment: the model's ``sandbox(task)`` must return ``""`` for this task (it is called with
+    the task class at parameter time) and its ``open_model`` must work there (for ``dnn``: the default ONNX backend).
     """
 
     permutation_seed = luigi.IntParameter(default=0, description="seed of the permutations; default: 0")
@@ -334,6 +339,14 @@ class PlotMLImportance(MLInputsTask):
         params = super().modify_param_values(params)
         if params.get("repeats", 1) < 1:
             raise UserError(f"--repeats must be at least 1, got {params['repeats']}")
+        model = apply_training_functions(params)
+        sandbox = model.sandbox(cls) if model is not None else ""
+        if model is not None and sandbox:
+            raise UserError(
+                f"{cls.get_task_family()} opens the fold models in the base environment, but ML model "
+                f"'{model.cls_name}' asks for the sandbox '{sandbox}' for it (its sandbox(task) must return '' for "
+                f"{cls.get_task_family()}; for dnn: the default evaluation_backend=onnx)",
+            )
         return params
 
     def store_parts(self) -> list[str]:
