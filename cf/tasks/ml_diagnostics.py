@@ -83,9 +83,14 @@ class MLInputsTask(MLModelMixin, ProducersMixin, SelectorMixin, CalibratorsMixin
         params = super().modify_param_values(params)
         model = apply_training_functions(params)
         if model is not None:
-            check_model_methods(model, cls.model_methods, cls.get_task_family())
-            model.output_classes()
+            cls.check_model(model)
         return params
+
+    @classmethod
+    def check_model(cls, model: MLModel) -> None:
+        """Refuse a model that lacks the task's :attr:`model_methods` or output classes (a UserError)."""
+        check_model_methods(model, cls.model_methods, cls.get_task_family())
+        model.output_classes()
 
     def store_parts(self) -> list[str]:
         return [*super().store_parts(), *self.function_store_parts()]
@@ -336,18 +341,21 @@ class PlotMLImportance(MLInputsTask):
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
-        params = super().modify_param_values(params)
         if params.get("repeats", 1) < 1:
             raise UserError(f"--repeats must be at least 1, got {params['repeats']}")
-        model = apply_training_functions(params)
-        sandbox = model.sandbox(cls) if model is not None else ""
-        if model is not None and sandbox:
+        return super().modify_param_values(params)
+
+    @classmethod
+    def check_model(cls, model: MLModel) -> None:
+        """Also refuse a model that asks for a sandbox for this task: it opens the fold models in the base one."""
+        super().check_model(model)
+        sandbox = model.sandbox(cls)
+        if sandbox:
             raise UserError(
                 f"{cls.get_task_family()} opens the fold models in the base environment, but ML model "
                 f"'{model.cls_name}' asks for the sandbox '{sandbox}' for it (its sandbox(task) must return '' for "
                 f"{cls.get_task_family()}; for dnn: the default evaluation_backend=onnx)",
             )
-        return params
 
     def store_parts(self) -> list[str]:
         return [*super().store_parts(), f"perm__seed_{self.permutation_seed}__repeats_{self.repeats}"]
