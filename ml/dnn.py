@@ -24,6 +24,8 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
   and ``standardization.json``.
 * **Evaluation**: ONNX Runtime in the base environment (default: no sandbox, no TensorFlow), or Keras in the
   TF sandbox with ``--ml-model-settings evaluation_backend=keras``.
+* **Input and importance plots**: ``input_features``, ``input_matrix`` (the filled features), ``predict_inputs``
+  and ``training_weights`` (the class balancing of ``train``) serve ``cf.PlotMLInputs`` and ``cf.PlotMLImportance``.
 
 The held-out AUC over all folds is not known inside one fold's training (fold ``i``'s events are not its
 input); compute it from the MLEvaluation outputs, e.g. with :func:`signal_vs_rest_auc`.

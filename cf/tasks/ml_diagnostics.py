@@ -160,7 +160,8 @@ class PlotMLInputs(MLInputsTask):
       model's ``training_weights`` per class, over all events and for the training folds of each fold model.
 
     Events are weighted with the absolute value of the model's ``weight_column`` (1 where it is absent), as in
-    ``cf.PlotMLResults``; the class weights start from the signed values, as the training does.
+    ``cf.PlotMLResults``; the class weights start from the signed values, as the training does. The features of all
+    training events are held in memory at once, as a training that reads them all does.
     """
 
     def requires(self) -> dict[str, Any]:
