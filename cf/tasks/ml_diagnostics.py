@@ -231,6 +231,11 @@ class PlotMLInputs(MLInputsTask):
             "class_weights": class_weight_table(model, sample, classes),
         }
         dump_json(outputs["json"].path, results)
+        for name, entry in (results["class_weights"] or {}).get("per_class", {}).items():
+            self.publish_message(
+                f"class {name}: {entry['n_events']} events, sum of |weights| {entry['sum_abs_weights']:.4g}, "
+                f"of training weights {entry['sum_training_weights']:.4g}"
+            )
 
 
 def paths(targets: dict[str, law.LocalFileTarget]) -> dict[str, str]:
