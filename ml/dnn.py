@@ -24,6 +24,8 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
   and ``standardization.json``.
 * **Evaluation**: ONNX Runtime in the base environment (default: no sandbox, no TensorFlow), or Keras in the
   TF sandbox with ``--ml-model-settings evaluation_backend=keras``.
+* **Input and importance plots**: ``input_features``, ``input_matrix`` (the filled features), ``predict_inputs``
+  and ``training_weights`` (the class balancing of ``train``) serve ``cf.PlotMLInputs`` and ``cf.PlotMLImportance``.
 
 The held-out AUC over all folds is not known inside one fold's training (fold ``i``'s events are not its
 input); compute it from the MLEvaluation outputs, e.g. with :func:`signal_vs_rest_auc`.
@@ -75,6 +77,8 @@ ONNX_TOLERANCE = 1e-5
 VALIDATION_SALT = 0x5EED_0F_7A11D
 #: Sandbox of the training and of the Keras evaluation; the ONNX evaluation runs in the base environment.
 TF_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
+#: The tasks that open the fold models in the base environment with the ONNX backend (no sandbox).
+ONNX_TASKS = ("cf.MLEvaluation", "cf.PlotMLImportance")
 
 
 # features
@@ -372,7 +376,7 @@ class DNNClassifier(MLModel):
 
     def sandbox(self, task: law.Task) -> str:
         # ONNX Runtime is part of the base environment: no sandbox process to start for the evaluation
-        if task.task_family == "cf.MLEvaluation" and self.evaluation_backend == "onnx":
+        if task.task_family in ONNX_TASKS and self.evaluation_backend == "onnx":
             return ""
         return TF_SANDBOX
 
@@ -419,6 +423,20 @@ class DNNClassifier(MLModel):
     def feature_fills(self) -> list[float]:
         """The fill value of each feature, in the order of ``features``."""
         return [FEATURES[name].fill for name in self.features]
+
+    # the input features of the framework's input and importance plots
+
+    def input_features(self) -> list[str]:
+        return list(self.features)
+
+    def input_matrix(self, events: ak.Array) -> np.ndarray:
+        return fill_missing(self.feature_matrix(events), self.feature_fills())
+
+    def predict_inputs(self, fold_model: FoldModel, x: np.ndarray) -> np.ndarray:
+        return fold_model.predict(x)
+
+    def training_weights(self, weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return balanced_class_weights(weights, labels, len(self.classes))
 
     def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
         """The raw features, labels, weights and event identities of all training events in ``input``.
@@ -477,9 +495,8 @@ class DNNClassifier(MLModel):
         standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
         x = apply_standardization(data["x"], standardization)
         labels, weights = data["label"], data["weight"]
-        n_classes = len(self.classes)
-        fit_weights = balanced_class_weights(weights[is_fit], labels[is_fit], n_classes)
-        val_weights = balanced_class_weights(weights[is_val], labels[is_val], n_classes)
+        fit_weights = self.training_weights(weights[is_fit], labels[is_fit])
+        val_weights = self.training_weights(weights[is_val], labels[is_val])
 
         network = self.build_network(x.shape[1])
         stopping = keras.callbacks.EarlyStopping(

@@ -305,6 +305,34 @@ class MLModel(RegisteredModel, abc.ABC):
         with open(path) as file:
             return json.load(file)
 
+    # optional: the input features, read by cf.PlotMLInputs and cf.PlotMLImportance (cf.tasks.ml_diagnostics)
+
+    def input_features(self) -> list[str]:
+        """The names of the input features, one per column of :meth:`input_matrix`."""
+        raise NotImplementedError
+
+    def input_matrix(self, events: ak.Array) -> np.ndarray:
+        """The input features of the events, shape ``(events, features)``, in physical units.
+
+        What the network receives before any scaling it does itself, with missing objects already replaced as
+        the model replaces them, so that the plotted distributions and correlations are those the network sees.
+        """
+        raise NotImplementedError
+
+    def predict_inputs(self, fold_model: Any, x: np.ndarray) -> np.ndarray:
+        """The class scores, shape ``(events, classes)``, of one fold's model (``open_model``).
+
+        ``x`` holds rows of :meth:`input_matrix`, some of whose columns the importance plot permutes.
+        """
+        raise NotImplementedError
+
+    def training_weights(self, weights: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """The per-event weights ``train`` applies, from the ``weight_column`` values and the class indices.
+
+        None (the default) when the model does not declare them; the input plots then show no class weights.
+        """
+        return None
+
     # optional hooks
 
     def setup(self) -> None:

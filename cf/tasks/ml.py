@@ -172,6 +172,20 @@ def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any])
     }
 
 
+def apply_training_functions(params: dict[str, Any]) -> MLModel | None:
+    """Set the calibrators, selector and producers of a config task's ``params`` to those the training reads.
+
+    Returns:
+        The model, or None while the parameters are not complete yet (nothing changed then).
+    """
+    needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
+    if not all(key in params for key in needed):
+        return None
+    model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
+    params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
+    return model
+
+
 class MLModelSandboxMixin(MLModelMixin):
     """A task that runs in its model's sandbox (``MLModel.sandbox``); ``""`` means the base environment."""
 
@@ -606,10 +620,7 @@ class MLTrainingScores(
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)
-        needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
-        if all(key in params for key in needed):
-            model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
-            params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
+        apply_training_functions(params)
         return params
 
     def store_parts(self) -> list[str]:
