@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -520,7 +521,10 @@ class DNNClassifier(MLModel):
         os.makedirs(output.path, exist_ok=True)
         path = {name: output.child(name, type="f").path for name in ("model.keras", "model.onnx")}
         network.save(path["model.keras"])
-        network.export(path["model.onnx"], format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # keras' ONNX exporter tests for numpy's removed np.object, which warns on every export
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            network.export(path["model.onnx"], format="onnx", verbose=False)
 
         # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
         keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
@@ -556,7 +560,8 @@ class DNNClassifier(MLModel):
         for name, content in files.items():
             with open(output.child(name, type="f").path, "w") as file:
                 json.dump(content, file, indent=2)
-        print(f"fold {fold}: " + ", ".join(f"{key}={value}" for key, value in metrics.items()))
+        held_out = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key.startswith("val_"))
+        print(f"fold {fold}: {held_out}, best epoch {best_epoch + 1} of {len(history['val_loss'])}", flush=True)
 
     def class_aucs(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
         """``val_auc_<class>``: the AUC of each class's score separating that class from the others."""
