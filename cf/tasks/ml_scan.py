@@ -29,8 +29,8 @@ from cf.plotting import plot_scan, save_figure
 from cf.registry import split_settings
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin
 from cf.tasks.ml import MLModelMixin, MLTraining, commit_twin, remove_path, temporary_twin, with_training_functions
-from cf.tasks.remote import WORKFLOW_TYPES, BatchJobMixin, check_job_resources
-from cf.util import UserError, short_hash, unknown_name_message
+from cf.tasks.remote import BatchJobMixin, check_workflow_and_resources
+from cf.util import UserError, short_hash
 
 __all__ = ["MLTrainingScan", "ScanPoint", "scan_points"]
 
@@ -122,10 +122,7 @@ class MLTrainingScan(BatchJobMixin, MLModelMixin, ProducersMixin, SelectorMixin,
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = with_training_functions(super().modify_param_values(params))
-        workflow = params.get("workflow")
-        if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
-            raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
-        check_job_resources(params)
+        check_workflow_and_resources(params)
         if "scan" in params and "ml_model" in params:
             scan_points(MLModel.get_cls(params["ml_model"]), tuple(params["ml_model_settings"]), params["scan"])
         return params
@@ -138,10 +135,14 @@ class MLTrainingScan(BatchJobMixin, MLModelMixin, ProducersMixin, SelectorMixin,
         return [*super().store_parts(), *self.function_store_parts(), f"scan__{short_hash(axes)}"]
 
     def requires(self) -> dict[int, MLTraining]:
-        return {
-            index: MLTraining.req(self, ml_model_settings=settings, configs=(self.config,), dataset=(), branch=-1)
-            for index, (_, settings) in enumerate(self.points())
-        }
+        points = self.points()
+        trainings = {}
+        for index, (_, settings) in enumerate(points):
+            training = MLTraining.req(self, ml_model_settings=settings, configs=(self.config,), dataset=(), branch=-1)
+            # the points train in the order of the grid: luigi passes a priority on to the requirements
+            training.priority = len(points) - index
+            trainings[index] = training
+        return trainings
 
     def output(self) -> dict[str, Any]:
         return {

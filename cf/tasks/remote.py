@@ -53,6 +53,7 @@ __all__ = [
     "WorkflowSandboxTask",
     "bootstrap_render_variables",
     "check_job_resources",
+    "check_workflow_and_resources",
     "create_job_file",
     "htcondor_runtime_seconds",
     "last_error_in_log",
@@ -451,11 +452,16 @@ class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
-        workflow = params.get("workflow")
-        if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
-            raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
-        check_job_resources(params)
+        check_workflow_and_resources(params)
         return super().modify_param_values(params)
+
+
+def check_workflow_and_resources(params: dict[str, Any]) -> None:
+    """Refuse an unknown ``--workflow`` (law would fall back to ``local``) and impossible job resources."""
+    workflow = params.get("workflow")
+    if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
+        raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
+    check_job_resources(params)
 
 
 def create_job_file(

@@ -1,4 +1,5 @@
-# The best point's --ml-model-settings, as the scan printed them: the same training, complete already.
+# The best point's --ml-model-settings, as the scan printed them: the same training, complete
+# already.
 law run cf.MLTraining \
     --version v1 \
     --ml-model dnn \
