@@ -20,8 +20,10 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
 * **Determinism**: the Keras seed is ``seed + fold`` and TensorFlow's op determinism is on, so re-training
   gives bit-identical weights.
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
-  on the validation inputs), ``history.json``, ``metrics.json`` (validation AUC of HH against the rest)
-  and ``standardization.json``.
+  on the validation inputs), ``history.json``, ``metrics.json`` (validation loss, AUC of HH against the
+  rest and of each class against the rest, the device the training ran on) and ``standardization.json``.
+* **Device**: a visible GPU when there is one (its name is logged and written into ``metrics.json``), else the
+  CPU, where op determinism makes re-training bit-identical.
 * **Evaluation**: ONNX Runtime in the base environment (default: no sandbox, no TensorFlow), or Keras in the
   TF sandbox with ``--ml-model-settings evaluation_backend=keras``.
 * **Input and importance plots**: ``input_features``, ``input_matrix`` (the filled features), ``predict_inputs``
@@ -36,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -311,6 +314,12 @@ def epoch_logger(fold: int) -> Any:
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
 
 
+def training_device() -> str:
+    """The device Keras trains on: the first visible GPU (e.g. ``GPU:0``), else ``CPU``."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return gpus[0].name.removeprefix("/physical_device:") if gpus else "CPU"
+
+
 @dataclass
 class FoldModel:
     """One fold's trained network with its standardization, as ``open_model`` returns it.
@@ -368,6 +377,11 @@ class DNNClassifier(MLModel):
     onnx_threads: int = setting(1, "intra-op threads of an ONNX Runtime session", minimum=1)
     # how the trained networks are run does not change the training: no retraining when these change
     evaluation_settings = frozenset({"evaluation_backend", "onnx_threads"})
+    # these change only the fit: trainings (e.g. the points of a scan) that differ in them share the prepared events
+    training_only_settings = frozenset(
+        {"layers", "activation", "dropout", "learning_rate", "batch_size", "epochs", "patience", "min_epochs"}
+        | {"validation_fraction", "seed"}
+    )
 
     def setup(self) -> None:
         self.add_score_variables()
@@ -485,6 +499,8 @@ class DNNClassifier(MLModel):
     def train(self, task: law.Task, input: dict[str, Any], output: law.LocalDirectoryTarget) -> None:
         start = time.perf_counter()
         fold = task.branch
+        device = training_device()
+        print(f"fold {fold}: training on {device}", flush=True)
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed + fold)
         tf.config.experimental.enable_op_determinism()
@@ -522,7 +538,10 @@ class DNNClassifier(MLModel):
         os.makedirs(output.path, exist_ok=True)
         path = {name: output.child(name, type="f").path for name in ("model.keras", "model.onnx")}
         network.save(path["model.keras"])
-        network.export(path["model.onnx"], format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # keras' ONNX exporter tests for numpy's removed np.object, which warns on every export
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            network.export(path["model.onnx"], format="onnx", verbose=False)
 
         # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
         keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
@@ -543,6 +562,7 @@ class DNNClassifier(MLModel):
             "fold": fold,
             "val_auc_signal_vs_rest": signal_vs_rest_auc(keras_scores[:, 0], is_signal, np.abs(weights[is_val])),
             "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(keras_scores[:, 0], is_signal),
+            **self.class_aucs(keras_scores, labels[is_val], np.abs(weights[is_val])),
             "val_loss": history["val_loss"][best_epoch],
             "best_epoch": best_epoch + 1,
             "epochs_run": len(history["val_loss"]),
@@ -551,12 +571,26 @@ class DNNClassifier(MLModel):
             "n_events_val": {n: int(c) for n, c in zip(self.class_names(), np.bincount(labels[is_val]), strict=False)},
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
+            "device": device,
         }
         files = {"history.json": history, "standardization.json": standardization, "metrics.json": metrics}
         for name, content in files.items():
             with open(output.child(name, type="f").path, "w") as file:
                 json.dump(content, file, indent=2)
-        print(f"fold {fold}: " + ", ".join(f"{key}={value}" for key, value in metrics.items()))
+        held_out = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key.startswith("val_"))
+        print(f"fold {fold}: {held_out}, best epoch {best_epoch + 1} of {len(history['val_loss'])}", flush=True)
+
+    def class_aucs(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+        """``val_auc_<class>``: the AUC of each class's score separating that class from the others."""
+        return {
+            f"val_auc_{name}": signal_vs_rest_auc(scores[:, node], labels == node, weights)
+            for node, name in enumerate(self.class_names())
+        }
+
+    def training_metrics(self, target: law.LocalDirectoryTarget) -> dict[str, float] | None:
+        """The validation metrics of ``metrics.json`` (``val_loss`` and the AUCs; not the counts or timings)."""
+        metrics = super().training_metrics(target)
+        return None if metrics is None else {key: value for key, value in metrics.items() if key.startswith("val_")}
 
     def evaluate(
         self,

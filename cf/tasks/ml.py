@@ -137,8 +137,16 @@ class MLModelMixin:
 
     def training_settings(self) -> tuple[str, ...]:
         """The ``--ml-model-settings`` items that change the training (evaluation-only ones removed)."""
-        evaluation_only = self.ml_model_inst.evaluation_settings
-        return tuple(item for item in self.ml_model_settings if item.partition("=")[0].strip() not in evaluation_only)
+        return self.settings_except(self.ml_model_inst.evaluation_settings)
+
+    def event_settings(self) -> tuple[str, ...]:
+        """The ``--ml-model-settings`` items that change the prepared training events (training-only ones removed)."""
+        model = self.ml_model_inst
+        return self.settings_except(model.evaluation_settings | model.training_only_settings)
+
+    def settings_except(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The ``--ml-model-settings`` items whose names are not in ``names``."""
+        return tuple(item for item in self.ml_model_settings if item.partition("=")[0].strip() not in names)
 
     def function_store_parts(self) -> list[str]:
         return [*super().function_store_parts(), self.ml_store_part()]  # type: ignore[misc]
@@ -427,7 +435,12 @@ class MLTraining(
         stats: dict[str, Any] = {}
         for config_inst in self.ml_model_inst.config_insts:
             funcs = training_functions(self.ml_model_inst, config_inst, self.param_kwargs)
-            common = {"config": config_inst.name, "ml_model": self.ml_model, **funcs}
+            common = {
+                "config": config_inst.name,
+                "ml_model": self.ml_model,
+                "ml_model_settings": self.event_settings(),
+                **funcs,
+            }
             events[config_inst.name] = {}
             stats[config_inst.name] = {}
             for dataset in self.selected_datasets(config_inst):
@@ -450,6 +463,9 @@ class MLTraining(
 
     def output(self) -> Any:
         return self.ml_model_inst.output(self)
+
+    def default_job_gpus(self) -> int:
+        return 1 if self.ml_model_inst.wants_gpu else 0
 
     def sandbox_pre_run(self) -> None:
         # law calls this in the outer process, before the sandbox is entered
@@ -628,10 +644,13 @@ class MLTrainingScores(
 
     def requires(self) -> Any:
         folds = range(self.ml_model_inst.folds)
+        settings = self.event_settings()
         return {
             "models": MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1),
             "events": {
-                dataset: [MergeMLEvents.req(self, dataset=dataset, fold=fold) for fold in folds]
+                dataset: [
+                    MergeMLEvents.req(self, dataset=dataset, fold=fold, ml_model_settings=settings) for fold in folds
+                ]
                 for dataset in self.training_datasets()
             },
         }
