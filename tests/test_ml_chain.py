@@ -161,6 +161,13 @@ def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
         # one worker: the workflow enters the sandbox once; more workers: each file (branch) in its own
         assert result.stdout.count("entering sandbox") == sandboxes, result.stdout[-3000:]
         assert all(pq.read_table(path).equals(table) for path, table in zip(files, expected, strict=True))
+        # with two workers the tasks run in forked processes: the summary counts them all the same
+        lines = result.stdout.splitlines()
+        done = [line for line in lines if line.startswith("done: ")]
+        summary = [line for line in lines if line.startswith("summary: ")]
+        assert done and summary, result.stdout[-3000:]
+        assert summary[-1].startswith(f"summary: {len(done)} task(s) ran"), summary
+        assert "the outputs of cf.MLEvaluation are in " in summary[-1]
 
 
 def test_a_failing_file_keeps_the_files_evaluated_before_it(

@@ -106,39 +106,59 @@ class RunReport:
 
     The summary says what ran, what was complete already and where the outputs of the last task are. Installed
     once per process when the first task is made (:func:`report_runs`); silent inside a sandbox, whose tasks the
-    outer process reports.
+    outer process reports. With ``--workers N > 1`` luigi runs each task in a forked process whose memory the
+    summary never sees: every finished task is therefore appended to a file shared across the fork (an unlinked
+    temporary file opened with ``O_APPEND``, so that the lines of concurrent tasks never mix).
     """
 
     def __init__(self) -> None:
-        self.ran: set[str] = set()
+        self.tasks: dict[str, Any] = {}
         self.present_ids: set[str] = set()
         self.failed: set[str] = set()
-        self.seconds = 0.0
-        self.last: Any = None
+        descriptor, path = tempfile.mkstemp(prefix="cf_runs_")
+        os.close(descriptor)
+        self.record = os.open(path, os.O_RDWR | os.O_APPEND)
+        os.unlink(path)
 
     def finished(self, task: Any, seconds: float) -> None:
-        self.ran.add(task.task_id)
-        self.seconds += seconds
-        self.last = task
+        os.write(self.record, f"{task.task_id}\t{seconds}\n".encode())
+        self.tasks[task.task_id] = task
         print(f"done: {describe_task(task)} ({seconds:.1f} s)", flush=True)
+
+    def discovered(self, task: Any, dependency: Any) -> None:
+        self.tasks[task.task_id] = task
+        self.tasks[dependency.task_id] = dependency
 
     def present(self, task: Any) -> None:
         self.present_ids.add(task.task_id)
-        self.last = task
+        self.tasks[task.task_id] = task
 
     def failure(self, task: Any, error: BaseException) -> None:
         self.failed.add(task.task_id)
 
+    def runs(self) -> list[tuple[str, float]]:
+        """The finished tasks of this process and its forked workers: (task id, seconds), in order."""
+        os.lseek(self.record, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self.record, 1 << 16):
+            chunks.append(chunk)
+        lines = b"".join(chunks).decode().splitlines()
+        return [(task_id, float(seconds)) for task_id, seconds in (line.split("\t") for line in lines)]
+
     def summary(self) -> str:
         """The summary line, or an empty string when nothing ran or was checked."""
-        complete = len(self.present_ids - self.ran)
-        if not (self.ran or complete or self.failed):
+        runs = self.runs()
+        ran = {task_id for task_id, _ in runs}
+        complete = len(self.present_ids - ran)
+        if not (ran or complete or self.failed):
             return ""
-        text = f"summary: {len(self.ran)} task(s) ran ({self.seconds:.1f} s), {complete} were complete already"
+        seconds = sum(seconds for _, seconds in runs)
+        text = f"summary: {len(ran)} task(s) ran ({seconds:.1f} s), {complete} were complete already"
+        last = self.tasks.get(runs[-1][0]) if runs else None
         if self.failed:
             text += f", {len(self.failed)} failed"
-        elif isinstance(self.last, AnalysisTask):
-            text += f"; the outputs of {self.last.task_family} are in {self.last.local_path()}"
+        elif isinstance(last, AnalysisTask):
+            text += f"; the outputs of {last.task_family} are in {last.local_path()}"
         return text
 
     def print_summary(self) -> None:
@@ -173,6 +193,7 @@ def report_runs() -> RunReport | None:
         return None
     report = RunReport()
     AnalysisTask.event_handler(luigi.Event.PROCESSING_TIME)(report.finished)
+    AnalysisTask.event_handler(luigi.Event.DEPENDENCY_DISCOVERED)(report.discovered)
     AnalysisTask.event_handler(luigi.Event.DEPENDENCY_PRESENT)(report.present)
     AnalysisTask.event_handler(luigi.Event.FAILURE)(report.failure)
     atexit.register(report.print_summary)
