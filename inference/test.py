@@ -44,6 +44,7 @@ __all__ = ["test_inference"]
     ),
     toy_seed=setting(1, "the seed of the Poisson toy of observation=toy", minimum=0),
     weight_uncertainties=setting(True, "add the pileup and muon ID weight uncertainties"),
+    mc_stats=setting(True, "add the MC statistical uncertainties (autoMCStats 10)"),
 )
 def test_inference(self: InferenceModel) -> None:
     """HH -> bbtautau: the ``dnn`` HH score in the signal region and HT in the tt control region.
@@ -51,9 +52,10 @@ def test_inference(self: InferenceModel) -> None:
     Processes HH (signal, times ``signal_scale``), tt and dy; the luminosity uncertainty of each config (lnN on
     all processes), the tt cross-section uncertainty (lnN, from the config process), the jet energy scale
     (shape, shift source ``jec``), the pileup and muon ID weights (shapes, shift sources ``pu`` and ``mu_id``;
-    ``weight_uncertainties=False`` leaves them out) and the MC statistical uncertainties. The observation of both
-    categories is a seeded Poisson toy of the expected backgrounds (``observation=toy``), their sum
-    (``observation=asimov``: no observed limit) or the data datasets (``observation=events``).
+    ``weight_uncertainties=False`` leaves them out) and the MC statistical uncertainties (``mc_stats=False`` leaves
+    them out). The observation of both categories is a seeded Poisson toy of the expected backgrounds
+    (``observation=toy``), their sum (``observation=asimov``: no observed limit) or the data datasets
+    (``observation=events``).
     """
     configs = [config_inst.name for config_inst in self.config_insts]
     regions = (
@@ -66,7 +68,7 @@ def test_inference(self: InferenceModel) -> None:
             config_data={config: {"category": category, "variable": variable} for config in configs},
             data_from_processes=None if self.observation == "events" else ["tt", "dy"],
             data_toy_seed=self.toy_seed if self.observation == "toy" else None,
-            mc_stats=True,
+            mc_stats=self.mc_stats,
             bin_edges=bin_edges,
             # bins without MC stay at zero; the pyhf fits keep every bin's total yield positive
             empty_bin_value=0.0,

@@ -10,8 +10,8 @@ To analyse your own files, add a dataset whose keys are their paths (globs allow
 :func:`add_real_dataset`, giving ``n_files`` and ``n_events``.
 
 The MC is normalised to the year's real luminosity (``x.luminosity``, e.g. 41.5 fb^-1 for 2017); the embedded
-pseudo-data is drawn at a small luminosity of its own (``x.pseudo_data_luminosity``, 5 pb^-1), so that it stays a
-few hundred events.
+pseudo-data is drawn at a small luminosity of its own (``x.pseudo_data_luminosity``, 5 pb^-1), so that it stays
+small.
 
 ``CF_SAMPLE_SCALE`` (default 1) scales the number of generated events of every embedded dataset.
 """
@@ -57,7 +57,7 @@ MC_EVENTS_PER_FILE = 4000
 #: Processes mixed into the pseudo-data.
 DATA_PROCESSES: tuple[od.Process, ...] = (procs.tt_sl, procs.tt_dl, procs.dy_lep_m50, procs.hh_ggf_bbtautau)
 #: The luminosity in pb^-1 at which the embedded pseudo-data is drawn: a small slice, so that the dataset stays
-#: small (about 100 events after the selection). Plots compare it with the MC scaled to it; inference models take
+#: small (about 33 000 events; at the 41.5 fb^-1 of 2017 they would be 270 million). Plots compare it with the MC scaled to it; inference models take
 #: their pseudo-data from the MC histograms at the full luminosity instead (see ``inference.test``).
 PSEUDO_DATA_LUMINOSITY = Number(5.0)
 #: The embedded MC datasets: name, id offset within the campaign, process.
@@ -193,7 +193,7 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
     """Add the four embedded MC datasets and the pseudo-data drawn around their expectation.
 
     The pseudo-data is drawn at the campaign's ``pseudo_data_luminosity``, not at its luminosity, so that it stays
-    small (a few hundred events instead of millions).
+    small (tens of thousands of events instead of hundreds of millions).
 
     Args:
         campaign: The campaign that owns the datasets.
