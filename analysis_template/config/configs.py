@@ -76,7 +76,8 @@ def add_config(
         config.add_dataset(dataset)
 
     config.x.luminosity = campaign.x.luminosity
-    # the embedded pseudo-data is drawn at a small luminosity of its own: data/MC plots scale the MC to it
+    # the embedded pseudo-data is drawn at a small luminosity of its own: data/MC plots scale
+    # the MC to it
     config.x.data_luminosity = campaign.x.pseudo_data_luminosity
     config.x.objects = objects
     _add_corrections(config)
