@@ -177,6 +177,14 @@ def test_datasets_are_grouped_into_the_top_level_processes_of_the_config(config_
     ]
 
 
+def test_plots_with_data_show_the_data_luminosity_and_others_the_mc_one(config_inst: Any) -> None:
+    from cf.tasks.plotting import plotted_luminosity
+
+    # the MC at the 41.5 fb^-1 of 2017, the embedded pseudo-data at 5 pb^-1
+    assert plotted_luminosity(config_inst, has_data=True) == pytest.approx(5.0)
+    assert plotted_luminosity(config_inst, has_data=False) == pytest.approx(41_480.0)
+
+
 # the stack plot
 
 
