@@ -268,8 +268,7 @@ class PyhfLimit(InferenceModelMixin):
 
     ``limits.json`` holds the expected limits of the background-only Asimov data (median, +-1 sigma, +-2 sigma),
     the observed limit when no category observes Asimov pseudo data (data or Poisson toys; else null), and the
-    CLs scan; ``limits.png`` /
-    ``limits.pdf`` show the scan with the expected band (the "Brazil" band).
+    CLs scan; ``limits.png`` / ``limits.pdf`` show the scan with the expected band (the "Brazil" band).
     """
 
     def requires(self) -> CreatePyhfWorkspace:
