@@ -26,7 +26,7 @@ def porting_inference(self):
                 )
                 for config_inst in self.config_insts
             },
-            # pseudo data: the summed backgrounds (the embedded data events are at another luminosity)
+            # pseudo data: the summed backgrounds (the data events are at another luminosity)
             data_from_processes=["tt", "dy"],
             mc_stats=10,
             empty_bin_value=0.0,
