@@ -139,6 +139,14 @@ CONFIG_ENTRIES: dict[str, Entry] = _by_name(
         "the luminosity label of plots; lnN effects in inference models",
         lambda value: hasattr(value, "nominal"),
     ),
+    Entry(
+        "data_luminosity",
+        "scinum.Number in pb^-1 or None",
+        None,
+        "the luminosity of the data datasets where it differs from luminosity (e.g. small pseudo-data): data/MC "
+        "plots scale the MC to it; inference models refuse these data as observation",
+        lambda value: value is None or hasattr(value, "nominal"),
+    ),
 )
 
 DATASET_ENTRIES: dict[str, Entry] = _by_name(

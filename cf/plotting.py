@@ -480,7 +480,7 @@ def plot_stack(
         signal_scale: The factor applied to the signals (shown in their legend entries).
         lumi_fb: The integrated luminosity in fb^-1 for the CMS label (None: not shown).
         com: The centre-of-mass energy in TeV.
-        category_label: Text drawn in the upper left corner of the plot.
+        category_label: Text drawn in the upper left corner of the plot (lines separated by newlines).
         log_y: Logarithmic y axis.
         ratio_limits: The y range of the ratio panel.
 
@@ -527,9 +527,10 @@ def plot_stack(
 
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylabel(y_label)
-        # the category label on the first line, the legend below it, both above the highest bin
-        legend_top = 0.89 if category_label else 0.97
-        _set_y_range(ax, ymax, total, math.ceil(len(handles) / 2) + (1 if category_label else 0), log_y)
+        # the category label on the first line(s), the legend below it, both above the highest bin
+        label_lines = category_label.count("\n") + 1 if category_label else 0
+        legend_top = 0.97 - 0.08 * label_lines
+        _set_y_range(ax, ymax, total, math.ceil(len(handles) / 2) + label_lines, log_y)
         ax.legend(
             handles=handles, loc="upper right", bbox_to_anchor=(0.98, legend_top), ncols=2, fontsize=17, frameon=False
         )

@@ -23,10 +23,11 @@ def porting_inference(self):
                 config_inst.name: self.category_config_spec(
                     category=name,
                     variable="ht",
-                    data_datasets=["data_*"],
                 )
                 for config_inst in self.config_insts
             },
+            # pseudo data: the summed backgrounds (the data events are at another luminosity)
+            data_from_processes=["tt", "dy"],
             mc_stats=10,
             empty_bin_value=0.0,
         )

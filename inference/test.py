@@ -2,7 +2,9 @@
 
 ``law run cf.PyhfLimit --version v1 --inference-model test_inference`` trains (if needed) and evaluates the
 ``dnn`` classifier, histograms every dataset with the ``jec`` calibrator (nominal, ``jec_up``, ``jec_down``),
-writes the datacards and computes the expected limit on the HH signal strength.
+writes the datacards and computes the expected limit on the HH signal strength at the config's luminosity, and
+the "observed" one on a seeded Poisson toy of the expected backgrounds (the embedded pseudo-data events amount to
+a small slice of the luminosity only).
 
 Every setting can be changed for one run, e.g. ``--inference-model-settings signal_scale=100`` or
 ``sr_variable=test_model.score_hh`` (the guide's small model instead of the reference one). The model is
@@ -32,8 +34,17 @@ __all__ = ["test_inference"]
     ),
     signal_process=setting("hh_ggf_bbtautau", "the config process of the signal"),
     signal_scale=setting(1.0, "factor on the signal yield", above=0.0),
-    asimov=setting(False, "observe the expected background instead of the data"),
+    # the MC is normalised to the config's luminosity (41.5 fb^-1 in 2017), the embedded pseudo-data events to a
+    # small slice of it (config.x.data_luminosity): the default observation is made from the MC histograms
+    observation=setting(
+        "toy",
+        "the observed data: 'toy' (a Poisson toy of the expected backgrounds, seeded by toy_seed), 'asimov' (the "
+        "expected backgrounds) or 'events' (the data datasets, only where they have the MC's luminosity)",
+        choices=("toy", "asimov", "events"),
+    ),
+    toy_seed=setting(1, "the seed of the Poisson toy of observation=toy", minimum=0),
     weight_uncertainties=setting(True, "add the pileup and muon ID weight uncertainties"),
+    mc_stats=setting(True, "add the MC statistical uncertainties (autoMCStats 10)"),
 )
 def test_inference(self: InferenceModel) -> None:
     """HH -> bbtautau: the ``dnn`` HH score in the signal region and HT in the tt control region.
@@ -41,8 +52,10 @@ def test_inference(self: InferenceModel) -> None:
     Processes HH (signal, times ``signal_scale``), tt and dy; the luminosity uncertainty of each config (lnN on
     all processes), the tt cross-section uncertainty (lnN, from the config process), the jet energy scale
     (shape, shift source ``jec``), the pileup and muon ID weights (shapes, shift sources ``pu`` and ``mu_id``;
-    ``weight_uncertainties=False`` leaves them out) and the MC statistical uncertainties. With ``asimov=True``
-    the observation of both categories is the sum of the expected backgrounds instead of the data.
+    ``weight_uncertainties=False`` leaves them out) and the MC statistical uncertainties (``mc_stats=False`` leaves
+    them out). The observation of both categories is a seeded Poisson toy of the expected backgrounds
+    (``observation=toy``), their sum (``observation=asimov``: no observed limit) or the data datasets
+    (``observation=events``).
     """
     configs = [config_inst.name for config_inst in self.config_insts]
     regions = (
@@ -53,8 +66,9 @@ def test_inference(self: InferenceModel) -> None:
         self.add_category(
             name,
             config_data={config: {"category": category, "variable": variable} for config in configs},
-            data_from_processes=["tt", "dy"] if self.asimov else None,
-            mc_stats=True,
+            data_from_processes=None if self.observation == "events" else ["tt", "dy"],
+            data_toy_seed=self.toy_seed if self.observation == "toy" else None,
+            mc_stats=self.mc_stats,
             bin_edges=bin_edges,
             # bins without MC stay at zero; the pyhf fits keep every bin's total yield positive
             empty_bin_value=0.0,

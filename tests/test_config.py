@@ -58,8 +58,10 @@ def test_analysis_and_config(config: od.Config) -> None:
     assert config.campaign.ecm == 13
     assert config.campaign.bx == 25
     assert config.campaign.x.year == 2017
-    assert config.x.luminosity.nominal == pytest.approx(5.0)
-    assert config.x.luminosity.u("lumi_13TeV_2017", direction="up") == pytest.approx(5.0 * 0.023)
+    # the MC at the real 2017 luminosity, the embedded pseudo-data at a small slice of it
+    assert config.x.luminosity.nominal == pytest.approx(41_480.0)
+    assert config.x.luminosity.u("lumi_13TeV_2017", direction="up") == pytest.approx(41_480.0 * 0.023)
+    assert config.x.data_luminosity.nominal == pytest.approx(5.0)
     assert config.x.default_calibrators == ("skip_jecunc",)
     assert config.x.default_selector == "default"
     assert config.x.default_producers == ("default",)
@@ -137,6 +139,7 @@ def test_data_events_match_generator(config: od.Config) -> None:
     expected = kwargs["processes"]
     assert set(expected) == {"tt_sl", "tt_dl", "dy_lep_m50", "hh_ggf_bbtautau"}
     for name, mean in expected.items():
+        # drawn at the pseudo-data luminosity (5 pb^-1), not at the config's (41.5 fb^-1)
         assert mean == pytest.approx(_xsec(config.get_process(name)) * 5.0 / 2)
     n_events = sum(sum(draw_counts(expected, kwargs["seed"], i).values()) for i in range(data.n_files))
     assert data.n_events == n_events

@@ -609,7 +609,7 @@ def test_default_producer_columns(config: od.Config, reduced_events: ak.Array) -
     lumi = config.x.luminosity.nominal
     expected = [xsec * lumi * w / 200.0 for w in (1.0, 1.0, -1.0, 1.0, 2.0)]
     assert ak.to_list(result.normalization_weight) == pytest.approx(expected, rel=1e-6)
-    assert expected[0] == pytest.approx(366.4 * 5.0 / 200.0, rel=1e-3)
+    assert expected[0] == pytest.approx(366.4 * 41_480.0 / 200.0, rel=1e-3)
     # the weights of the correction files: pileup by the true interactions, muon ID per muon (product)
     pileup = load_correction(correction_bundle(config.name), "pileup", "Template_goldenJSON")
     n_true = np.array([20.0, 31.0, 45.0, 31.0, 150.0])

@@ -31,6 +31,7 @@ from cf.inference import (
     compute_limits,
     inference_model,
     lnn_effect,
+    poisson_toy,
     rebin,
     render_datacard,
     select_histogram,
@@ -235,7 +236,11 @@ def test_the_analysis_model_resolves_against_the_config(config_inst: Any) -> Non
     assert model.config_inst is config_inst
     assert [c.name for c in model.categories] == ["sr", "cr_tt"]
     sr = model.get_category("sr").config_data[CONFIG]
-    assert (sr.category, sr.variable, sr.data_datasets) == ("sr", "dnn.score_hh", ["data_mu_b"])
+    # the observation: a Poisson toy of the expected backgrounds (the data events are at 5 pb^-1 only)
+    assert (sr.category, sr.variable, sr.data_datasets) == ("sr", "dnn.score_hh", [])
+    assert model.data_processes("sr") == ["tt", "dy"]
+    assert model.get_category("sr").data_toy_seed == 1
+    assert not model.has_asimov_data()
     tt = model.get_process("tt", category="sr").config_data[CONFIG]
     assert tt.mc_datasets == ["tt_sl_powheg", "tt_dl_powheg"]
     assert model.signal_names == ["HH"]
@@ -244,7 +249,7 @@ def test_the_analysis_model_resolves_against_the_config(config_inst: Any) -> Non
     assert model.get_parameter("lumi_13TeV_2017", process="dy", category="sr").effect == pytest.approx(1.023)
     shifts = ("nominal", "jec_up", "jec_down", "pu_up", "pu_down", "mu_id_up", "mu_id_down")
     assert model.dataset_shifts(CONFIG)["tt_sl_powheg"] == shifts
-    assert model.dataset_shifts(CONFIG)["data_mu_b"] == ("nominal",)
+    assert "data_mu_b" not in model.dataset_shifts(CONFIG)
     assert model.required_shifts(CONFIG) == set(shifts[1:])
 
 
@@ -611,6 +616,55 @@ def test_category_shapes_sum_datasets_clip_scale_skip_and_build_asimov_data(conf
         category_shapes(model, "sr", {CONFIG: {**histograms[CONFIG], "tt_dl_powheg": {"nominal": tt_dl["nominal"]}}})
 
 
+def test_a_seeded_toy_observes_poisson_counts_of_the_expected_backgrounds(config_inst: Any) -> None:
+    @inference_model(name="unit_toy_data")
+    def build(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht", data_from_processes=True, data_toy_seed=3, empty_bin_value=0.0)
+        self.add_process("HH", config_process="hh_ggf_bbtautau")
+        self.add_process("tt")
+        self.add_process("dy")
+
+    model = build(config_inst)
+    assert not model.has_asimov_data()
+    shapes = category_shapes(model, "sr", unit_config_histograms(config_inst))
+    expected = shapes.nominal["tt"] + shapes.nominal["dy"]
+    np.testing.assert_array_equal(shapes.data, poisson_toy(expected, 3, "sr"))
+    assert np.all(shapes.data[expected == 0] == 0)
+    # reproducible from seed and category name, another seed or category draws another toy; Poisson mean
+    many = np.full(4000, 50.0)
+    np.testing.assert_array_equal(poisson_toy(many, 3, "sr"), poisson_toy(many, 3, "sr"))
+    assert not np.array_equal(poisson_toy(many, 3, "sr"), poisson_toy(many, 4, "sr"))
+    assert not np.array_equal(poisson_toy(many, 3, "sr"), poisson_toy(many, 3, "cr_tt"))
+    toy = poisson_toy(many, 3, "sr")
+    np.testing.assert_array_equal(toy, np.round(toy))
+    assert toy.mean() == pytest.approx(50.0, rel=0.01)
+    assert toy.var() == pytest.approx(50.0, rel=0.1)
+
+    @inference_model(name="unit_toy_without_pseudo_data")
+    def no_pseudo_data(self: InferenceModel) -> None:
+        self.add_category("sr", config_variable="ht", data_toy_seed=3)
+        self.add_process("HH", config_process="hh_ggf_bbtautau")
+
+    with pytest.raises(UserError, match=r"category 'sr' .*: data_toy_seed must be an integer >= 0 and needs data_from"):
+        no_pseudo_data(config_inst)
+
+
+def test_data_at_another_luminosity_than_the_mc_is_refused_as_observation(config_inst: Any) -> None:
+    from cf.analysis import load_modules
+
+    load_modules("inference_modules")
+    model_cls = InferenceModel.get_cls("test_inference")
+    # the MC at 41.5 fb^-1, the data events at 5 pb^-1: the tasks refuse them before any work
+    events = model_cls(config_inst, settings={"observation": "events"})
+    message = r"category 'sr' .* observes the data of config '\w+', 5 pb\^-1 \(x.data_luminosity\), but the MC is"
+    with pytest.raises(UserError, match=message):
+        events.check_data_luminosity()
+    for observation in ("toy", "asimov"):
+        model = model_cls(config_inst, settings={"observation": observation})
+        model.check_data_luminosity()
+        assert model.has_asimov_data() == (observation == "asimov")
+
+
 def test_empty_bins_get_columnflows_fill_value_by_default(config_inst: Any) -> None:
     model = unit_config_inference(config_inst, settings={"empty_bin_value": 1e-5})
     shapes = category_shapes(model, "sr", unit_config_histograms(config_inst))
@@ -726,7 +780,7 @@ def golden_histograms(model: InferenceModel, config_inst: Any) -> dict[str, dict
 
     ``tests/data/inference_golden`` holds the datacards, shapes-file contents and pyhf workspaces that the
     flat InferenceModel of commit ce84617 (before the config-keyed redesign) wrote from exactly these
-    histograms, for the default settings, ``signal_scale=100`` and ``asimov=True``.
+    histograms, for the settings then called default, ``signal_scale=100`` and ``asimov=True``.
     """
     from cf.tasks.histograms import empty_histogram
 
@@ -751,18 +805,24 @@ def golden_histograms(model: InferenceModel, config_inst: Any) -> dict[str, dict
     return {config_inst.name: histograms}
 
 
-@pytest.mark.parametrize("settings", [{}, {"signal_scale": 100.0}, {"asimov": True}], ids=["default", "x100", "asimov"])
-def test_the_config_keyed_test_inference_writes_the_same_datacards_as_before(
-    config_inst: Any, settings: dict[str, Any]
-) -> None:
+GOLDEN_SETTINGS = {
+    "default": {"observation": "events"},
+    "signal_scale_100.0": {"signal_scale": 100.0, "observation": "events"},
+    "asimov_True": {"observation": "asimov"},
+}
+
+
+@pytest.mark.parametrize("tag", list(GOLDEN_SETTINGS), ids=["default", "x100", "asimov"])
+def test_the_config_keyed_test_inference_writes_the_same_datacards_as_before(config_inst: Any, tag: str) -> None:
     from cf.analysis import load_modules
     from cf.inference import shapes_file_histograms
 
     load_modules("inference_modules")
     # the golden files predate the pileup and muon ID weights: compare the model without their uncertainties
-    model = InferenceModel.get_cls("test_inference")(config_inst, settings={**settings, "weight_uncertainties": False})
+    # (the golden files observe the data; asimov_True is the former setting asimov=True)
+    settings = {**GOLDEN_SETTINGS[tag], "weight_uncertainties": False}
+    model = InferenceModel.get_cls("test_inference")(config_inst, settings=settings)
     histograms = golden_histograms(model, config_inst)
-    tag = "_".join(f"{key}_{value}" for key, value in settings.items()) or "default"
     shapes = {}
     for category in model.categories:
         variable = category.config_data[CONFIG].variable
@@ -977,7 +1037,6 @@ def test_datacard_rates_equal_shapes_integrals_and_merged_histograms(
         for datasets in PROCESS_DATASETS.values()
         for dataset in datasets
     }
-    data = merged_histograms(inference_env, law_outputs, "data_mu_b")
     for category, (config_category, variable) in CATEGORY_VARIABLES.items():
         card = parse_datacard(outputs[f"datacard__{category}.txt"])
         assert card["indices"] == {"HH": 0, "tt": 1, "dy": 2}
@@ -987,8 +1046,9 @@ def test_datacard_rates_equal_shapes_integrals_and_merged_histograms(
         with uproot.open(outputs[f"shapes__{category}.root"]) as file:
             observed = file[f"{category}/data_obs"].values()
             assert card["observation"] == pytest.approx(observed.sum(), rel=1e-8)
-            data_values = select_histogram(data[variable], category_id, "nominal")[0]
-            assert observed.sum() == pytest.approx(data_values.sum(), rel=1e-8)
+            # the observation: the seeded Poisson toy of the expected backgrounds (observation=toy, toy_seed=1)
+            backgrounds = file[f"{category}/tt"].values() + file[f"{category}/dy"].values()
+            np.testing.assert_array_equal(observed, poisson_toy(backgrounds, 1, category))
             shifted_differs = False
             for process, datasets in PROCESS_DATASETS.items():
                 nominal = file[f"{category}/{process}"].values()
@@ -1002,8 +1062,9 @@ def test_datacard_rates_equal_shapes_integrals_and_merged_histograms(
                 down = file[f"{category}/{process}__jecDown"].values()
                 shifted_differs |= not np.allclose(up, nominal) and not np.allclose(down, nominal)
             assert shifted_differs, "the jec shapes equal nominal: the jec calibrator did not run"
-    # the signal is there, and tiny at 5 pb^-1
-    assert 0 < parse_datacard(outputs["datacard__sr.txt"])["rates"]["HH"] < 0.05
+    # the signal is there: about ten events at 41.5 fb^-1, next to far more tt events
+    rates = parse_datacard(outputs["datacard__sr.txt"])["rates"]
+    assert 1 < rates["HH"] < 100 < rates["tt"]
 
 
 @pytest.mark.slow
@@ -1103,6 +1164,10 @@ def assert_clear_failure(result: subprocess.CompletedProcess[str], *needles: str
         (("--inference-model-settings", "signal_process=hh_typo"), ("unknown process 'hh_typo'", "hh_ggf_bbtautau")),
         (("--inference-model-settings", "signal_scael=3"), ("unknown setting 'signal_scael'", "signal_scale")),
         (("--calibrators", "skip_jecunc"), ("need the shift(s) jec_down, jec_up", "calibrator 'jec'")),
+        (
+            ("--inference-model-settings", "observation=events"),
+            ("observes the data of config", "5 pb^-1 (x.data_luminosity)", "use data_from_processes"),
+        ),
     ],
 )
 def test_bad_input_fails_with_one_clear_message_and_no_output(

@@ -177,6 +177,14 @@ def test_datasets_are_grouped_into_the_top_level_processes_of_the_config(config_
     ]
 
 
+def test_plots_with_data_show_the_data_luminosity_and_others_the_mc_one(config_inst: Any) -> None:
+    from cf.tasks.plotting import plotted_luminosity
+
+    # the MC at the 41.5 fb^-1 of 2017, the embedded pseudo-data at 5 pb^-1
+    assert plotted_luminosity(config_inst, has_data=True) == pytest.approx(5.0)
+    assert plotted_luminosity(config_inst, has_data=False) == pytest.approx(41_480.0)
+
+
 # the stack plot
 
 
@@ -399,7 +407,11 @@ def test_plot_variables_sums_equal_the_weighted_events(
         numbers = json.loads(by_name[f"{stem}.json"].read_text())
         category_id = config.get_category(category).id
         assert numbers["category"]["id"] == category_id
-        assert numbers["luminosity_fb"] == pytest.approx(config.x.luminosity.nominal / 1000)
+        # the plot shows data: the MC (normalised to 41.5 fb^-1) is scaled to the pseudo-data's 5 pb^-1
+        assert numbers["luminosity_fb"] == pytest.approx(config.x.data_luminosity.nominal / 1000)
+        assert numbers["mc_luminosity_pb"] == pytest.approx(config.x.luminosity.nominal)
+        mc_scale = config.x.data_luminosity.nominal / config.x.luminosity.nominal
+        assert numbers["mc_scale"] == pytest.approx(mc_scale)
         assert len(numbers["edges"]) == 41
         assert set(numbers["datasets"]) == set(ALL_DATASETS)
 
@@ -421,11 +433,13 @@ def test_plot_variables_sums_equal_the_weighted_events(
             "tt": "background",
             "dy": "background",
         }
-        # the flow bins are moved into the edge bins (as in the datacards): the bars add up to the totals
+        # the flow bins are moved into the edge bins (as in the datacards): the bars add up to the totals; the
+        # datasets' sums are at the config luminosity, the plotted MC processes scaled to the data
         assert numbers["flow"] == "move"
         for entry in processes.values():
             datasets_sum = sum(numbers["datasets"][d]["sum"] for d in entry["datasets"])
-            assert entry["sum"] == pytest.approx(datasets_sum, rel=1e-9)
+            scale = 1.0 if entry["kind"] == "data" else mc_scale
+            assert entry["sum"] == pytest.approx(scale * datasets_sum, rel=1e-9)
             assert sum(entry["values"]) == pytest.approx(entry["sum"], rel=1e-9)
             assert entry["underflow"] + entry["overflow"] <= entry["sum"] + 1e-9
         stacked = np.sum([processes[name]["values"] for name in numbers["stack_order"]], axis=0)
@@ -433,6 +447,9 @@ def test_plot_variables_sums_equal_the_weighted_events(
         assert sorted(numbers["stack_order"]) == ["dy", "tt"]
         data = np.array(processes["data"]["values"])
         np.testing.assert_array_equal(data, np.round(data))
+        # the pseudo-data is drawn from the same expectation as the MC: their totals agree within the statistics
+        mc_total = sum(processes[name]["sum"] for name in ("tt", "dy", "hh_ggf_bbtautau"))
+        assert abs(data.sum() - mc_total) < 5 * np.sqrt(mc_total) + 5
         assert numbers["signal_scale"] >= 1
 
 

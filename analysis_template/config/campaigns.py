@@ -9,6 +9,10 @@ into ``$CF_DATA`` (``sample.coffea_files``), as RNTuple twins, or over XRootD.
 To analyse your own files, add a dataset whose keys are their paths (globs allowed) or ``root://`` URLs with
 :func:`add_real_dataset`, giving ``n_files`` and ``n_events``.
 
+The MC is normalised to the year's real luminosity (``x.luminosity``, e.g. 41.5 fb^-1 for 2017); the embedded
+pseudo-data is drawn at a small luminosity of its own (``x.pseudo_data_luminosity``, 5 pb^-1), so that it stays
+small.
+
 ``CF_SAMPLE_SCALE`` (default 1) scales the number of generated events of every embedded dataset.
 """
 
@@ -26,6 +30,7 @@ from analysis_template.config import processes as procs
 
 __all__ = [
     "CAMPAIGNS",
+    "PSEUDO_DATA_LUMINOSITY",
     "SAMPLE_SCALE_VAR",
     "CampaignSpec",
     "RealDataset",
@@ -51,6 +56,10 @@ N_FILES = 2
 MC_EVENTS_PER_FILE = 4000
 #: Processes mixed into the pseudo-data.
 DATA_PROCESSES: tuple[od.Process, ...] = (procs.tt_sl, procs.tt_dl, procs.dy_lep_m50, procs.hh_ggf_bbtautau)
+#: The luminosity in pb^-1 at which the embedded pseudo-data is drawn: a small slice, so that the dataset stays
+#: small (about 33 000 events; at the 41.5 fb^-1 of 2017 they would be 270 million). Plots compare it with the MC scaled to it; inference models take
+#: their pseudo-data from the MC histograms at the full luminosity instead (see ``inference.test``).
+PSEUDO_DATA_LUMINOSITY = Number(5.0)
 #: The embedded MC datasets: name, id offset within the campaign, process.
 EMBEDDED_MC: tuple[tuple[str, int, od.Process], ...] = (
     ("hh_ggf_bbtautau_madgraph", 1, procs.hh_ggf_bbtautau),
@@ -117,9 +126,11 @@ class CampaignSpec:
         year: The year of data taking.
         nano_version: The NanoAOD version of the campaign's files.
         sample_layout: The layout of the embedded sample (a key of ``sample.layouts.LAYOUTS``).
-        luminosity: The integrated luminosity of the embedded pseudo-data in pb^-1, with its uncertainty.
+        luminosity: The integrated luminosity of the year in pb^-1, with its uncertainty: the MC is normalised to it.
         seed: The seed of the first embedded dataset; the others follow.
         real_datasets: The real NanoAOD datasets.
+        pseudo_data_luminosity: The luminosity in pb^-1 at which the embedded pseudo-data ``data_mu_b`` is drawn
+            (the config's ``x.data_luminosity``).
     """
 
     name: str
@@ -131,6 +142,7 @@ class CampaignSpec:
     luminosity: Number
     seed: int
     real_datasets: tuple[RealDataset, ...] = field(default=())
+    pseudo_data_luminosity: Number = field(default_factory=PSEUDO_DATA_LUMINOSITY.copy)
 
 
 def _add_dataset(
@@ -178,7 +190,10 @@ def _add_dataset(
 
 
 def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: float) -> None:
-    """Add the four embedded MC datasets and the pseudo-data drawn around their expectation at the luminosity.
+    """Add the four embedded MC datasets and the pseudo-data drawn around their expectation.
+
+    The pseudo-data is drawn at the campaign's ``pseudo_data_luminosity``, not at its luminosity, so that it stays
+    small (tens of thousands of events instead of hundreds of millions).
 
     Args:
         campaign: The campaign that owns the datasets.
@@ -200,7 +215,7 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
     # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
     from sample.generate import draw_counts
 
-    lumi = spec.luminosity.nominal
+    lumi = spec.pseudo_data_luminosity.nominal
     expected = {p.name: p.get_xsec(spec.ecm).nominal * lumi * scale / N_FILES for p in DATA_PROCESSES}
     seed = spec.seed + len(EMBEDDED_MC)
     counts = [int(sum(draw_counts(expected, seed, i).values())) for i in range(N_FILES)]
@@ -261,6 +276,7 @@ def build_campaign(spec: CampaignSpec) -> od.Campaign:
             "version": spec.nano_version,
             "sample_layout": spec.sample_layout,
             "luminosity": spec.luminosity,
+            "pseudo_data_luminosity": spec.pseudo_data_luminosity,
         },
     )
     _add_embedded_datasets(campaign, spec, sample_scale())
@@ -304,13 +320,18 @@ def coffea_dataset(
     )
 
 
-# a slice of lumi sections of each year instead of the full luminosity, so that the pseudo-data (drawn at this
-# luminosity) stays small; the relative uncertainties are the years' published ones
-LUMI_2016 = Number(5.0, {"lumi_13TeV_2016": 0.025j})
-LUMI_2017 = Number(5.0, {"lumi_13TeV_2017": 0.023j})
-LUMI_2018 = Number(5.0, {"lumi_13TeV_2018": 0.025j})
-LUMI_2022 = Number(5.0, {"lumi_13p6TeV_2022": 0.014j})
-LUMI_2024 = Number(5.0, {"lumi_13p6TeV_2024": 0.020j})
+# The years' integrated luminosities in pb^-1 (golden JSON, normtag) with the published uncertainties, to which the
+# MC is normalised:
+# - 2016: 36.31 fb^-1, 1.2% (CMS, Eur. Phys. J. C 81 (2021) 800)
+# - 2017: 41.48 fb^-1, 2.3% (CMS-PAS-LUM-17-004)
+# - 2018: 59.83 fb^-1, 2.5% (CMS-PAS-LUM-18-002)
+# - 2022 before the ECAL endcap incident (eras C-D): 7.98 fb^-1, 1.4% (CMS-PAS-LUM-22-001)
+# - 2024: 109.08 fb^-1, 2.0% (the CMS luminosity group's preliminary Run 3 recommendation; no paper yet)
+LUMI_2016 = Number(36_310.0, {"lumi_13TeV_2016": 0.012j})
+LUMI_2017 = Number(41_480.0, {"lumi_13TeV_2017": 0.023j})
+LUMI_2018 = Number(59_830.0, {"lumi_13TeV_2018": 0.025j})
+LUMI_2022 = Number(7_980.4, {"lumi_13p6TeV_2022": 0.014j})
+LUMI_2024 = Number(109_080.0, {"lumi_13p6TeV_2024": 0.020j})
 
 #: The Run 2 UL-like campaign of the user guide: embedded sample only, in the v9 layout ("uhh v11" custom NanoAOD).
 RUN2_2017_NANO_UHH_V11 = CampaignSpec(

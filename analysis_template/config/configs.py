@@ -52,7 +52,7 @@ def add_config(
     Args:
         analysis: The analysis the config belongs to.
         campaign: The campaign whose datasets the config uses; its ``x.luminosity`` becomes the
-            config's.
+            config's, its ``x.pseudo_data_luminosity`` the config's ``x.data_luminosity``.
         config_name: Name of the config.
         config_id: Id of the config, unique within the analysis.
         objects: The object definitions of the campaign's NanoAOD version and era
@@ -76,6 +76,9 @@ def add_config(
         config.add_dataset(dataset)
 
     config.x.luminosity = campaign.x.luminosity
+    # the embedded pseudo-data is drawn at a small luminosity of its own: data/MC plots scale
+    # the MC to it
+    config.x.data_luminosity = campaign.x.pseudo_data_luminosity
     config.x.objects = objects
     _add_corrections(config)
     config.x.keep_columns = {"cf.ReduceEvents": keep_columns(objects)}

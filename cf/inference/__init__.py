@@ -38,7 +38,7 @@ from cf.inference.model import (
     inference_model,
     lnn_effect,
 )
-from cf.inference.shapes import CategoryShapes, category_shapes, rebin, rebin_indices
+from cf.inference.shapes import CategoryShapes, category_shapes, poisson_toy, rebin, rebin_indices
 from cf.inference.workspace import build_pyhf_spec, compute_limits, rough_limit_estimate, validate_pyhf_spec
 from cf.registry import setting
 
@@ -57,6 +57,7 @@ __all__ = [
     "format_number",
     "inference_model",
     "lnn_effect",
+    "poisson_toy",
     "rebin",
     "rebin_indices",
     "render_datacard",

@@ -8,6 +8,7 @@ columnflow's ``InferenceModel.model``::
         config_data:
           run2_2017_nano_uhh_v11_limited: {category: sr, variable: dnn.score_hh, data_datasets: [...]}
         data_from_processes: []        # processes summed into pseudo data (no real data)
+        data_toy_seed: null            # with data_from_processes: a seeded Poisson toy of the sum, else the sum
         mc_stats: 10                   # None: no MC statistical uncertainties; True: threshold 10
         processes:
           - name: HH
@@ -45,7 +46,7 @@ from typing import Any, ClassVar, TextIO
 
 from typing_extensions import Self
 
-from cf.contract import is_signal
+from cf.contract import config_entry, is_signal
 from cf.hist_util import DEFAULT_FLOW_STRATEGY, FlowStrategy
 from cf.registry import RegisteredModel
 from cf.util import DotDict, TextEnum, UserError, is_pattern, is_regex, pattern_matcher
@@ -330,6 +331,7 @@ class InferenceModel(RegisteredModel):
         empty_bin_value: float = 1e-5,
         rate_precision: int | None = None,
         bin_edges: Sequence[float] | None = None,
+        data_toy_seed: int | None = None,
     ) -> DotDict:
         """A category (a combine datacard bin, a pyhf channel).
 
@@ -347,6 +349,8 @@ class InferenceModel(RegisteredModel):
             rate_precision: Decimal places of the datacard rates (None: 10 significant digits).
             bin_edges: Merge the variable's bins into these (a subset of its edges, from its first to its last
                 edge), e.g. to avoid bins without MC events.
+            data_toy_seed: With ``data_from_processes``: the pseudo data are a Poisson toy of the summed yields,
+                drawn with this seed (None: the sum itself, Asimov data).
         """
         from_processes = data_from_processes if data_from_processes is True else _names(data_from_processes or None)
         return DotDict(
@@ -359,6 +363,7 @@ class InferenceModel(RegisteredModel):
             empty_bin_value=float(empty_bin_value),
             rate_precision=rate_precision,
             bin_edges=[float(edge) for edge in bin_edges or ()],
+            data_toy_seed=data_toy_seed,
             processes=[],
         )
 
@@ -1047,6 +1052,35 @@ class InferenceModel(RegisteredModel):
             return [p.name for p in category_.processes if not p.is_signal]
         return list(category_.data_from_processes)
 
+    def check_data_luminosity(self) -> None:
+        """Refuse data datasets as observation where they amount to another luminosity than the MC.
+
+        A config's ``x.data_luminosity`` (e.g. small embedded pseudo-data) differing from its ``x.luminosity`` (to
+        which the MC is normalised) would compare events of different luminosities; the tasks call this before
+        any work, a category with ``data_from_processes`` passes.
+
+        Raises:
+            UserError: For the first category that observes such data.
+        """
+        for category in self.categories:
+            if category.data_from_processes:
+                continue
+            for config_inst in self.config_insts:
+                if config_inst.name not in category.config_data:
+                    continue
+                data_luminosity = config_entry(config_inst, "data_luminosity")
+                luminosity = config_entry(config_inst, "luminosity")
+                if data_luminosity is not None and data_luminosity.nominal != luminosity.nominal:
+                    raise UserError(
+                        f"category '{category.name}' of inference model '{self.cls_name}' observes the data of "
+                        f"config '{config_inst.name}', {data_luminosity.nominal:g} pb^-1 (x.data_luminosity), but the "
+                        f"MC is normalised to {luminosity.nominal:g} pb^-1: use data_from_processes (pseudo data)",
+                    )
+
+    def has_asimov_data(self) -> bool:
+        """Whether a category observes the summed expected yields themselves (no observed limit is then reported)."""
+        return any(self.data_processes(c.name) and c.data_toy_seed is None for c in self.categories)
+
     def category_configs(self, category: str) -> list[str]:
         """The configs a category takes histograms from (those in its config_data)."""
         return [c.name for c in self.config_insts if c.name in self.get_category(category).config_data]
@@ -1137,6 +1171,12 @@ class InferenceModel(RegisteredModel):
                         f"category '{category.name}' of {where}: unknown data process(es) {', '.join(unknown)}, "
                         f"available: {', '.join(known)}",
                     )
+            seed = category.data_toy_seed
+            if seed is not None and not (category.data_from_processes and isinstance(seed, int) and seed >= 0):
+                raise UserError(
+                    f"category '{category.name}' of {where}: data_toy_seed must be an integer >= 0 and needs "
+                    f"data_from_processes, got {seed!r}",
+                )
         parameter_names = self.get_parameters(flat=True)
         for group in self.parameter_groups:
             unknown = [n for n in group.parameter_names if n not in parameter_names]

@@ -7,6 +7,7 @@ its shapes file and the pyhf workspace are all written from its result, so they 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from cf.hist_util import select_histogram
 from cf.inference.model import InferenceModel, ParameterTransformation, ParameterType
 from cf.util import DotDict, UserError
 
-__all__ = ["CategoryShapes", "category_shapes", "rebin", "rebin_indices"]
+__all__ = ["CategoryShapes", "category_shapes", "poisson_toy", "rebin", "rebin_indices"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ def category_shapes(model: InferenceModel, category_name: str, histograms: Histo
 
     Per process: the histograms of its datasets summed over the category's configs, times its ``scale``, bins
     <= 0 set to the category's ``empty_bin_value``; for each parameter, the shifted yields (shape) or the effect
-    (rate) after its transformations; the data, or the sum of the ``data_from_processes``.
+    (rate) after its transformations; the data, or the sum of the ``data_from_processes`` (with the category's
+    ``data_toy_seed``: a Poisson toy of that sum).
 
     Args:
         model: The inference model, resolved against its configs.
@@ -192,11 +194,22 @@ def category_shapes(model: InferenceModel, category_name: str, histograms: Histo
     result.edges = loader.edges if loader.edges is not None else np.zeros(0)
     if category.data_from_processes:
         zeros = np.zeros(len(result.edges) - 1)
-        result.data = sum((result.nominal[name] for name in model.data_processes(category_name)), zeros)
+        expected = sum((result.nominal[name] for name in model.data_processes(category_name)), zeros)
+        seed = category.data_toy_seed
+        result.data = expected if seed is None else poisson_toy(expected, seed, category_name)
     else:
         data_datasets = {config: category.config_data[config].data_datasets for config in loader.configs}
         result.data = loader.load(data_datasets, nominal_shift)[0]
     return result
+
+
+def poisson_toy(expected: np.ndarray, seed: int, category_name: str) -> np.ndarray:
+    """Poisson-distributed counts around ``expected``, reproducible from the seed and the category's name.
+
+    The name enters the seed so that categories with the same seed draw independent toys.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(category_name.encode())])
+    return rng.poisson(np.clip(expected, 0.0, None)).astype(np.float64)
 
 
 def _fill_empty(values: np.ndarray, empty_bin_value: float) -> np.ndarray:

@@ -99,6 +99,7 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
         params = super().modify_param_values(params)
         if model is not None and "calibrators" in params:
             cls._check_model_functions(model, params)
+            model.check_data_luminosity()
         return params
 
     @staticmethod
@@ -266,8 +267,8 @@ class PyhfLimit(InferenceModelMixin):
     """The 95% CL upper limit on the signal strength with pyhf (asymptotic CLs): json numbers and a CLs plot.
 
     ``limits.json`` holds the expected limits of the background-only Asimov data (median, +-1 sigma, +-2 sigma),
-    the observed limit when every category has real data (else null), and the CLs scan; ``limits.png`` /
-    ``limits.pdf`` show the scan with the expected band (the "Brazil" band).
+    the observed limit when no category observes Asimov pseudo data (data or Poisson toys; else null), and the
+    CLs scan; ``limits.png`` / ``limits.pdf`` show the scan with the expected band (the "Brazil" band).
     """
 
     def requires(self) -> CreatePyhfWorkspace:
@@ -279,8 +280,7 @@ class PyhfLimit(InferenceModelMixin):
     def run(self) -> None:
         model = self.inference_model_inst
         spec = load_json(self.input().path)
-        observed = not any(model.data_processes(category.name) for category in model.categories)
-        result = compute_limits(spec, observed=observed)
+        result = compute_limits(spec, observed=not model.has_asimov_data())
         result.update(
             {
                 "inference_model": model.cls_name,

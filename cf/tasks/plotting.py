@@ -49,6 +49,7 @@ __all__ = [
     "PlotVariables1D",
     "default_plot_variables",
     "model_classes",
+    "plotted_luminosity",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class PlotVariables1D(
     the points (Garwood error bars), the signal processes (``x.is_signal`` or tag ``signal``) are lines scaled
     by ``--signal-scale``, all others are stacked, smallest yield at the bottom. A ratio panel shows data over
     the stacked MC with the MC statistical uncertainty. Flow bins are not drawn but are in the json file.
+
+    The MC is normalised to the config's ``luminosity``. Where the data amount to less (``data_luminosity``, e.g.
+    the embedded pseudo-data), a plot with data scales the MC to the data's luminosity and says so under the
+    category label; the luminosity label is the data's (the json file holds both and the factor, ``mc_scale``).
 
     Outputs per category and variable: ``plot__cat_<category>__var_<variable>.{png,pdf,json}``.
     """
@@ -247,6 +252,11 @@ class PlotVariables1D(
                 "sum": float(values.sum()),
             }
         luminosity = float(config_entry(self.config_inst, "luminosity").nominal)
+        shown_luminosity = plotted_luminosity(self.config_inst, has_data="data" in kinds.values())
+        mc_scale = shown_luminosity / luminosity
+        for process, entry in processes.items():
+            if kinds[process] != "data" and mc_scale != 1.0:
+                _scale_entry(entry, mc_scale)
         return {
             "config": self.config,
             "category": {"name": category_inst.name, "id": category_inst.id, "label": category_inst.label},
@@ -257,8 +267,10 @@ class PlotVariables1D(
                 "expression": variable_inst.expression,
             },
             "shift": self.shift,
-            "luminosity_pb": luminosity,
-            "luminosity_fb": luminosity / 1000.0,
+            "luminosity_pb": shown_luminosity,
+            "luminosity_fb": shown_luminosity / 1000.0,
+            "mc_luminosity_pb": luminosity,
+            "mc_scale": mc_scale,
             "edges": _floats(np.asarray(edges)),
             "flow": str(DEFAULT_FLOW_STRATEGY),
             "processes": processes,
@@ -300,7 +312,7 @@ class PlotVariables1D(
             signal_scale=scale,
             lumi_fb=numbers["luminosity_fb"],
             com=self.config_inst.campaign.ecm,
-            category_label=numbers["category"]["label"] or numbers["category"]["name"],
+            category_label=_category_text(numbers),
             log_y=self.log_y,
         )
         numbers["signal_scale"] = scale
@@ -310,6 +322,37 @@ class PlotVariables1D(
         numbers["ratio"] = None if result.ratio is None else [None if np.isnan(r) else float(r) for r in result.ratio]
         save_figure(result.figure, {"png": outputs["png"].path, "pdf": outputs["pdf"].path})
         dump_json(outputs["json"].path, numbers)
+
+
+def plotted_luminosity(config_inst: Any, has_data: bool) -> float:
+    """The luminosity in pb^-1 a stack plot shows: that of the data when it is drawn, else the config's.
+
+    The MC is normalised to the config's ``luminosity``; where the data amount to less (``data_luminosity``, e.g. a
+    small pseudo-data sample), a plot with data scales the MC down to them, so that data and MC compare bin by bin
+    and the data keep their Poisson uncertainties.
+    """
+    luminosity = float(config_entry(config_inst, "luminosity").nominal)
+    data_luminosity = config_entry(config_inst, "data_luminosity")
+    if not has_data or data_luminosity is None:
+        return luminosity
+    return float(data_luminosity.nominal)
+
+
+def _scale_entry(entry: dict[str, Any], factor: float) -> None:
+    """Multiply the yields of a process entry of the plot numbers by ``factor`` (variances by its square)."""
+    entry["values"] = [value * factor for value in entry["values"]]
+    entry["variances"] = [variance * factor**2 for variance in entry["variances"]]
+    for key in ("underflow", "overflow", "sum"):
+        entry[key] *= factor
+
+
+def _category_text(numbers: dict[str, Any]) -> str:
+    """The category label of a stack plot, with a second line when the MC is scaled to the data luminosity."""
+    text = numbers["category"]["label"] or numbers["category"]["name"]
+    if numbers["mc_scale"] != 1.0:
+        mc_fb = numbers["mc_luminosity_pb"] / 1000.0
+        text += f"\nMC scaled from {mc_fb:.3g} " + r"fb$^{-1}$ to the data"
+    return text
 
 
 def _color(color: Any) -> Any:
