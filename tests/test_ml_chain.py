@@ -165,7 +165,8 @@ def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
         lines = result.stdout.splitlines()
         done = [line for line in lines if line.startswith("done: ")]
         summary = [line for line in lines if line.startswith("summary: ")]
-        assert done and summary, result.stdout[-3000:]
+        assert done, result.stdout[-3000:]
+        assert summary, result.stdout[-3000:]
         assert summary[-1].startswith(f"summary: {len(done)} task(s) ran"), summary
         assert "the outputs of cf.MLEvaluation are in " in summary[-1]
 
