@@ -462,13 +462,7 @@ class DNNClassifier(MLModel):
         return task.target(f"mlmodel_f{task.branch}of{self.folds}", dir=True)
 
     def open_model(self, target: law.LocalDirectoryTarget) -> FoldModel:
-        with open(target.child("standardization.json", type="f").path) as file:
-            standardization = json.load(file)
-        if list(standardization["features"]) != list(self.features):
-            raise ValueError(
-                f"the model in {target.path} was trained on the features {standardization['features']}, "
-                f"not on {list(self.features)}",
-            )
+        standardization = self.read_standardization(target)
         if self.evaluation_backend == "onnx":
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.onnx_threads
@@ -482,6 +476,21 @@ class DNNClassifier(MLModel):
         else:
             network = keras.models.load_model(target.child("model.keras", type="f").path)
         return FoldModel(self.evaluation_backend, network, standardization)
+
+    def read_standardization(self, target: law.LocalDirectoryTarget) -> dict[str, Any]:
+        """The ``standardization.json`` of a fold's model directory.
+
+        Raises:
+            ValueError: If the model was trained on other features than this model's ``features``.
+        """
+        with open(target.child("standardization.json", type="f").path) as file:
+            standardization = json.load(file)
+        if list(standardization["features"]) != list(self.features):
+            raise ValueError(
+                f"the model in {target.path} was trained on the features {standardization['features']}, "
+                f"not on {list(self.features)}",
+            )
+        return standardization
 
     def feature_matrix(self, events: ak.Array) -> np.ndarray:
         """The raw features of the events, shape ``(events, features)``; ``EMPTY_FLOAT`` for missing objects."""

@@ -13,7 +13,8 @@ network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/v
   with its logits), ``model.onnx`` (the network with a softmax, checked against torch on the validation inputs),
   ``history.json``, ``metrics.json`` and ``standardization.json``.
 * **Evaluation**: ONNX Runtime in the base environment, without a sandbox and without torch (the inherited
-  ``open_model`` and ``evaluate``).
+  ``open_model`` and ``evaluate``), for ``cf.MLEvaluation`` and ``cf.MLTrainingScores`` alike; or torch in the
+  torch sandbox with ``--ml-model-settings evaluation_backend=torch`` (from ``model.pt``).
 """
 
 from __future__ import annotations
@@ -30,19 +31,38 @@ import numpy as np
 
 from cf.ml import setting
 from cf.util import maybe_import
-from ml.dnn import DNNClassifier, TrainingData, check_onnx_export, write_fold_files
+from ml.dnn import (
+    DNNClassifier,
+    FoldModel,
+    TrainingData,
+    apply_standardization,
+    check_onnx_export,
+    write_fold_files,
+)
 
-# torch only exists in the torch sandbox; elsewhere (law index, the base venv, the evaluation) it is a placeholder
+# torch only exists in the torch sandbox; elsewhere (law index, the base venv, the ONNX evaluation) it is a placeholder
 torch = maybe_import("torch")
 
-__all__ = ["ACTIVATIONS", "TORCH_SANDBOX", "TorchDNNClassifier", "torch_dnn"]
+__all__ = ["ACTIVATIONS", "TORCH_SANDBOX", "TorchDNNClassifier", "TorchFoldModel", "torch_dnn"]
 
-#: Sandbox of the training; the evaluation runs with ONNX Runtime in the base environment.
+#: Sandbox of the training and of the torch evaluation; the ONNX evaluation runs in the base environment.
 TORCH_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_torch.sh"
+#: The evaluation backends: ONNX Runtime (base environment, no torch) or torch (torch sandbox).
+EVALUATION_BACKENDS = ("onnx", "torch")
 #: The activations of the hidden layers, by name: the ``torch.nn`` module of each.
 ACTIVATIONS = {"relu": "ReLU", "elu": "ELU", "selu": "SELU", "gelu": "GELU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 #: The ONNX opset of the export (ONNX Runtime 1.32 runs it; the TorchScript exporter supports it).
 ONNX_OPSET = 17
+
+
+class TorchFoldModel(FoldModel):
+    """One fold's torch network (ending with the softmax) with its standardization, for ``evaluation_backend=torch``."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The class probabilities for raw features ``x`` (shape ``(events, features)``)."""
+        inputs = torch.from_numpy(apply_standardization(x, self.standardization))
+        with torch.no_grad():
+            return self.network(inputs).numpy()
 
 
 class TorchDNNClassifier(DNNClassifier):
@@ -54,12 +74,22 @@ class TorchDNNClassifier(DNNClassifier):
     activation: str = setting("relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
     threads: int = setting(1, "torch's intra-op threads in the training (results depend on it)", minimum=1)
     evaluation_backend: str = setting(
-        "onnx", "onnx: ONNX Runtime in the base environment (the only backend of this model)", choices=("onnx",)
+        "onnx", "onnx (ONNX Runtime in the base environment) or torch (the torch sandbox)", choices=EVALUATION_BACKENDS
     )
 
     def sandbox(self, task: law.Task) -> str:
-        # the ONNX evaluation needs neither torch nor a sandbox process
-        return "" if task.task_family == "cf.MLEvaluation" else TORCH_SANDBOX
+        # the ONNX evaluation (and the training scores with it) needs neither torch nor a sandbox process
+        if task.task_family == "cf.MLTraining" or self.evaluation_backend == "torch":
+            return TORCH_SANDBOX
+        return ""
+
+    def open_model(self, target: law.LocalDirectoryTarget) -> FoldModel:
+        if self.evaluation_backend == "onnx":
+            return super().open_model(target)
+        network = self.build_network(len(self.features))
+        network.load_state_dict(torch.load(target.child("model.pt", type="f").path, weights_only=True))
+        classifier = torch.nn.Sequential(network, torch.nn.Softmax(dim=1)).eval()
+        return TorchFoldModel("torch", classifier, self.read_standardization(target))
 
     def build_network(self, n_features: int) -> Any:
         """The torch network from standardized features to the logits of the classes."""
