@@ -329,7 +329,7 @@ class TrainingData:
 
 
 def check_onnx_export(path: str, x: np.ndarray, reference: np.ndarray, source: str) -> float:
-    """The largest difference between an exported ONNX model's outputs and the reference outputs on ``x``.
+    """The largest difference between an ONNX model's outputs and the reference outputs on ``x``.
 
     Args:
         path: The ``model.onnx`` file.
@@ -338,15 +338,15 @@ def check_onnx_export(path: str, x: np.ndarray, reference: np.ndarray, source: s
         source: What was exported, for the error message (e.g. ``"fold 0's Keras model"``).
 
     Raises:
-        RuntimeError: If the difference exceeds :data:`ONNX_TOLERANCE` (the evaluation would silently differ).
+        RuntimeError: If the difference exceeds :data:`ONNX_TOLERANCE` (the scores would differ).
     """
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     onnx_scores = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
     difference = float(np.max(np.abs(onnx_scores - reference)))
     if not difference <= ONNX_TOLERANCE:
         raise RuntimeError(
-            f"the ONNX export of {source} differs from it by {difference:.3g} on the validation inputs "
-            f"(tolerance {ONNX_TOLERANCE})",
+            f"the ONNX export of {source} differs from it by {difference:.3g} on the validation "
+            f"inputs (tolerance {ONNX_TOLERANCE})",
         )
     return difference
 
@@ -619,7 +619,8 @@ class DNNClassifier(MLModel):
 
         # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
         keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
-        onnx_diff = check_onnx_export(path["model.onnx"], x[is_val], keras_scores, f"fold {fold}'s Keras model")
+        source = f"fold {fold}'s Keras model"
+        onnx_diff = check_onnx_export(path["model.onnx"], x[is_val], keras_scores, source)
 
         history = {key: [float(value) for value in values] for key, values in result.history.items()}
         # the epoch whose weights early stopping restored (the last one if it never watched the loss)

@@ -68,17 +68,19 @@ class TorchFoldModel(FoldModel):
 class TorchDNNClassifier(DNNClassifier):
     """Classifies events as HH, tt or DY with a dense torch network; one network per fold.
 
-    Every setting of :class:`ml.dnn.DNNClassifier` means the same here, except those redeclared below.
+    Every setting of :class:`ml.dnn.DNNClassifier` means the same here, except those declared below.
     """
 
     activation: str = setting("relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
-    threads: int = setting(1, "torch's intra-op threads in the training (results depend on it)", minimum=1)
+    threads: int = setting(1, "torch's threads in the training (results depend on it)", minimum=1)
     evaluation_backend: str = setting(
-        "onnx", "onnx (ONNX Runtime in the base environment) or torch (the torch sandbox)", choices=EVALUATION_BACKENDS
+        "onnx",
+        "onnx (ONNX Runtime in the base environment) or torch (the torch sandbox)",
+        choices=EVALUATION_BACKENDS,
     )
 
     def sandbox(self, task: law.Task) -> str:
-        # the ONNX evaluation (and the training scores with it) needs neither torch nor a sandbox process
+        # the ONNX evaluation (also of the training scores) needs neither torch nor a sandbox
         if task.task_family == "cf.MLTraining" or self.evaluation_backend == "torch":
             return TORCH_SANDBOX
         return ""
@@ -119,11 +121,12 @@ class TorchDNNClassifier(DNNClassifier):
         classifier = torch.nn.Sequential(network, torch.nn.Softmax(dim=1)).eval()
         export_onnx(classifier, data.x.shape[1], path["model.onnx"])
 
-        # the ONNX export must reproduce torch, otherwise the evaluation would silently differ from the training
+        # the ONNX export must reproduce torch, otherwise the evaluation would silently differ
         val_x = data.x[data.is_val]
         with torch.no_grad():
             torch_scores = classifier(torch.from_numpy(val_x)).numpy()
-        onnx_diff = check_onnx_export(path["model.onnx"], val_x, torch_scores, f"fold {fold}'s torch model")
+        source = f"fold {fold}'s torch model"
+        onnx_diff = check_onnx_export(path["model.onnx"], val_x, torch_scores, source)
 
         metrics = {
             "fold": fold,
@@ -210,10 +213,11 @@ def evaluate_loss(network: Any, x: Any, labels: Any, weights: Any) -> tuple[floa
 
 
 def export_onnx(classifier: Any, n_features: int, path: str) -> None:
-    """Export the classifier to ONNX with a variable number of events (input ``features``, output ``scores``).
+    """Export the classifier to ONNX for any number of events (``features`` in, ``scores`` out).
 
-    The TorchScript exporter (``dynamo=False``) needs only the ``onnx`` package and is deterministic; torch
-    deprecates it in favour of the ``torch.export`` one (which needs ``onnxscript``), hence the silenced warning.
+    The TorchScript exporter (``dynamo=False``) needs only the ``onnx`` package and is
+    deterministic; torch deprecates it in favour of the ``torch.export`` one (which needs
+    ``onnxscript``), hence the silenced warning.
     """
     example = torch.zeros(1, n_features)
     with warnings.catch_warnings():

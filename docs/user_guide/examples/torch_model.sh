@@ -16,7 +16,8 @@ law run cf.MLEvaluation \
     --calibrators skip_jecunc \
     --ml-model-settings folds=2,epochs=2,layers=8:8
 
-# ... and plot ROC curves, confusion matrix, scores and losses (it evaluates every training dataset).
+# ... and plot ROC curves, confusion matrix, scores and losses (it evaluates every training
+# dataset).
 law run cf.PlotMLResults \
     --version v1 \
     --ml-model torch_dnn \
