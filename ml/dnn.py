@@ -548,20 +548,34 @@ class DNNClassifier(MLModel):
             standardization=standardization,
         )
 
-    def validation_metrics(self, data: TrainingData, val_scores: np.ndarray) -> dict[str, float]:
-        """The AUCs of the signal score against the rest on the validation events (weighted and unweighted)."""
+    def fold_metrics(
+        self,
+        fold: int,
+        data: TrainingData,
+        val_scores: np.ndarray,
+        history: dict[str, list[float]],
+        best_epoch: int,
+    ) -> dict[str, Any]:
+        """A fold's ``metrics.json`` without the export check and the timings.
+
+        Args:
+            fold: The fold.
+            data: The fold's training data.
+            val_scores: The class probabilities of the validation events (from the kept weights).
+            history: The per-epoch values with ``val_loss``.
+            best_epoch: The index of the epoch whose weights were kept.
+        """
+        names = self.class_names()
         is_signal = data.labels[data.is_val] == 0
         weights = np.abs(data.weights[data.is_val])
-        return {
-            "val_auc_signal_vs_rest": signal_vs_rest_auc(val_scores[:, 0], is_signal, weights),
-            "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(val_scores[:, 0], is_signal),
-        }
-
-    def event_counts(self, data: TrainingData) -> dict[str, dict[str, int]]:
-        """The number of fit and validation events per class."""
-        names = self.class_names()
         fit, val = np.bincount(data.labels[data.is_fit]), np.bincount(data.labels[data.is_val])
         return {
+            "fold": fold,
+            "val_auc_signal_vs_rest": signal_vs_rest_auc(val_scores[:, 0], is_signal, weights),
+            "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(val_scores[:, 0], is_signal),
+            "val_loss": history["val_loss"][best_epoch],
+            "best_epoch": best_epoch + 1,
+            "epochs_run": len(history["val_loss"]),
             "n_events_fit": {n: int(c) for n, c in zip(names, fit, strict=False)},
             "n_events_val": {n: int(c) for n, c in zip(names, val, strict=False)},
         }
@@ -626,13 +640,8 @@ class DNNClassifier(MLModel):
         # the epoch whose weights early stopping restored (the last one if it never watched the loss)
         best_epoch = int(stopping.best_epoch) if stopping.best_weights is not None else len(history["loss"]) - 1
         metrics = {
-            "fold": fold,
-            **self.validation_metrics(data, keras_scores),
-            "val_loss": history["val_loss"][best_epoch],
-            "best_epoch": best_epoch + 1,
-            "epochs_run": len(history["val_loss"]),
+            **self.fold_metrics(fold, data, keras_scores, history, best_epoch),
             "onnx_keras_max_abs_diff": onnx_diff,
-            **self.event_counts(data),
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
         }

@@ -129,13 +129,8 @@ class TorchDNNClassifier(DNNClassifier):
         onnx_diff = check_onnx_export(path["model.onnx"], val_x, torch_scores, source)
 
         metrics = {
-            "fold": fold,
-            **self.validation_metrics(data, torch_scores),
-            "val_loss": history["val_loss"][best_epoch],
-            "best_epoch": best_epoch + 1,
-            "epochs_run": len(history["val_loss"]),
+            **self.fold_metrics(fold, data, torch_scores, history, best_epoch),
             "onnx_torch_max_abs_diff": onnx_diff,
-            **self.event_counts(data),
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
         }
