@@ -8,7 +8,10 @@ network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/v
   deterministic algorithms are on and it runs with ``threads`` threads, so a re-training gives byte-identical
   weights and ONNX files.
 * **Loss**: the cross entropy of the softmax, weighted per event and averaged over the batch (as Keras'
-  ``sample_weight``); the history has Keras' keys (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
+  ``sample_weight``). The history has Keras' keys (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``),
+  computed after each epoch on all fit and validation events without dropout (Keras' ``loss`` is the mean over
+  the epoch's batches instead).
+* **Early stopping**: as ``dnn``'s Keras callback (:class:`EarlyStopping`), the best epoch's weights are kept.
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.pt`` (the state dict of the network, which ends
   with its logits), ``model.onnx`` (the network with a softmax, checked against torch on the validation inputs),
   ``history.json``, ``metrics.json`` and ``standardization.json``.
@@ -20,10 +23,12 @@ network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/v
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import law
@@ -43,7 +48,7 @@ from ml.dnn import (
 # torch only exists in the torch sandbox; elsewhere (law index, the base venv, the ONNX evaluation) it is a placeholder
 torch = maybe_import("torch")
 
-__all__ = ["ACTIVATIONS", "TORCH_SANDBOX", "TorchDNNClassifier", "TorchFoldModel", "torch_dnn"]
+__all__ = ["ACTIVATIONS", "TORCH_SANDBOX", "EarlyStopping", "TorchDNNClassifier", "TorchFoldModel", "torch_dnn"]
 
 #: Sandbox of the training and of the torch evaluation; the ONNX evaluation runs in the base environment.
 TORCH_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_torch.sh"
@@ -139,41 +144,69 @@ class TorchDNNClassifier(DNNClassifier):
     def fit(self, network: Any, data: TrainingData, fold: int) -> tuple[dict[str, list[float]], int]:
         """Train ``network`` with Adam and early stopping; the best epoch's weights are restored.
 
-        As Keras' ``EarlyStopping(start_from_epoch=min_epochs, restore_best_weights=True)``: the validation loss
-        is watched from epoch ``min_epochs`` on, and the training stops after ``patience`` epochs without a
-        lower one.
-
         Returns:
             The history (one value per epoch and key) and the index of the epoch whose weights were kept.
         """
         fit_set = tensors(data, data.is_fit, data.fit_weights)
         val_set = tensors(data, data.is_val, data.val_weights)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
+        stopping = EarlyStopping(self.min_epochs, self.patience)
         history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-        best: tuple[float, int, dict[str, Any]] | None = None
         for epoch in range(self.epochs):
-            network.train()
-            for x, labels, weights in batches(fit_set, self.batch_size):
-                optimizer.zero_grad()
-                weighted_loss(network(x), labels, weights).backward()
-                optimizer.step()
-            network.eval()
+            train_epoch(network, optimizer, fit_set, self.batch_size)
             for prefix, tensor_set in (("", fit_set), ("val_", val_set)):
                 loss, accuracy = evaluate_loss(network, *tensor_set)
                 history[f"{prefix}loss"].append(loss)
                 history[f"{prefix}accuracy"].append(accuracy)
             values = ", ".join(f"{key} {values[-1]:.4f}" for key, values in sorted(history.items()))
             print(f"fold {fold} epoch {epoch + 1}: {values}", flush=True)
-            if epoch < self.min_epochs:
-                continue
-            if best is None or history["val_loss"][-1] < best[0]:
-                best = (history["val_loss"][-1], epoch, copy.deepcopy(network.state_dict()))
-            elif epoch - best[1] >= self.patience:
+            if stopping.should_stop(epoch, history["val_loss"][-1], lambda: copy.deepcopy(network.state_dict())):
                 break
-        if best is None:
+        if stopping.best_epoch is None:
             return history, len(history["loss"]) - 1
-        network.load_state_dict(best[2])
-        return history, best[1]
+        network.load_state_dict(stopping.best_state)
+        return history, stopping.best_epoch
+
+
+@dataclass
+class EarlyStopping:
+    """Keras' ``EarlyStopping(start_from_epoch=min_epochs, patience=patience, restore_best_weights=True)``.
+
+    The validation loss is watched from epoch ``min_epochs`` on (epochs count from 0); the training stops
+    after ``patience`` watched epochs without a lower loss than the best one, whose weights are kept.
+
+    Attributes:
+        min_epochs: The first epoch whose loss is watched.
+        patience: Epochs without a lower loss before the training stops.
+        best_loss: The lowest watched loss.
+        best_epoch: The epoch of ``best_loss`` (None before the first watched epoch).
+        best_state: The snapshot of the weights taken at ``best_epoch``.
+    """
+
+    min_epochs: int
+    patience: int
+    best_loss: float = math.inf
+    best_epoch: int | None = None
+    best_state: Any = None
+
+    def should_stop(self, epoch: int, loss: float, snapshot: Callable[[], Any]) -> bool:
+        """Record the loss of ``epoch`` (``snapshot`` is called on a new best) and say whether to stop."""
+        if epoch < self.min_epochs:
+            return False
+        if self.best_epoch is None or loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.best_state = loss, epoch, snapshot()
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+
+def train_epoch(network: Any, optimizer: Any, fit_set: tuple[Any, Any, Any], batch_size: int) -> None:
+    """One pass over the fit events in a random order, one optimizer step per batch."""
+    network.train()
+    for x, labels, weights in batches(fit_set, batch_size):
+        optimizer.zero_grad()
+        weighted_loss(network(x), labels, weights).backward()
+        optimizer.step()
+    network.eval()
 
 
 def tensors(data: TrainingData, mask: np.ndarray, weights: np.ndarray) -> tuple[Any, Any, Any]:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml.dnn import FEATURES, ONNX_TOLERANCE, DNNClassifier
-from ml.torch_dnn import TORCH_SANDBOX, TorchDNNClassifier, torch_dnn
+from ml.torch_dnn import TORCH_SANDBOX, EarlyStopping, TorchDNNClassifier, torch_dnn
 from tests.conftest import LawEnv, LawOutputs, LawRun, run_law
 from tests.doc_outputs import shell_commands
 from tests.ml_checks import read_column
@@ -74,6 +74,30 @@ def test_bad_settings_are_clear_errors(setting: dict[str, Any], match: str) -> N
 )
 def test_only_the_training_and_the_torch_backend_need_the_sandbox(backend: str, family: str, sandbox: str) -> None:
     assert make_model(evaluation_backend=backend).sandbox(SimpleNamespace(task_family=family)) == sandbox
+
+
+def stopped_at(losses: list[float], min_epochs: int, patience: int) -> tuple[int, EarlyStopping]:
+    """The epoch after which the training stops (the last one if never), and the stopper."""
+    stopping = EarlyStopping(min_epochs, patience)
+    for epoch, loss in enumerate(losses):
+        if stopping.should_stop(epoch, loss, lambda epoch=epoch: f"weights of epoch {epoch}"):
+            return epoch, stopping
+    return len(losses) - 1, stopping
+
+
+def test_early_stopping_keeps_the_best_watched_epoch() -> None:
+    epoch, stopping = stopped_at([5.0, 4.0, 3.0, 3.5, 3.0, 3.1, 2.0], min_epochs=1, patience=3)
+    assert epoch == 5  # three epochs after the best one, none lower (an equal loss is no improvement)
+    assert (stopping.best_epoch, stopping.best_loss, stopping.best_state) == (2, 3.0, "weights of epoch 2")
+
+
+def test_early_stopping_ignores_the_epochs_before_min_epochs() -> None:
+    epoch, stopping = stopped_at([1.0, 2.0, 3.0, 3.5], min_epochs=2, patience=1)
+    assert epoch == 3
+    assert stopping.best_state == "weights of epoch 2"  # the lower losses before it did not count
+    epoch, stopping = stopped_at([1.0, 2.0], min_epochs=5, patience=1)
+    assert epoch == 1
+    assert stopping.best_epoch is None  # never watched: the last weights stay
 
 
 # the example's commands end to end
