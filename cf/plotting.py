@@ -6,8 +6,8 @@ these functions; keeping them free of law makes them unit-testable with hand-mad
 * Stack plots: :func:`plot_stack` draws stacked backgrounds, scaled signal lines and data points with Garwood
   (Poisson) error bars, plus a data / MC ratio panel with the MC statistical uncertainty band.
 * ML metrics: :func:`roc_curve`, :func:`auc`, :func:`mean_roc` and :func:`confusion_matrix` (weighted, numpy only).
-* ML figures: :func:`plot_roc`, :func:`plot_confusion_matrix`, :func:`plot_score_distributions` and
-  :func:`plot_loss_curves`.
+* ML figures: :func:`plot_roc`, :func:`plot_confusion_matrix`, :func:`plot_score_distributions`,
+  :func:`plot_loss_curves` and :func:`plot_scan` (a metric per point of a hyperparameter scan).
 * Grouping: :func:`top_level_process` and :func:`group_datasets` put datasets into the config's processes.
 
 Figures use the CMS style of mplhep inside a style context and are plain ``matplotlib.figure.Figure`` objects,
@@ -46,6 +46,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_loss_curves",
     "plot_roc",
+    "plot_scan",
     "plot_score_distributions",
     "plot_stack",
     "poisson_interval",
@@ -759,6 +760,45 @@ def plot_loss_curves(histories: Mapping[int, Mapping[str, Sequence[float]]], *, 
         ax.set_ylim(low, low + (high - low) * (1.1 + 0.1 * n_rows))
         handles = columns["loss"] + columns["val_loss"] if columns["val_loss"] else columns["loss"]
         ax.legend(handles=handles, loc="upper right", ncols=2 if columns["val_loss"] else 1, fontsize=16, frameon=False)
+        _simulation_label(ax, model_label)
+    return figure
+
+
+def plot_scan(
+    labels: Sequence[str],
+    fold_values: Sequence[Sequence[float]],
+    *,
+    metric: str,
+    best: int,
+    model_label: str = "",
+) -> Figure:
+    """A metric per point of a hyperparameter scan: each fold's value (small markers) and their mean ± std.
+
+    Args:
+        labels: One label per point (its settings), written under the x axis.
+        fold_values: Per point, the metric of each fold.
+        metric: The metric's name (the y axis title).
+        best: The index of the best point, drawn in another colour.
+        model_label: Text at the top right above the axes (e.g. the model name).
+    """
+    with cms_style():
+        figure, ax = new_figure((max(10.0, 1.2 * len(labels) + 4.0), 9), layout="constrained")
+        points = np.arange(len(labels))
+        for point, values in zip(points, fold_values, strict=True):
+            folds = np.asarray(values, dtype=np.float64)
+            color = FALLBACK_COLORS[2] if point == best else FALLBACK_COLORS[0]
+            ax.plot(np.full(len(folds), point), folds, "o", color=color, alpha=0.4, markersize=6)
+            ax.errorbar(point, folds.mean(), yerr=folds.std(), fmt="s", color=color, markersize=10, capsize=6)
+        ax.plot([], [], "o", color="grey", alpha=0.4, label="Folds")
+        ax.errorbar([], [], yerr=[], fmt="s", color=FALLBACK_COLORS[0], capsize=6, label="Mean ± std over folds")
+        ax.errorbar([], [], yerr=[], fmt="s", color=FALLBACK_COLORS[2], capsize=6, label="Best point")
+        ax.set_xticks(points, labels, rotation=30, ha="right", fontsize=14)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.tick_params(axis="x", which="minor", bottom=False, top=False)
+        ax.set_ylabel(metric)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.35 * (high - low))
+        ax.legend(loc="upper right", fontsize=16, frameon=False)
         _simulation_label(ax, model_label)
     return figure
 

@@ -20,10 +20,14 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
 * **Determinism**: the Keras seed is ``seed + fold`` and TensorFlow's op determinism is on, so re-training
   gives bit-identical weights.
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
-  on the validation inputs), ``history.json``, ``metrics.json`` (validation AUC of HH against the rest)
-  and ``standardization.json``.
+  on the validation inputs), ``history.json``, ``metrics.json`` (validation loss, AUC of HH against the
+  rest and of each class against the rest, the device the training ran on) and ``standardization.json``.
+* **Device**: a visible GPU when there is one (its name is logged and written into ``metrics.json``), else the
+  CPU, where op determinism makes re-training bit-identical.
 * **Evaluation**: ONNX Runtime in the base environment (default: no sandbox, no TensorFlow), or Keras in the
   TF sandbox with ``--ml-model-settings evaluation_backend=keras``.
+* **Input and importance plots**: ``input_features``, ``input_matrix`` (the filled features), ``predict_inputs``
+  and ``training_weights`` (the class balancing of ``train``) serve ``cf.PlotMLInputs`` and ``cf.PlotMLImportance``.
 
 The held-out AUC over all folds is not known inside one fold's training (fold ``i``'s events are not its
 input); compute it from the MLEvaluation outputs, e.g. with :func:`signal_vs_rest_auc`.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +83,8 @@ ONNX_TOLERANCE = 1e-5
 VALIDATION_SALT = 0x5EED_0F_7A11D
 #: Sandbox of the training and of the Keras evaluation; the ONNX evaluation runs in the base environment.
 TF_SANDBOX = "bash::$CF_BASE/sandboxes/venv_ml_tf.sh"
+#: The tasks that open the fold models in the base environment with the ONNX backend (no sandbox).
+ONNX_TASKS = ("cf.MLEvaluation", "cf.PlotMLImportance")
 
 
 # features
@@ -358,12 +365,13 @@ def write_fold_files(
     standardization: dict[str, Any],
     metrics: dict[str, Any],
 ) -> None:
-    """Write ``history.json``, ``standardization.json`` and ``metrics.json`` of a fold and print its metrics."""
+    """Write ``history.json``, ``standardization.json`` and ``metrics.json`` of a fold; print its held-out metrics."""
     files = {"history.json": history, "standardization.json": standardization, "metrics.json": metrics}
     for name, content in files.items():
         with open(output.child(name, type="f").path, "w") as file:
             json.dump(content, file, indent=2)
-    print(f"fold {fold}: " + ", ".join(f"{key}={value}" for key, value in metrics.items()))
+    held_out = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key.startswith("val_"))
+    print(f"fold {fold}: {held_out}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}", flush=True)
 
 
 # the model
@@ -377,6 +385,12 @@ def epoch_logger(fold: int) -> Any:
         print(f"fold {fold} epoch {epoch + 1}: {values}", flush=True)
 
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
+def training_device() -> str:
+    """The device Keras trains on: the first visible GPU (e.g. ``GPU:0``), else ``CPU``."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return gpus[0].name.removeprefix("/physical_device:") if gpus else "CPU"
 
 
 @dataclass
@@ -436,6 +450,11 @@ class DNNClassifier(MLModel):
     onnx_threads: int = setting(1, "intra-op threads of an ONNX Runtime session", minimum=1)
     # how the trained networks are run does not change the training: no retraining when these change
     evaluation_settings = frozenset({"evaluation_backend", "onnx_threads"})
+    # these change only the fit: trainings (e.g. the points of a scan) that differ in them share the prepared events
+    training_only_settings = frozenset(
+        {"layers", "activation", "dropout", "learning_rate", "batch_size", "epochs", "patience", "min_epochs"}
+        | {"validation_fraction", "seed"}
+    )
 
     def setup(self) -> None:
         self.add_score_variables()
@@ -444,7 +463,7 @@ class DNNClassifier(MLModel):
 
     def sandbox(self, task: law.Task) -> str:
         # ONNX Runtime is part of the base environment: no sandbox process to start for the evaluation
-        if task.task_family == "cf.MLEvaluation" and self.evaluation_backend == "onnx":
+        if task.task_family in ONNX_TASKS and self.evaluation_backend == "onnx":
             return ""
         return TF_SANDBOX
 
@@ -501,6 +520,20 @@ class DNNClassifier(MLModel):
         """The fill value of each feature, in the order of ``features``."""
         return [FEATURES[name].fill for name in self.features]
 
+    # the input features of the framework's input and importance plots
+
+    def input_features(self) -> list[str]:
+        return list(self.features)
+
+    def input_matrix(self, events: ak.Array) -> np.ndarray:
+        return fill_missing(self.feature_matrix(events), self.feature_fills())
+
+    def predict_inputs(self, fold_model: FoldModel, x: np.ndarray) -> np.ndarray:
+        return fold_model.predict(x)
+
+    def training_weights(self, weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return balanced_class_weights(weights, labels, len(self.classes))
+
     def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
         """The raw features, labels, weights and event identities of all training events in ``input``.
 
@@ -537,14 +570,13 @@ class DNNClassifier(MLModel):
         is_fit = ~is_val
         standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
         labels, weights = data["label"], data["weight"]
-        n_classes = len(self.classes)
         return TrainingData(
             x=apply_standardization(data["x"], standardization),
             labels=labels,
             weights=weights,
             is_val=is_val,
-            fit_weights=balanced_class_weights(weights[is_fit], labels[is_fit], n_classes),
-            val_weights=balanced_class_weights(weights[is_val], labels[is_val], n_classes),
+            fit_weights=self.training_weights(weights[is_fit], labels[is_fit]),
+            val_weights=self.training_weights(weights[is_val], labels[is_val]),
             standardization=standardization,
         )
 
@@ -573,6 +605,7 @@ class DNNClassifier(MLModel):
             "fold": fold,
             "val_auc_signal_vs_rest": signal_vs_rest_auc(val_scores[:, 0], is_signal, weights),
             "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(val_scores[:, 0], is_signal),
+            **self.class_aucs(val_scores, data.labels[data.is_val], weights),
             "val_loss": history["val_loss"][best_epoch],
             "best_epoch": best_epoch + 1,
             "epochs_run": len(history["val_loss"]),
@@ -598,6 +631,8 @@ class DNNClassifier(MLModel):
     def train(self, task: law.Task, input: dict[str, Any], output: law.LocalDirectoryTarget) -> None:
         start = time.perf_counter()
         fold = task.branch
+        device = training_device()
+        print(f"fold {fold}: training on {device}", flush=True)
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed + fold)
         tf.config.experimental.enable_op_determinism()
@@ -629,7 +664,10 @@ class DNNClassifier(MLModel):
         os.makedirs(output.path, exist_ok=True)
         path = {name: output.child(name, type="f").path for name in ("model.keras", "model.onnx")}
         network.save(path["model.keras"])
-        network.export(path["model.onnx"], format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # keras' ONNX exporter tests for numpy's removed np.object, which warns on every export
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            network.export(path["model.onnx"], format="onnx", verbose=False)
 
         # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
         keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
@@ -644,8 +682,21 @@ class DNNClassifier(MLModel):
             "onnx_keras_max_abs_diff": onnx_diff,
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
+            "device": device,
         }
         write_fold_files(output, fold, history, data.standardization, metrics)
+
+    def class_aucs(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+        """``val_auc_<class>``: the AUC of each class's score separating that class from the others."""
+        return {
+            f"val_auc_{name}": signal_vs_rest_auc(scores[:, node], labels == node, weights)
+            for node, name in enumerate(self.class_names())
+        }
+
+    def training_metrics(self, target: law.LocalDirectoryTarget) -> dict[str, float] | None:
+        """The validation metrics of ``metrics.json`` (``val_loss`` and the AUCs; not the counts or timings)."""
+        metrics = super().training_metrics(target)
+        return None if metrics is None else {key: value for key, value in metrics.items() if key.startswith("val_")}
 
     def evaluate(
         self,

@@ -83,6 +83,8 @@ class TorchDNNClassifier(DNNClassifier):
         "onnx (ONNX Runtime in the base environment) or torch (the torch sandbox)",
         choices=EVALUATION_BACKENDS,
     )
+    # only the fit depends on the threads: the points of a scan over them share the prepared events
+    training_only_settings = DNNClassifier.training_only_settings | {"threads"}
 
     def sandbox(self, task: law.Task) -> str:
         # the ONNX evaluation (also of the training scores) needs neither torch nor a sandbox
@@ -138,6 +140,7 @@ class TorchDNNClassifier(DNNClassifier):
             "onnx_torch_max_abs_diff": onnx_diff,
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
+            "device": "CPU",  # the sandbox holds torch's CPU build
         }
         write_fold_files(output, fold, history, data.standardization, metrics)
 

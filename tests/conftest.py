@@ -12,6 +12,9 @@ never touch the user's store or samples:
 * ``law_outputs`` (session): the :func:`print_outputs` helper, the paths that ``--print-output N`` lists.
 * ``docs_env`` (session): the environment of a docs build that takes its pictures from the session's stores
   (``CF_DOCS_STORE``).
+* ``docs_build`` (session): the one docs build of the session (``sphinx-build -W --keep-going``, pictures from
+  ``docs_env``), after a stale file and a stale copy of a picture were planted in the generated folder; the
+  warning check, the picture checks and the browser check all read it.
 
 Example, in a test module of another part of the analysis (types from ``tests.conftest``)::
 
@@ -25,11 +28,14 @@ Nothing here changes global state (no autouse fixtures, no environment changes o
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -306,3 +312,52 @@ def docs_env(test_model_store: LawEnv, dnn_store: LawEnv, tmp_path_factory: pyte
     for run in RUNS:
         run_law(*run.args, env=stores.get(run.model, docs).env, timeout=1800)
     return {**docs.env, "CF_DOCS_STORE": os.pathsep.join(str(store) for store in (docs.store, dnn_store.store))}
+
+
+#: The docs sources.
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+#: A file that no docs build makes, planted into the generated figures before the session's build.
+STALE_FIGURE = "stale.png"
+#: The first bytes of every PNG file.
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Seconds the docs build may take (the pictures come from existing outputs).
+DOCS_BUILD_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class DocsBuild:
+    """The session's docs build: its HTML directory, when it started (epoch seconds) and what it printed."""
+
+    html: Path
+    start: float
+    output: str
+
+
+def plant_stale_figures() -> None:
+    """Put a file no build makes and an invalid, hour-old copy of a picture into the generated figures."""
+    from docs._ext.cf_figures import FIGURES_DIR, TASK_GRAPH
+
+    figures = DOCS / FIGURES_DIR
+    figures.mkdir(parents=True, exist_ok=True)
+    with (figures.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (figures / STALE_FIGURE).write_bytes(PNG_MAGIC)
+        (figures / TASK_GRAPH).write_bytes(b"stale")
+        hour_ago = time.time() - 3600
+        for name in (STALE_FIGURE, TASK_GRAPH):
+            os.utime(figures / name, (hour_ago, hour_ago))
+
+
+@pytest.fixture(scope="session")
+def docs_build(docs_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> DocsBuild:
+    """The docs built once per session with ``-W --keep-going``; fails every test using it on a warning."""
+    plant_stale_figures()
+    html = tmp_path_factory.mktemp("docs_html")
+    start = time.time()
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(html)]
+    result = subprocess.run(
+        command, cwd=DOCS.parent, env=docs_env, capture_output=True, text=True, timeout=DOCS_BUILD_TIMEOUT, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return DocsBuild(html, start, output)

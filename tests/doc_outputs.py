@@ -5,7 +5,9 @@ normalized (the paths of the test's store and data directory become ``$CF_STORE_
 become ``<t>``, lines wider than :data:`WIDTH` are wrapped) and compared with the committed file
 ``docs/user_guide/examples/outputs/<listing>.txt`` that the page includes. Two things may differ between runs
 without failing the check: the order of consecutive ``done:`` lines (independent tasks run in any order) and
-decimal numbers within :data:`RELATIVE_TOLERANCE` (a loss or a score computed on another CPU). Any other change
+decimal numbers within :data:`RELATIVE_TOLERANCE` (a loss or a score computed on another CPU). TensorFlow's C++
+log lines (with a time stamp and a thread id, e.g. ``E0000 00:00:1796042533.586487 9328 node_def_util.cc:682] ...``)
+are left out: they are the runtime's chatter, different in every run. Any other change
 fails the test with a diff; ``CF_UPDATE_DOCS_OUTPUTS=1`` rewrites the files instead.
 
 The listing's commands are checked too: the runs must be exactly the commands the listing shows.
@@ -42,6 +44,8 @@ _DURATION = re.compile(r"\(\d+(?:\.\d+)? s\)")
 _KERAS_EPOCH = re.compile(r"\s*\d+/\d+ - .*/step")
 _KERAS_DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ms|us|µs|s)(?=[ /]|$)")
 _NUMBER = re.compile(r"(-?\d+\.\d+)")
+#: TensorFlow's (absl's) C++ log lines, and absl's note that they go to stderr.
+_TF_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] |^WARNING: All log messages before absl::")
 
 
 # the commands of a listing
@@ -96,6 +100,8 @@ def normalize(output: str, replacements: Mapping[str, str]) -> list[str]:
         output = output.replace(path, replacements[path])
     lines = []
     for raw in output.splitlines():
+        if _TF_LOG.match(raw):
+            continue
         line = _DURATION.sub("(<t> s)", raw)
         if _KERAS_EPOCH.match(line):
             line = _KERAS_DURATION.sub("<t>", line)

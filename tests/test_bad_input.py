@@ -34,6 +34,7 @@ PREPARE = ("cf.PrepareMLEvents", "--version", "v1", "--ml-model", "test_model", 
 DATACARDS = ("cf.CreateDatacards", "--version", "v1", "--inference-model", "test_inference")
 PLOT = ("cf.PlotVariables1D", "--version", "v1", "--variables", "ht")
 SLURM = (*CALIBRATE, "--workflow", "slurm")
+SCAN = ("cf.MLTrainingScan", "--version", "v1", "--ml-model", "test_model", "--scan")
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,19 @@ CASES: tuple[BadInput, ...] = (
     BadInput("a negative --signal-scale", (*PLOT, "--signal-scale", "-1"), "--signal-scale must be a positive number"),
     BadInput("an unknown workflow", (*CALIBRATE, "--workflow", "slrum"), "unknown workflow 'slrum' (did you mean"),
     BadInput("--job-cpus 0", (*SLURM, "--job-cpus", "0"), "--job-cpus must be at least 1, got 0"),
+    BadInput("--job-gpus -1", (*SLURM, "--job-gpus", "-1"), "--job-gpus must be at least 0, got -1"),
     BadInput("--max-runtime 0", (*SLURM, "--max-runtime", "0"), "--max-runtime must be positive, got 0h"),
     BadInput("--parallel-jobs 0", (*SLURM, "--parallel-jobs", "0"), "--parallel-jobs must be at least 1 (or -1"),
+    BadInput(
+        "a scan value of the wrong type",
+        (*SCAN, "layers=abc"),
+        "--scan: ML model 'test_model': setting 'layers=abc': item 'abc' is not an integer >= 1",
+    ),
+    BadInput(
+        "a scan of an undeclared setting",
+        (*SCAN, "epoch=1,2"),
+        "--scan: unknown setting 'epoch' (did you mean 'epochs'?) for ML model 'test_model', declared:",
+    ),
     BadInput(
         "a wrapper's unknown dataset",
         ("cf.ProduceColumnsWrapper", "--version", "v1", "--datasets", "tt_sl"),

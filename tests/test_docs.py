@@ -40,6 +40,7 @@ from markdown_it import MarkdownIt
 from myst_parser.parsers.directives import parse_directive_text
 from sphinx.directives.code import LiteralInclude, LiteralIncludeReader
 
+from tests.conftest import DocsBuild
 from tests.doc_outputs import (
     OUTPUTS,
     README,
@@ -573,11 +574,7 @@ def test_task_overview_describes_every_task_and_parameter() -> None:
 
 @pytest.mark.slow
 @pytest.mark.sandbox
-def test_sphinx_build_has_no_warnings(tmp_path: Path, docs_env: dict[str, str]) -> None:
+def test_sphinx_build_has_no_warnings(docs_build: DocsBuild) -> None:
     # the pictures come from the session's stores (CF_DOCS_STORE), in which the other tests train the models
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, env=docs_env, capture_output=True, text=True, timeout=600, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    assert "WARNING" not in output, output[-5000:]
-    assert (tmp_path / "user_guide" / "machine_learning.html").is_file()
+    assert "WARNING" not in docs_build.output, docs_build.output[-5000:]
+    assert (docs_build.html / "user_guide" / "machine_learning.html").is_file()

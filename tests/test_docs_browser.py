@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import DocsBuild
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -35,14 +36,10 @@ def require_chromium() -> None:
 
 
 @pytest.fixture(scope="module")
-def built_docs(docs_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The docs built from scratch, with the pictures from this session's outputs."""
+def built_docs(docs_build: DocsBuild) -> Path:
+    """The session's docs build (pictures from this session's outputs); skipped without Chromium."""
     require_chromium()
-    html = tmp_path_factory.mktemp("docs_html")
-    command = [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(ROOT / "docs"), str(html)]
-    result = subprocess.run(command, cwd=ROOT, env=docs_env, capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    return html
+    return docs_build.html
 
 
 def browse(build: Path, pages: list[str], env: dict[str, str]) -> list[dict[str, object]]:

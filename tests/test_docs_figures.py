@@ -3,7 +3,7 @@
 * Every picture has a ``{figure}`` on the results page, under the command that makes it (the page shows the
   extension's commands verbatim).
 * The task graph's layout: implied arrows are left out, each family sits below everything it needs.
-* (slow) The docs are built with ``CF_DOCS_STORE`` naming the session's stores (fixture ``docs_env``), after a stale
+* (slow) The session's docs build (fixture ``docs_build``, pictures from the session's stores), made after a stale
   file and a stale copy of a picture were put into the generated folder: every picture in the built site is a
   valid PNG of a sensible size written during this build and shown on a page, nothing had to be run, and the stale
   file is gone.
@@ -11,19 +11,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import struct
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from docs._ext.cf_figures import FIGURES_DIR, RUNS, TASK_GRAPH
+from tests.conftest import PNG_MAGIC, STALE_FIGURE, DocsBuild
 from tests.test_docs import parse_fences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,13 +27,8 @@ FIGURES = DOCS / FIGURES_DIR
 RESULTS_PAGE = DOCS / "user_guide" / "results.md"
 #: Every picture the extension makes.
 FIGURE_NAMES = sorted([TASK_GRAPH, *(name for run in RUNS for name in run.figures)])
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: The smallest and largest width or height of a picture, in pixels.
 PIXELS = (400, 4000)
-#: A file in the generated folder that no build makes.
-STALE = "stale.png"
-#: Seconds the build may take (the pictures come from existing outputs).
-BUILD_TIMEOUT = 900
 
 
 # the results page
@@ -80,42 +70,7 @@ def test_the_task_graph_leaves_out_implied_arrows_and_layers_the_families() -> N
     assert layers("abcde", reduced) == {"a": 0, "b": 1, "c": 2, "d": 3, "e": 0}
 
 
-# the build
-
-
-@dataclass(frozen=True)
-class Build:
-    """A docs build: its HTML directory, when it started (epoch seconds) and what it printed."""
-
-    html: Path
-    start: float
-    output: str
-
-
-def plant_stale_files() -> None:
-    """A file no build makes and an invalid, hour-old copy of a picture, put in while no build runs."""
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    with (FIGURES.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        (FIGURES / STALE).write_bytes(PNG_MAGIC)
-        (FIGURES / FIGURE_NAMES[0]).write_bytes(b"stale")
-        hour_ago = time.time() - 3600
-        for name in (STALE, FIGURE_NAMES[0]):
-            os.utime(FIGURES / name, (hour_ago, hour_ago))
-
-
-@pytest.fixture(scope="module")
-def build(docs_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Build:
-    plant_stale_files()
-    html = tmp_path_factory.mktemp("docs_html")
-    start = time.time()
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(html)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=docs_env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return Build(html, start, output)
+# the build (the session's one docs build, fixture ``docs_build``)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -135,20 +90,20 @@ def pages_showing(html: Path, name: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.sandbox
 @pytest.mark.parametrize("name", FIGURE_NAMES)
-def test_every_picture_is_a_new_png_shown_on_a_page(build: Build, name: str) -> None:
-    path = build.html / "_images" / name
+def test_every_picture_is_a_new_png_shown_on_a_page(docs_build: DocsBuild, name: str) -> None:
+    path = docs_build.html / "_images" / name
     assert path.is_file(), f"the built site has no {name}"
     assert all(PIXELS[0] <= pixels <= PIXELS[1] for pixels in png_size(path)), png_size(path)
     # the extension writes the figures during the build; Sphinx keeps their time when it copies them
-    assert path.stat().st_mtime >= build.start - 1, f"{name} was not written by this build"
-    assert "user_guide/results.html" in pages_showing(build.html, name)
+    assert path.stat().st_mtime >= docs_build.start - 1, f"{name} was not written by this build"
+    assert "user_guide/results.html" in pages_showing(docs_build.html, name)
 
 
 @pytest.mark.slow
 @pytest.mark.sandbox
-def test_the_build_took_every_picture_from_the_stores_and_removed_the_stale_file(build: Build) -> None:
-    assert "cf_figures: running" not in build.output, "the build ran a command whose outputs the stores lack"
-    assert "cf_figures: figures from" in build.output
-    assert not (FIGURES / STALE).exists()
-    assert not (build.html / "_images" / STALE).exists()
-    assert "inference.html" in pages_showing(build.html, "limits.png")
+def test_the_build_took_every_picture_from_the_stores_and_removed_the_stale_file(docs_build: DocsBuild) -> None:
+    assert "cf_figures: running" not in docs_build.output, "the build ran a command whose outputs the stores lack"
+    assert "cf_figures: figures from" in docs_build.output
+    assert not (FIGURES / STALE_FIGURE).exists()
+    assert not (docs_build.html / "_images" / STALE_FIGURE).exists()
+    assert "inference.html" in pages_showing(docs_build.html, "limits.png")

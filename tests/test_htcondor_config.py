@@ -57,7 +57,7 @@ def submit_lines(content: str) -> dict[str, str]:
 def training_task(**params: Any) -> Any:
     from cf.tasks.ml import MLTraining
 
-    return MLTraining(**TRAINING, workflow="htcondor", **params)
+    return MLTraining(**{**TRAINING, "workflow": "htcondor", **params})
 
 
 def test_htcondor_submit_file_has_resources_logs_and_bootstrap(job_base: Path, tmp_path: Path) -> None:
@@ -158,3 +158,24 @@ def test_htcondor_per_file_workflow(job_base: Path, tmp_path: Path) -> None:
     assert "/cf.CalibrateEvents/" in submit_lines(content)["initialdir"]
     command = base64.b64decode(data["config"].arguments[0].split()[2]).decode()
     assert "--dataset=tt_sl_powheg" in command
+
+
+def test_htcondor_gpus_from_the_parameter_and_from_the_model(job_base: Path, tmp_path: Path) -> None:
+    from cf.ml import MLModel
+    from cf.util import UserError
+
+    # a model that wants a GPU: its trainings request one unless --job-gpus says otherwise
+    if not MLModel.has_cls("gpu_test_model"):
+        MLModel.get_cls("test_model").derive("gpu_test_model", cls_dict={"wants_gpu": True})
+    cases = {
+        "gpus given": (training_task(job_gpus=2), "2"),
+        "the model's default": (training_task(ml_model="gpu_test_model"), "1"),
+        "none for this model": (training_task(ml_model="gpu_test_model", job_gpus=0), None),
+        "none by default": (training_task(), None),
+    }
+    for case, (task, expected) in cases.items():
+        _, content = submit_file(task, tmp_path / case.replace(" ", "_"))
+        assert submit_lines(content).get("request_gpus") == expected, case
+
+    with pytest.raises(UserError, match="--job-gpus must be at least 0, got -1"):
+        training_task(job_gpus=-1)

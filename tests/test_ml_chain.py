@@ -9,6 +9,8 @@ store, in the order of the pages, and what they print is compared with the outpu
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,13 @@ PLOT_ML_RESULTS = ("cf.PlotMLResults", "--version", "v1", "--ml-model", "test_mo
                    "--calibrators", "skip_jecunc", "--selector", "default")  # fmt: skip
 HISTOGRAMS = ("cf.CreateHistograms", "--version", "v1", "--config", CONFIG, "--calibrators", "skip_jecunc",
               "--ml-models", "test_model")  # fmt: skip
+# the guide's hyperparameter scan of dnn (tiny trainings) and its best point's training, as the scan names it
+SCAN = ("cf.MLTrainingScan", "--version", "v1", "--ml-model", "dnn", "--config", CONFIG, "--calibrators",
+        "skip_jecunc", "--selector", "default", "--ml-model-settings", "epochs=1,min_epochs=0,folds=2",
+        "--scan", "layers=8,16;learning_rate=0.01,0.02")  # fmt: skip
+SCAN_BEST_SETTINGS = "epochs=1,min_epochs=0,folds=2,layers=16,learning_rate=0.01"
+SCAN_BEST = ("cf.MLTraining", "--version", "v1", "--ml-model", "dnn", "--config", CONFIG, "--calibrators",
+             "skip_jecunc", "--selector", "default", "--ml-model-settings", SCAN_BEST_SETTINGS)  # fmt: skip
 PLOT_SCORE = ("cf.PlotVariables1D", "--version", "v1", "--config", CONFIG, "--calibrators", "skip_jecunc",
               "--ml-models", "test_model", "--variables", "test_model.score_hh",
               "--datasets", ",".join(TRAINING_DATASETS))  # fmt: skip
@@ -311,3 +320,43 @@ def test_the_guide_plot_commands_write_their_plots(guide: GuideRuns, law_outputs
     (png,) = [path for path in law_outputs(*PLOT_SCORE, env=guide.env.env) if path.suffix == ".png"]
     assert png.name == "plot__cat_incl__var_test_model.score_hh.png"
     assert png.stat().st_size > 1000
+
+
+def test_a_scan_tabulates_the_fold_metrics_of_every_point_and_names_the_best(
+    dnn_store: LawEnv, law_run: LawRun, law_outputs: LawOutputs
+) -> None:
+    scan = law_run(*SCAN, env=dnn_store.env, timeout=900)
+    outputs = {path.name: path for path in law_outputs(*SCAN, env=dnn_store.env)}
+    summary = json.loads(outputs["scan.json"].read_text())
+    points = summary["points"]
+    assert [point["settings"] for point in points] == [
+        {"layers": layers, "learning_rate": rate} for layers in ("8", "16") for rate in ("0.01", "0.02")
+    ]
+    for point in points:
+        assert {"val_loss", "val_auc_hh", "val_auc_tt", "val_auc_dy"} <= set(point["folds"])
+        assert all(len(values) == 2 and np.all(np.isfinite(values)) for values in point["folds"].values())
+        assert point["mean"]["val_loss"] == pytest.approx(np.mean(point["folds"]["val_loss"]))
+    # the best point has the lowest mean validation loss, and the scan prints its settings
+    means = [point["mean"]["val_loss"] for point in points]
+    best = summary["best"]
+    assert (summary["metric"], summary["higher_is_better"]) == ("val_loss", False)
+    assert best["point"] == int(np.argmin(means))
+    assert best["ml_model_settings"] == points[best["point"]]["ml_model_settings"] == SCAN_BEST_SETTINGS
+    assert f"--ml-model-settings {SCAN_BEST_SETTINGS}" in scan.stdout
+    with outputs["scan.csv"].open() as file:
+        rows = list(csv.DictReader(file))
+    assert [float(row["val_loss_f1"]) for row in rows] == [point["folds"]["val_loss"][1] for point in points]
+    assert outputs["plot__scan.png"].read_bytes().startswith(b"\x89PNG")
+    assert outputs["plot__scan.pdf"].stat().st_size > 1000
+
+    # the printed settings are the best point's training: complete already, with the table's metrics
+    retrain = law_run(*SCAN_BEST, env=dnn_store.env)
+    assert "0 task(s) ran" in retrain.stdout
+    for fold, directory in enumerate(law_outputs(*SCAN_BEST, env=dnn_store.env)):
+        metrics = json.loads((directory / "metrics.json").read_text())
+        assert metrics["val_loss"] == points[best["point"]]["folds"]["val_loss"][fold]
+        assert metrics["device"] == "CPU" or metrics["device"].startswith("GPU")
+
+    replacements = {str(dnn_store.store): "$CF_STORE_LOCAL", str(dnn_store.data): "$CF_DATA"}
+    check_transcript("ml_scan", [scan], replacements)
+    check_transcript("ml_scan_best", [retrain], replacements)

@@ -246,7 +246,7 @@ def test_slurm_job_file_has_resources_and_the_law_command(tmp_path: Path, monkey
 
     task = MLTraining(
         version="v1", ml_model="test_model", config=CONFIG, calibrators=("skip_jecunc",), selector="default",
-        workflow="slurm", max_runtime="26.5h", job_memory="3GB", job_cpus=2, slurm_partition="short",
+        workflow="slurm", max_runtime="26.5h", job_memory="3GB", job_cpus=2, job_gpus=1, slurm_partition="short",
     )  # fmt: skip
     data = create_job_file(task, branches=[1], job_num=2, directory=str(tmp_path / "submit"))
     content = Path(data["job"]).read_text()
@@ -254,6 +254,7 @@ def test_slurm_job_file_has_resources_and_the_law_command(tmp_path: Path, monkey
     assert sbatch["time"] == "1-02:30:00"
     assert sbatch["mem"] == "3072M"
     assert sbatch["cpus-per-task"] == "2"
+    assert sbatch["gres"] == "gpu:1"
     assert sbatch["partition"] == "short"
     assert sbatch["open-mode"] == "append"
     log_dir = tmp_path / "jobs" / "analysis_template" / "cf.MLTraining" / CONFIG
@@ -269,7 +270,7 @@ def test_slurm_job_file_has_resources_and_the_law_command(tmp_path: Path, monkey
     params = base64.b64decode(command_line[3]).decode()
     for arg in ("--ml-model=test_model", "--branch", "--local-scheduler=True"):
         assert (arg in params) is (arg != "--branch")  # law's job script adds --branch=N
-    for param in ("--workflow", "--job-memory", "--max-runtime", "--slurm-partition", "--clear-logs"):
+    for param in ("--workflow", "--job-memory", "--job-gpus", "--max-runtime", "--slurm-partition", "--clear-logs"):
         assert param not in params
     assert base64.b64decode(command_line[4]).decode() == "1"
     # the rendered law job script sources the shared bootstrap file

@@ -68,6 +68,7 @@ def test_bad_settings_are_clear_errors(setting: dict[str, Any], match: str) -> N
         ("onnx", "cf.MLTraining", TORCH_SANDBOX),
         ("onnx", "cf.MLEvaluation", ""),
         ("onnx", "cf.MLTrainingScores", ""),
+        ("onnx", "cf.PlotMLImportance", ""),
         ("torch", "cf.MLEvaluation", TORCH_SANDBOX),
         ("torch", "cf.MLTrainingScores", TORCH_SANDBOX),
     ],

@@ -93,6 +93,14 @@ class MLModel(RegisteredModel, abc.ABC):
             they are left out of the training's output path, so changing them does not retrain.
         preparation_producer_in_ml_evaluation: Whether the :meth:`preparation_producer` also runs before
             ``evaluate`` (columnflow's flag).
+        training_only_settings: Names of settings that change only the fit, not the prepared training events
+            (e.g. the layers, the learning rate): trainings that differ only in them share the outputs of
+            ``cf.PrepareMLEvents`` / ``cf.MergeMLEvents`` (a scan prepares the events once).
+        scan_metric: The :meth:`training_metrics` entry whose mean over the folds ranks the points of
+            ``cf.MLTrainingScan`` (default ``val_loss``).
+        scan_metric_higher_is_better: Whether a larger ``scan_metric`` is better (False: lower is better).
+        wants_gpu: Whether the training wants a GPU: ``cf.MLTraining`` batch jobs then request one by default
+            (``--job-gpus``).
 
     Attributes:
         analysis_inst: The order analysis.
@@ -108,6 +116,10 @@ class MLModel(RegisteredModel, abc.ABC):
     store_name: ClassVar[str | None] = None
     evaluation_settings: ClassVar[frozenset[str]] = frozenset()
     preparation_producer_in_ml_evaluation: ClassVar[bool] = True
+    training_only_settings: ClassVar[frozenset[str]] = frozenset()
+    scan_metric: ClassVar[str] = "val_loss"
+    scan_metric_higher_is_better: ClassVar[bool] = False
+    wants_gpu: ClassVar[bool] = False
 
     kind: ClassVar[str] = "ML model"
     _registry: ClassVar[dict[str, type[RegisteredModel]]] = {}
@@ -305,6 +317,49 @@ class MLModel(RegisteredModel, abc.ABC):
         with open(path) as file:
             return json.load(file)
 
+    def training_metrics(self, target: Any) -> dict[str, float] | None:
+        """The held-out metrics of one fold's training (``{"val_loss": 0.41, ...}``), None if unknown.
+
+        By default the numbers in ``metrics.json`` in the fold's output directory (what ``output`` returned),
+        else the smallest ``val_loss`` of :meth:`training_history`. ``cf.MLTrainingScan`` tabulates them per fold
+        and ranks its points by :attr:`scan_metric`; override this method to report other numbers.
+        """
+        path = os.path.join(getattr(target, "path", str(target)), "metrics.json")
+        if os.path.isfile(path):
+            with open(path) as file:
+                metrics = json.load(file)
+            return {key: float(value) for key, value in metrics.items() if _is_number(value)}
+        history = self.training_history(target) or {}
+        return {"val_loss": float(min(history["val_loss"]))} if history.get("val_loss") else None
+
+    # optional: the input features, read by cf.PlotMLInputs and cf.PlotMLImportance (cf.tasks.ml_diagnostics)
+
+    def input_features(self) -> list[str]:
+        """The names of the input features, one per column of :meth:`input_matrix`."""
+        raise NotImplementedError
+
+    def input_matrix(self, events: ak.Array) -> np.ndarray:
+        """The input features of the events, shape ``(events, features)``, in physical units.
+
+        What the network receives before any scaling it does itself, with missing objects already replaced as
+        the model replaces them, so that the plotted distributions and correlations are those the network sees.
+        """
+        raise NotImplementedError
+
+    def predict_inputs(self, fold_model: Any, x: np.ndarray) -> np.ndarray:
+        """The class scores, shape ``(events, classes)``, of one fold's model (``open_model``).
+
+        ``x`` holds rows of :meth:`input_matrix`, some of whose columns the importance plot permutes.
+        """
+        raise NotImplementedError
+
+    def training_weights(self, weights: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """The per-event weights ``train`` applies, from the ``weight_column`` values and the class indices.
+
+        None (the default) when the model does not declare them; the input plots then show no class weights.
+        """
+        return None
+
     # optional hooks
 
     def setup(self) -> None:
@@ -376,6 +431,10 @@ class MLModel(RegisteredModel, abc.ABC):
             cache[key] = value
             cache.setdefault((hook, config_inst.name, value), value)
         return cache[key]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _first_parameter(method: Any) -> str:

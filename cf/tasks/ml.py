@@ -137,8 +137,16 @@ class MLModelMixin:
 
     def training_settings(self) -> tuple[str, ...]:
         """The ``--ml-model-settings`` items that change the training (evaluation-only ones removed)."""
-        evaluation_only = self.ml_model_inst.evaluation_settings
-        return tuple(item for item in self.ml_model_settings if item.partition("=")[0].strip() not in evaluation_only)
+        return self.settings_except(self.ml_model_inst.evaluation_settings)
+
+    def event_settings(self) -> tuple[str, ...]:
+        """The ``--ml-model-settings`` items that change the prepared training events (training-only ones removed)."""
+        model = self.ml_model_inst
+        return self.settings_except(model.evaluation_settings | model.training_only_settings)
+
+    def settings_except(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The ``--ml-model-settings`` items whose names are not in ``names``."""
+        return tuple(item for item in self.ml_model_settings if item.partition("=")[0].strip() not in names)
 
     def function_store_parts(self) -> list[str]:
         return [*super().function_store_parts(), self.ml_store_part()]  # type: ignore[misc]
@@ -170,6 +178,20 @@ def training_functions(model: MLModel, config_inst: Any, params: dict[str, Any])
         "selector": model.resolved_hook("training_selector", config_inst, params["selector"]),
         "producers": model.resolved_hook("training_producers", config_inst, tuple(params["producers"])),
     }
+
+
+def apply_training_functions(params: dict[str, Any]) -> MLModel | None:
+    """Set the calibrators, selector and producers of a config task's ``params`` to those the training reads.
+
+    Returns:
+        The model, or None while the parameters are not complete yet (nothing changed then).
+    """
+    needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
+    if not all(key in params for key in needed):
+        return None
+    model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
+    params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
+    return model
 
 
 class MLModelSandboxMixin(MLModelMixin):
@@ -413,7 +435,12 @@ class MLTraining(
         stats: dict[str, Any] = {}
         for config_inst in self.ml_model_inst.config_insts:
             funcs = training_functions(self.ml_model_inst, config_inst, self.param_kwargs)
-            common = {"config": config_inst.name, "ml_model": self.ml_model, **funcs}
+            common = {
+                "config": config_inst.name,
+                "ml_model": self.ml_model,
+                "ml_model_settings": self.event_settings(),
+                **funcs,
+            }
             events[config_inst.name] = {}
             stats[config_inst.name] = {}
             for dataset in self.selected_datasets(config_inst):
@@ -436,6 +463,9 @@ class MLTraining(
 
     def output(self) -> Any:
         return self.ml_model_inst.output(self)
+
+    def default_job_gpus(self) -> int:
+        return 1 if self.ml_model_inst.wants_gpu else 0
 
     def sandbox_pre_run(self) -> None:
         # law calls this in the outer process, before the sandbox is entered
@@ -606,10 +636,7 @@ class MLTrainingScores(
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)
-        needed = ("ml_model", "ml_model_settings", "config", "calibrators", "selector", "producers")
-        if all(key in params for key in needed):
-            model = model_instance(params["ml_model"], tuple(params["ml_model_settings"]), (params["config"],))
-            params.update(training_functions(model, get_config(load_analysis(), params["config"]), params))
+        apply_training_functions(params)
         return params
 
     def store_parts(self) -> list[str]:
@@ -617,10 +644,13 @@ class MLTrainingScores(
 
     def requires(self) -> Any:
         folds = range(self.ml_model_inst.folds)
+        settings = self.event_settings()
         return {
             "models": MLTraining.req(self, configs=(self.config,), dataset=(), branch=-1),
             "events": {
-                dataset: [MergeMLEvents.req(self, dataset=dataset, fold=fold) for fold in folds]
+                dataset: [
+                    MergeMLEvents.req(self, dataset=dataset, fold=fold, ml_model_settings=settings) for fold in folds
+                ]
                 for dataset in self.training_datasets()
             },
         }

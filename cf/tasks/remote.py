@@ -12,7 +12,8 @@ store must be on a file system shared with the worker nodes. Job files, the job 
 the job logs go under ``$CF_JOB_BASE``, in the same directory layout as the task's outputs in the store.
 
 Resources (both batch systems): ``--max-runtime`` (hours unless a unit is given), ``--job-memory`` (MB unless
-a unit is given) and ``--job-cpus``. Slurm also takes ``--slurm-partition``; HTCondor takes
+a unit is given), ``--job-cpus`` and ``--job-gpus`` (default: the task's, 1 for an ML training whose model wants a
+GPU, else 0). Slurm also takes ``--slurm-partition``; HTCondor takes
 ``--htcondor-flavor`` (CERN's ``+JobFlavour``), ``--htcondor-requirements`` (a ClassAd expression),
 ``--htcondor-universe``, ``--htcondor-pool`` and ``--htcondor-scheduler``. See ``docs/batch_systems.md``.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "WorkflowSandboxTask",
     "bootstrap_render_variables",
     "check_job_resources",
+    "check_workflow_and_resources",
     "create_job_file",
     "htcondor_runtime_seconds",
     "last_error_in_log",
@@ -247,9 +249,15 @@ class BatchJobMixin:
         significant=False,
         description="CPU cores of one job; default: 1",
     )
+    job_gpus = luigi.OptionalIntParameter(
+        default=None,
+        significant=False,
+        description="GPUs of one job (Slurm --gres=gpu:N, HTCondor request_gpus); default: the task's "
+        "(cf.MLTraining: 1 when the model wants a GPU, else 0)",
+    )
 
     # clear_logs is a workflow parameter of law that law forgets to exclude from the branches
-    exclude_params_branch: ClassVar[set[str]] = {"max_runtime", "job_memory", "job_cpus", "clear_logs"}
+    exclude_params_branch: ClassVar[set[str]] = {"max_runtime", "job_memory", "job_cpus", "job_gpus", "clear_logs"}
 
     def job_output_directory(self) -> law.LocalDirectoryTarget:
         """``$CF_JOB_BASE/<the task's store directories>/<version>``: job data, job files' logs.
@@ -283,6 +291,14 @@ class BatchJobMixin:
     def job_memory_mb(self) -> int:
         return max(1, math.ceil(float(self.job_memory)))
 
+    def job_gpu_count(self) -> int:
+        """``--job-gpus``, or :meth:`default_job_gpus` when it is not given."""
+        return self.default_job_gpus() if self.job_gpus is None else int(self.job_gpus)
+
+    def default_job_gpus(self) -> int:
+        """The GPUs of one job without ``--job-gpus`` (a task whose work wants a GPU says 1)."""
+        return 0
+
 
 def check_job_resources(params: dict[str, Any]) -> None:
     """Refuse job resources that no batch system accepts, naming the parameter (before anything runs)."""
@@ -293,6 +309,8 @@ def check_job_resources(params: dict[str, Any]) -> None:
         raise UserError(f"--job-memory must be positive, got {params['job_memory']:g}MB")
     if params.get("job_cpus", 1) < 1:
         raise UserError(f"--job-cpus must be at least 1, got {params['job_cpus']}")
+    if (params.get("job_gpus") or 0) < 0:
+        raise UserError(f"--job-gpus must be at least 0, got {params['job_gpus']}")
     for name, minimum in (("tasks_per_job", 1), ("retries", 0), ("submission_threads", 1)):
         if params.get(name, minimum) < minimum:
             raise UserError(f"--{name.replace('_', '-')} must be at least {minimum}, got {params[name]}")
@@ -309,7 +327,8 @@ class SlurmWorkflow(BatchJobMixin, law.slurm.SlurmWorkflow):
     """Runs the branches as Slurm jobs (``--workflow slurm``).
 
     Each job gets ``#SBATCH --time / --mem / --cpus-per-task`` from ``--max-runtime``, ``--job-memory`` and
-    ``--job-cpus`` (plus ``--partition`` with ``--slurm-partition``); its stdout and stderr go to one log file
+    ``--job-cpus`` (plus ``--gres=gpu:N`` with GPUs, ``--partition`` with ``--slurm-partition``); its stdout and
+    stderr go to one log file
     next to the job data, appended to on resubmission.
     """
 
@@ -333,6 +352,8 @@ class SlurmWorkflow(BatchJobMixin, law.slurm.SlurmWorkflow):
         config.custom_content.append(("time", slurm_time(self.max_runtime)))
         config.custom_content.append(("mem", f"{self.job_memory_mb()}M"))
         config.custom_content.append(("cpus-per-task", str(self.job_cpus)))
+        if self.job_gpu_count():
+            config.custom_content.append(("gres", f"gpu:{self.job_gpu_count()}"))
         config.custom_content.append(("ntasks", "1"))
         # a resubmitted job appends to the log of its first attempt
         config.custom_content.append(("open-mode", "append"))
@@ -341,14 +362,17 @@ class SlurmWorkflow(BatchJobMixin, law.slurm.SlurmWorkflow):
         return config
 
     def slurm_destination_info(self, info: dict[str, str]) -> dict[str, str]:
-        info["resources"] = f"time {slurm_time(self.max_runtime)}, mem {self.job_memory_mb()}M, cpus {self.job_cpus}"
+        info["resources"] = (
+            f"time {slurm_time(self.max_runtime)}, mem {self.job_memory_mb()}M, cpus {self.job_cpus}, "
+            f"gpus {self.job_gpu_count()}"
+        )
         return info
 
 
 class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
     """Runs the branches as HTCondor jobs (``--workflow htcondor``), assuming a shared file system.
 
-    Each job requests ``request_cpus``, ``request_memory`` (MB) and its runtime as ``+MaxRuntime`` (CERN)
+    Each job requests ``request_cpus``, ``request_memory`` (MB), ``request_gpus`` (with GPUs) and its runtime as ``+MaxRuntime`` (CERN)
     and ``+RequestRuntime`` (DESY) in seconds; ``--htcondor-flavor`` adds CERN's ``+JobFlavour`` and
     ``--htcondor-requirements`` a ``requirements`` expression. The combined job log (``job_*.log``), the
     job's stdout / stderr and HTCondor's own event log (``condor_*.log``) go next to the job data.
@@ -397,6 +421,8 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
         config.custom_log_file = JOB_LOG
         config.custom_content.append(("request_cpus", str(self.job_cpus)))
         config.custom_content.append(("request_memory", str(self.job_memory_mb())))
+        if self.job_gpu_count():
+            config.custom_content.append(("request_gpus", str(self.job_gpu_count())))
         config.custom_content.append(("+MaxRuntime", str(runtime)))
         config.custom_content.append(("+RequestRuntime", str(runtime)))
         if self.htcondor_flavor:
@@ -406,7 +432,10 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
         return config
 
     def htcondor_destination_info(self, info: dict[str, str]) -> dict[str, str]:
-        info["resources"] = f"runtime {self.max_runtime:g}h, memory {self.job_memory_mb()}MB, cpus {self.job_cpus}"
+        info["resources"] = (
+            f"runtime {self.max_runtime:g}h, memory {self.job_memory_mb()}MB, cpus {self.job_cpus}, "
+            f"gpus {self.job_gpu_count()}"
+        )
         return info
 
 
@@ -423,11 +452,16 @@ class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
-        workflow = params.get("workflow")
-        if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
-            raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
-        check_job_resources(params)
+        check_workflow_and_resources(params)
         return super().modify_param_values(params)
+
+
+def check_workflow_and_resources(params: dict[str, Any]) -> None:
+    """Refuse an unknown ``--workflow`` (law would fall back to ``local``) and impossible job resources."""
+    workflow = params.get("workflow")
+    if workflow not in (None, "", law.NO_STR) and workflow not in WORKFLOW_TYPES:
+        raise UserError(unknown_name_message("workflow", workflow, WORKFLOW_TYPES))
+    check_job_resources(params)
 
 
 def create_job_file(

@@ -86,6 +86,16 @@ RUNS = (
     ),
     FigureRun(("cf.PlotMLResults", "--version", "v1", "--ml-model", "dnn"), {"dnn_loss.png": "plot__loss.png"}, "dnn"),
     FigureRun(
+        ("cf.PlotMLInputs", "--version", "v1", "--ml-model", "dnn"),
+        {"dnn_inputs.png": "plot__inputs.png", "dnn_correlation_hh.png": "plot__correlation__hh.png"},
+        model="dnn",
+    ),
+    FigureRun(
+        ("cf.PlotMLImportance", "--version", "v1", "--ml-model", "dnn"),
+        {"dnn_importance.png": "plot__importance.png"},
+        model="dnn",
+    ),
+    FigureRun(
         ("cf.PyhfLimit", "--version", "v1", "--inference-model", "test_inference"),
         {"limits.png": "limits.png"},
         model="dnn",
