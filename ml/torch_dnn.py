@@ -16,8 +16,8 @@ network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/v
   with its logits), ``model.onnx`` (the network with a softmax, checked against torch on the validation inputs),
   ``history.json``, ``metrics.json`` and ``standardization.json``.
 * **Evaluation**: ONNX Runtime in the base environment, without a sandbox and without torch (the inherited
-  ``open_model`` and ``evaluate``), for ``cf.MLEvaluation`` and ``cf.MLTrainingScores`` alike; or torch in the
-  torch sandbox with ``--ml-model-settings evaluation_backend=torch`` (from ``model.pt``).
+  ``open_model`` and ``evaluate``), in every task but ``cf.MLTraining``; or torch in the torch sandbox with
+  ``--ml-model-settings evaluation_backend=torch`` (from ``model.pt``).
 """
 
 from __future__ import annotations
