@@ -63,13 +63,16 @@ __all__ = [
     "DNNClassifier",
     "Feature",
     "FoldModel",
+    "TrainingData",
     "apply_standardization",
     "balanced_class_weights",
+    "check_onnx_export",
     "dnn",
     "fill_missing",
     "fit_standardization",
     "signal_vs_rest_auc",
     "validation_mask",
+    "write_fold_files",
 ]
 
 #: The evaluation backends: ONNX Runtime (base environment, no TensorFlow) or Keras (TF sandbox).
@@ -301,6 +304,76 @@ def signal_vs_rest_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarr
     return float(np.sum(signal * (background_below + 0.5 * background)) / (total_signal * total_background))
 
 
+# the training's data and outputs, shared by the models of this file's design (e.g. ml/torch_dnn.py)
+
+
+@dataclass
+class TrainingData:
+    """One fold's training events, standardized and split, as :meth:`DNNClassifier.prepare_training_data` makes it.
+
+    Attributes:
+        x: The standardized features of all events (float32, shape ``(events, features)``).
+        labels: The class index of each event.
+        weights: The event weights as read (``normalization_weight``).
+        is_val: True for the events of the validation split.
+        fit_weights: The balanced training weights of the fit events (``~is_val``).
+        val_weights: The balanced weights of the validation events.
+        standardization: The standardization fitted on the fit events (``standardization.json``).
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    is_val: np.ndarray
+    fit_weights: np.ndarray
+    val_weights: np.ndarray
+    standardization: dict[str, Any]
+
+    @property
+    def is_fit(self) -> np.ndarray:
+        """True for the events the network is fitted on."""
+        return ~self.is_val
+
+
+def check_onnx_export(path: str, x: np.ndarray, reference: np.ndarray, source: str) -> float:
+    """The largest difference between an ONNX model's outputs and the reference outputs on ``x``.
+
+    Args:
+        path: The ``model.onnx`` file.
+        x: The (standardized) inputs.
+        reference: The outputs of the exported network on ``x``.
+        source: What was exported, for the error message (e.g. ``"fold 0's Keras model"``).
+
+    Raises:
+        RuntimeError: If the difference exceeds :data:`ONNX_TOLERANCE` (the scores would differ).
+    """
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    onnx_scores = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+    difference = float(np.max(np.abs(onnx_scores - reference)))
+    if not difference <= ONNX_TOLERANCE:
+        raise RuntimeError(
+            f"the ONNX export of {source} differs from it by {difference:.3g} on the validation "
+            f"inputs (tolerance {ONNX_TOLERANCE})",
+        )
+    return difference
+
+
+def write_fold_files(
+    output: law.LocalDirectoryTarget,
+    fold: int,
+    history: dict[str, list[float]],
+    standardization: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    """Write ``history.json``, ``standardization.json`` and ``metrics.json`` of a fold; print its held-out metrics."""
+    files = {"history.json": history, "standardization.json": standardization, "metrics.json": metrics}
+    for name, content in files.items():
+        with open(output.child(name, type="f").path, "w") as file:
+            json.dump(content, file, indent=2)
+    held_out = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key.startswith("val_"))
+    print(f"fold {fold}: {held_out}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}", flush=True)
+
+
 # the model
 
 
@@ -408,13 +481,7 @@ class DNNClassifier(MLModel):
         return task.target(f"mlmodel_f{task.branch}of{self.folds}", dir=True)
 
     def open_model(self, target: law.LocalDirectoryTarget) -> FoldModel:
-        with open(target.child("standardization.json", type="f").path) as file:
-            standardization = json.load(file)
-        if list(standardization["features"]) != list(self.features):
-            raise ValueError(
-                f"the model in {target.path} was trained on the features {standardization['features']}, "
-                f"not on {list(self.features)}",
-            )
+        standardization = self.read_standardization(target)
         if self.evaluation_backend == "onnx":
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.onnx_threads
@@ -428,6 +495,21 @@ class DNNClassifier(MLModel):
         else:
             network = keras.models.load_model(target.child("model.keras", type="f").path)
         return FoldModel(self.evaluation_backend, network, standardization)
+
+    def read_standardization(self, target: law.LocalDirectoryTarget) -> dict[str, Any]:
+        """The ``standardization.json`` of a fold's model directory.
+
+        Raises:
+            ValueError: If the model was trained on other features than this model's ``features``.
+        """
+        with open(target.child("standardization.json", type="f").path) as file:
+            standardization = json.load(file)
+        if list(standardization["features"]) != list(self.features):
+            raise ValueError(
+                f"the model in {target.path} was trained on the features {standardization['features']}, "
+                f"not on {list(self.features)}",
+            )
+        return standardization
 
     def feature_matrix(self, events: ak.Array) -> np.ndarray:
         """The raw features of the events, shape ``(events, features)``; ``EMPTY_FLOAT`` for missing objects."""
@@ -481,6 +563,56 @@ class DNNClassifier(MLModel):
             raise ValueError(f"ML model '{self.cls_name}': no training events for the class(es) {', '.join(empty)}")
         return data
 
+    def prepare_training_data(self, input: dict[str, Any]) -> TrainingData:
+        """The training events of ``input``: split, standardized on the fit split and with balanced weights."""
+        data = self.load_training_events(input)
+        is_val = validation_mask(data["run"], data["lumi"], data["event"], self.validation_fraction, self.seed)
+        is_fit = ~is_val
+        standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
+        labels, weights = data["label"], data["weight"]
+        return TrainingData(
+            x=apply_standardization(data["x"], standardization),
+            labels=labels,
+            weights=weights,
+            is_val=is_val,
+            fit_weights=self.training_weights(weights[is_fit], labels[is_fit]),
+            val_weights=self.training_weights(weights[is_val], labels[is_val]),
+            standardization=standardization,
+        )
+
+    def fold_metrics(
+        self,
+        fold: int,
+        data: TrainingData,
+        val_scores: np.ndarray,
+        history: dict[str, list[float]],
+        best_epoch: int,
+    ) -> dict[str, Any]:
+        """A fold's ``metrics.json`` without the export check and the timings.
+
+        Args:
+            fold: The fold.
+            data: The fold's training data.
+            val_scores: The class probabilities of the validation events (from the kept weights).
+            history: The per-epoch values with ``val_loss``.
+            best_epoch: The index of the epoch whose weights were kept.
+        """
+        names = self.class_names()
+        is_signal = data.labels[data.is_val] == 0
+        weights = np.abs(data.weights[data.is_val])
+        fit, val = np.bincount(data.labels[data.is_fit]), np.bincount(data.labels[data.is_val])
+        return {
+            "fold": fold,
+            "val_auc_signal_vs_rest": signal_vs_rest_auc(val_scores[:, 0], is_signal, weights),
+            "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(val_scores[:, 0], is_signal),
+            **self.class_aucs(val_scores, data.labels[data.is_val], weights),
+            "val_loss": history["val_loss"][best_epoch],
+            "best_epoch": best_epoch + 1,
+            "epochs_run": len(history["val_loss"]),
+            "n_events_fit": {n: int(c) for n, c in zip(names, fit, strict=False)},
+            "n_events_val": {n: int(c) for n, c in zip(names, val, strict=False)},
+        }
+
     def build_network(self, n_features: int) -> Any:
         """The (compiled) Keras network; expects standardized inputs."""
         network = keras.Sequential([keras.Input(shape=(n_features,), name="features")])
@@ -505,14 +637,8 @@ class DNNClassifier(MLModel):
         keras.utils.set_random_seed(self.seed + fold)
         tf.config.experimental.enable_op_determinism()
 
-        data = self.load_training_events(input)
-        is_val = validation_mask(data["run"], data["lumi"], data["event"], self.validation_fraction, self.seed)
-        is_fit = ~is_val
-        standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
-        x = apply_standardization(data["x"], standardization)
-        labels, weights = data["label"], data["weight"]
-        fit_weights = self.training_weights(weights[is_fit], labels[is_fit])
-        val_weights = self.training_weights(weights[is_val], labels[is_val])
+        data = self.prepare_training_data(input)
+        x, labels, is_fit, is_val = data.x, data.labels, data.is_fit, data.is_val
 
         network = self.build_network(x.shape[1])
         stopping = keras.callbacks.EarlyStopping(
@@ -524,8 +650,8 @@ class DNNClassifier(MLModel):
         result = network.fit(
             x[is_fit],
             labels[is_fit],
-            sample_weight=fit_weights,
-            validation_data=(x[is_val], labels[is_val], val_weights),
+            sample_weight=data.fit_weights,
+            validation_data=(x[is_val], labels[is_val], data.val_weights),
             epochs=self.epochs,
             batch_size=self.batch_size,
             shuffle=True,
@@ -545,40 +671,20 @@ class DNNClassifier(MLModel):
 
         # the ONNX export must reproduce Keras, otherwise the default evaluation would silently differ
         keras_scores = np.asarray(network.predict(x[is_val], batch_size=8192, verbose=0))
-        session = ort.InferenceSession(path["model.onnx"], providers=["CPUExecutionProvider"])
-        onnx_scores = np.asarray(session.run(None, {session.get_inputs()[0].name: x[is_val]})[0])
-        onnx_diff = float(np.max(np.abs(onnx_scores - keras_scores)))
-        if not onnx_diff <= ONNX_TOLERANCE:
-            raise RuntimeError(
-                f"the ONNX export of fold {fold} differs from the Keras model by {onnx_diff:.3g} on the "
-                f"validation inputs (tolerance {ONNX_TOLERANCE})",
-            )
+        source = f"fold {fold}'s Keras model"
+        onnx_diff = check_onnx_export(path["model.onnx"], x[is_val], keras_scores, source)
 
         history = {key: [float(value) for value in values] for key, values in result.history.items()}
         # the epoch whose weights early stopping restored (the last one if it never watched the loss)
         best_epoch = int(stopping.best_epoch) if stopping.best_weights is not None else len(history["loss"]) - 1
-        is_signal = labels[is_val] == 0
         metrics = {
-            "fold": fold,
-            "val_auc_signal_vs_rest": signal_vs_rest_auc(keras_scores[:, 0], is_signal, np.abs(weights[is_val])),
-            "val_auc_signal_vs_rest_unweighted": signal_vs_rest_auc(keras_scores[:, 0], is_signal),
-            **self.class_aucs(keras_scores, labels[is_val], np.abs(weights[is_val])),
-            "val_loss": history["val_loss"][best_epoch],
-            "best_epoch": best_epoch + 1,
-            "epochs_run": len(history["val_loss"]),
+            **self.fold_metrics(fold, data, keras_scores, history, best_epoch),
             "onnx_keras_max_abs_diff": onnx_diff,
-            "n_events_fit": {n: int(c) for n, c in zip(self.class_names(), np.bincount(labels[is_fit]), strict=False)},
-            "n_events_val": {n: int(c) for n, c in zip(self.class_names(), np.bincount(labels[is_val]), strict=False)},
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
             "device": device,
         }
-        files = {"history.json": history, "standardization.json": standardization, "metrics.json": metrics}
-        for name, content in files.items():
-            with open(output.child(name, type="f").path, "w") as file:
-                json.dump(content, file, indent=2)
-        held_out = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key.startswith("val_"))
-        print(f"fold {fold}: {held_out}, best epoch {best_epoch + 1} of {len(history['val_loss'])}", flush=True)
+        write_fold_files(output, fold, history, data.standardization, metrics)
 
     def class_aucs(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
         """``val_auc_<class>``: the AUC of each class's score separating that class from the others."""
