@@ -11,6 +11,8 @@ network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/v
   ``sample_weight``). The history has Keras' keys (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``),
   computed after each epoch on all fit and validation events without dropout (Keras' ``loss`` is the mean over
   the epoch's batches instead).
+* **Device**: the first visible CUDA GPU, else the CPU (the sandbox holds torch's CPU build); the device is
+  printed and written into ``metrics.json``. The export and its check run on the CPU.
 * **Early stopping**: as ``dnn``'s Keras callback (:class:`EarlyStopping`), the best epoch's weights are kept.
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.pt`` (the state dict of the network, which ends
   with its logits), ``model.onnx`` (the network with a softmax, checked against torch on the validation inputs),
@@ -116,10 +118,14 @@ class TorchDNNClassifier(DNNClassifier):
         torch.manual_seed(self.seed + fold)
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(self.threads)
+        device = training_device()
+        print(f"fold {fold}: training on {device_name(device)}", flush=True)
 
         data = self.prepare_training_data(input)
-        network = self.build_network(data.x.shape[1])
+        network = self.build_network(data.x.shape[1]).to(device)
         history, best_epoch = self.fit(network, data, fold)
+        # the export, its check and the saved weights are on the CPU, whatever the training used
+        network = network.cpu()
         fit_seconds = time.perf_counter() - start
 
         os.makedirs(output.path, exist_ok=True)
@@ -140,7 +146,7 @@ class TorchDNNClassifier(DNNClassifier):
             "onnx_torch_max_abs_diff": onnx_diff,
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - start,
-            "device": "CPU",  # the sandbox holds torch's CPU build
+            "device": device_name(device),
         }
         write_fold_files(output, fold, history, data.standardization, metrics)
 
@@ -150,8 +156,9 @@ class TorchDNNClassifier(DNNClassifier):
         Returns:
             The history (one value per epoch and key) and the index of the epoch whose weights were kept.
         """
-        fit_set = tensors(data, data.is_fit, data.fit_weights)
-        val_set = tensors(data, data.is_val, data.val_weights)
+        device = next(network.parameters()).device
+        fit_set = tensors(data, data.is_fit, data.fit_weights, device)
+        val_set = tensors(data, data.is_val, data.val_weights, device)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
         stopping = EarlyStopping(self.min_epochs, self.patience)
         history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
@@ -212,18 +219,33 @@ def train_epoch(network: Any, optimizer: Any, fit_set: tuple[Any, Any, Any], bat
     network.eval()
 
 
-def tensors(data: TrainingData, mask: np.ndarray, weights: np.ndarray) -> tuple[Any, Any, Any]:
-    """The standardized features, labels and weights of the events in ``mask``, as torch tensors."""
+def training_device() -> Any:
+    """The device torch trains on: the first visible CUDA GPU, else the CPU (always with the CPU build)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    # deterministic cuBLAS needs a fixed workspace, set before the first CUDA call
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return torch.device("cuda", 0)
+
+
+def device_name(device: Any) -> str:
+    """``CPU`` or ``GPU:0``, the names ``dnn`` writes into ``metrics.json``."""
+    return "CPU" if device.type == "cpu" else f"GPU:{device.index or 0}"
+
+
+def tensors(data: TrainingData, mask: np.ndarray, weights: np.ndarray, device: Any) -> tuple[Any, Any, Any]:
+    """The standardized features, labels and weights of the events in ``mask``, as torch tensors on ``device``."""
     return (
-        torch.from_numpy(np.ascontiguousarray(data.x[mask])),
-        torch.from_numpy(data.labels[mask]),
-        torch.from_numpy(weights.astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(data.x[mask])).to(device),
+        torch.from_numpy(data.labels[mask]).to(device),
+        torch.from_numpy(weights.astype(np.float32)).to(device),
     )
 
 
 def batches(tensor_set: tuple[Any, Any, Any], batch_size: int) -> Iterator[tuple[Any, Any, Any]]:
     """The events in batches of ``batch_size``, in an order drawn from torch's (seeded) generator."""
-    order = torch.randperm(len(tensor_set[0]))
+    # drawn on the CPU, so that the order on a GPU is that of a CPU training
+    order = torch.randperm(len(tensor_set[0])).to(tensor_set[0].device)
     for first in range(0, len(order), batch_size):
         indices = order[first : first + batch_size]
         yield tuple(tensor[indices] for tensor in tensor_set)  # type: ignore[misc]

@@ -136,6 +136,8 @@ def test_every_fold_has_its_files_and_a_checked_onnx_export(trained: LawEnv, law
         assert (metrics["fold"], metrics["epochs_run"]) == (fold, 2)
         assert 0.0 <= metrics["onnx_torch_max_abs_diff"] < ONNX_TOLERANCE
         assert metrics["val_auc_signal_vs_rest"] > 0.6
+        # the test machines have no GPU (and the sandbox torch's CPU build): the fallback is recorded
+        assert metrics["device"] == "CPU"
         history = json.loads((fold_dir / "history.json").read_text())
         assert {key: len(values) for key, values in history.items()} == dict.fromkeys(
             ("loss", "accuracy", "val_loss", "val_accuracy"), 2
