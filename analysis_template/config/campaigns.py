@@ -1,7 +1,8 @@
 """The campaigns of the analysis and their datasets: embedded generated samples and real CMS NanoAOD files.
 
 Every campaign carries the same five embedded datasets (HH signal, tt semi- and dileptonic, Drell-Yan and
-pseudo-data), generated on first use in the NanoAOD layout of the campaign's version (``x.sample_layout``, see
+pseudo-data) and the resonant X -> HH signals of ``RESONANT_MC`` (on request: left out of default dataset lists),
+generated on first use in the NanoAOD layout of the campaign's version (``x.sample_layout``, see
 ``sample.layouts``), so that a model can be trained in every config. Next to them, a campaign
 lists real NanoAOD datasets: the small real files that the coffea source distribution on PyPI ships, fetched once
 into ``$CF_DATA`` (``sample.coffea_files``), as RNTuple twins, or over XRootD.
@@ -26,6 +27,7 @@ from analysis_template.config import processes as procs
 
 __all__ = [
     "CAMPAIGNS",
+    "RESONANT_MC",
     "SAMPLE_SCALE_VAR",
     "CampaignSpec",
     "RealDataset",
@@ -58,6 +60,14 @@ EMBEDDED_MC: tuple[tuple[str, int, od.Process], ...] = (
     ("tt_dl_powheg", 3, procs.tt_dl),
     ("dy_lep_m50_madgraph", 4, procs.dy_lep_m50),
 )
+#: The resonant X -> HH -> bbtautau datasets, one per mass (name, id offset within the campaign, process); they are
+#: on request (``x.on_request``): tasks and wrappers run without ``--datasets`` leave them out.
+RESONANT_MC: tuple[tuple[str, int, od.Process], ...] = tuple(
+    (f"{process.name}_madgraph", 60 + index, process)
+    for index, process in enumerate(procs.x_hh_bbtautau_masses.values())
+)
+#: Events per file of a resonant dataset at a sample scale of 1 (a narrow peak needs fewer events).
+RESONANT_EVENTS_PER_FILE = 1000
 
 
 def sample_scale() -> float:
@@ -178,7 +188,7 @@ def _add_dataset(
 
 
 def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: float) -> None:
-    """Add the four embedded MC datasets and the pseudo-data drawn around their expectation at the luminosity.
+    """Add the four embedded MC datasets, the resonant signals and the pseudo-data drawn around their expectation at the luminosity.
 
     Args:
         campaign: The campaign that owns the datasets.
@@ -197,6 +207,18 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
             seed=spec.seed + offset - 1,
             counts=[per_file] * N_FILES,
         )
+    resonant_per_file = max(1, round(RESONANT_EVENTS_PER_FILE * scale))
+    for name, offset, process in RESONANT_MC:
+        dataset = _add_dataset(
+            campaign,
+            name,
+            dataset_id=(spec.campaign_id - 1) * 100 + offset,
+            process=process,
+            expected={process.name: resonant_per_file},
+            seed=spec.seed + offset - 1,
+            counts=[resonant_per_file] * N_FILES,
+        )
+        dataset.x.on_request = True
     # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
     from sample.generate import draw_counts
 
