@@ -23,8 +23,8 @@ MASSES = (300, 400, 500, 700, 1000)
 
 @inference_model(
     poi_label=r"95% CL limit on $\sigma(pp \rightarrow X) \times B(X \rightarrow HH)$ [pb]",
-    mass=setting(500, "the mass of X in GeV: the signal process and the score variable", choices=MASSES),
-    ml_model=setting("param_dnn", "the parametrized ML model whose score at the mass is fitted"),
+    mass=setting(500, "the mass of X in GeV (signal process, score variable)", choices=MASSES),
+    ml_model=setting("param_dnn", "the parametrized ML model whose score is fitted"),
     category=setting("sr", "the signal region's category"),
     # merged bins keep enough MC events in each bin (and few MC-statistics parameters in the fit)
     bin_edges=setting((0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0), "the bin edges of the score"),
@@ -33,24 +33,30 @@ MASSES = (300, 400, 500, 700, 1000)
 def resonant_inference(self: InferenceModel) -> None:
     """X -> HH -> bbtautau at ``mass``: the ``param_dnn`` score at that mass in the signal region.
 
-    Processes: the resonant signal of the mass (times the reference cross section), tt, Drell-Yan and the
-    non-resonant HH (a background here); the luminosity uncertainty of each config (lnN on all processes), the tt
-    cross-section uncertainty (lnN) and the MC statistical uncertainties. With ``asimov=True`` the observation is
-    the sum of the expected backgrounds instead of the data.
+    Processes: the resonant signal of the mass (times the reference cross section), tt, Drell-Yan
+    and the non-resonant HH (a background here). Parameters: the luminosity uncertainty of each
+    config (lnN on all processes), the tt cross-section uncertainty (lnN) and the MC statistical
+    uncertainties. With ``asimov=True`` the observation is the sum of the expected backgrounds
+    instead of the data.
     """
     configs = [config_inst.name for config_inst in self.config_insts]
+    variable = f"{self.ml_model}.score_m{self.mass}"
+    region = {"category": self.category, "variable": variable}
     self.add_category(
         "sr",
-        config_data={
-            config: {"category": self.category, "variable": f"{self.ml_model}.score_m{self.mass}"} for config in configs
-        },
+        config_data={config: dict(region) for config in configs},
         data_from_processes=["tt", "dy", "hh"] if self.asimov else None,
         mc_stats=True,
         bin_edges=self.bin_edges,
         empty_bin_value=0.0,
     )
-    processes = (("X", f"x_hh_bbtautau_m{self.mass}", True), ("tt", "tt", False), ("dy", "dy", False))
-    for name, process, is_signal in (*processes, ("hh", "hh_ggf_bbtautau", False)):
+    processes = (
+        ("X", f"x_hh_bbtautau_m{self.mass}", True),
+        ("tt", "tt", False),
+        ("dy", "dy", False),
+        ("hh", "hh_ggf_bbtautau", False),
+    )
+    for name, process, is_signal in processes:
         self.add_process(
             name,
             is_signal=is_signal,
@@ -63,10 +69,18 @@ def resonant_inference(self: InferenceModel) -> None:
     for config_inst in self.config_insts:
         luminosity = config_inst.x.luminosity
         for source in luminosity.uncertainties:
+            effect = lnn_effect(luminosity, [source])
             self.add_parameter(
-                source, type=ParameterType.rate_gauss, effect=lnn_effect(luminosity, [source]), group="experimental"
+                source,
+                type=ParameterType.rate_gauss,
+                effect=effect,
+                group="experimental",
             )
     tt_xsec = self.config_inst.get_process("tt").get_xsec(self.config_inst.campaign.ecm)
     self.add_parameter(
-        "tt_xsec", process="tt", type=ParameterType.rate_gauss, effect=lnn_effect(tt_xsec), group="theory"
+        "tt_xsec",
+        process="tt",
+        type=ParameterType.rate_gauss,
+        effect=lnn_effect(tt_xsec),
+        group="theory",
     )

@@ -103,13 +103,14 @@ class ParametrizedDNN(DNNClassifier):
         return [*super().feature_fills(), 0.0]
 
     def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The training events of :class:`DNNClassifier`, with the signal mass as the last input column."""
+        """The training events of :class:`DNNClassifier`, the signal mass as the last input column."""
         data = super().load_training_events(input)
         dataset_masses = {signal_dataset(mass): float(mass) for mass in self.training_masses}
         is_signal = data["label"] == 0
         masses = np.zeros(len(data["label"]))
         masses[is_signal] = [dataset_masses[name] for name in data["dataset"][is_signal]]
-        masses[~is_signal] = draw_background_masses(masses[is_signal], int((~is_signal).sum()), self.seed)
+        n_background = int((~is_signal).sum())
+        masses[~is_signal] = draw_background_masses(masses[is_signal], n_background, self.seed)
         data["x"] = np.column_stack([data["x"], masses])
         return data
 

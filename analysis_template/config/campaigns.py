@@ -187,17 +187,21 @@ def _add_dataset(
     )
 
 
-def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: float) -> None:
-    """Add the four embedded MC datasets, the resonant signals and the pseudo-data drawn around their expectation at the luminosity.
+def _add_mc_datasets(
+    campaign: od.Campaign, spec: CampaignSpec, datasets: tuple[tuple[str, int, od.Process], ...], per_file: int
+) -> list[od.Dataset]:
+    """Add embedded MC datasets of one process each, with ``per_file`` events in each of their files.
 
     Args:
         campaign: The campaign that owns the datasets.
         spec: The campaign's specification.
-        scale: The sample size factor.
+        datasets: Name, id offset within the campaign and process of each dataset.
+        per_file: The events per file.
+
+    Returns:
+        The added datasets.
     """
-    # at least one event, so that every file can be written and read
-    per_file = max(1, round(MC_EVENTS_PER_FILE * scale))
-    for name, offset, process in EMBEDDED_MC:
+    return [
         _add_dataset(
             campaign,
             name,
@@ -207,17 +211,22 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
             seed=spec.seed + offset - 1,
             counts=[per_file] * N_FILES,
         )
-    resonant_per_file = max(1, round(RESONANT_EVENTS_PER_FILE * scale))
-    for name, offset, process in RESONANT_MC:
-        dataset = _add_dataset(
-            campaign,
-            name,
-            dataset_id=(spec.campaign_id - 1) * 100 + offset,
-            process=process,
-            expected={process.name: resonant_per_file},
-            seed=spec.seed + offset - 1,
-            counts=[resonant_per_file] * N_FILES,
-        )
+        for name, offset, process in datasets
+    ]
+
+
+def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: float) -> None:
+    """Add the four embedded MC datasets, the resonant signals and the pseudo-data drawn around their expectation at the luminosity.
+
+    Args:
+        campaign: The campaign that owns the datasets.
+        spec: The campaign's specification.
+        scale: The sample size factor.
+    """
+    # at least one event, so that every file can be written and read
+    _add_mc_datasets(campaign, spec, EMBEDDED_MC, max(1, round(MC_EVENTS_PER_FILE * scale)))
+    resonant = _add_mc_datasets(campaign, spec, RESONANT_MC, max(1, round(RESONANT_EVENTS_PER_FILE * scale)))
+    for dataset in resonant:
         dataset.x.on_request = True
     # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
     from sample.generate import draw_counts
