@@ -22,6 +22,7 @@ from docs._ext.cf_figures import RESONANCE_SCAN, RESONANCE_SCAN_LEFT_OUT
 from tests.conftest import LawEnv, LawOutputs
 from tests.ml_checks import read_column
 
+CONFIG = "run2_2017_nano_uhh_v11_limited"
 MASSES = (300, 500, 1000)
 LEFT_OUT = 500
 BACKGROUNDS = ("tt_sl_powheg", "tt_dl_powheg", "dy_lep_m50_madgraph")
@@ -164,17 +165,29 @@ def test_the_scan_writes_finite_ordered_limits_and_a_plot(
     assert medians[-1] < medians[0]
 
 
-def held_out_aucs(store: LawEnv, law_outputs: LawOutputs, spec: str) -> dict[int, float]:
-    """Per mass, the weighted AUC of the score at that mass: its signal against tt and Drell-Yan (MLEvaluation)."""
+def chain_files(store: LawEnv, family: str, dataset: str, tail: str) -> list[Path]:
+    """The per-file parquet outputs of a task of the default chain (calibrator, selector and producer) by branch."""
+    base = store.store / "analysis_template" / family / CONFIG / "nominal" / dataset
+    files = list((base / "calib__skip_jecunc" / "sel__default" / "prod__default" / tail).glob("*.parquet"))
+    assert files, f"no outputs of {family} for {dataset} in {base}"
+    return sorted(files, key=lambda path: int(path.stem.rpartition("_")[2]))
+
+
+def held_out_aucs(store: LawEnv, spec: str) -> dict[int, float]:
+    """Per mass, the weighted AUC of the score at that mass: its signal against tt and Drell-Yan.
+
+    The scores are those of cf.MLEvaluation (each training event scored by the fold model that did not see it),
+    the weights the cross-section weights of cf.ProduceColumns, found in the store by their paths (one law run
+    per file list would take longer than the check).
+    """
     from ml.dnn import signal_vs_rest_auc
     from ml.param_dnn import signal_dataset
 
-    name, settings = split_model_spec(spec)
-    evaluate = ("cf.MLEvaluation", "--version", "v1", "--ml-model", name, "--ml-model-settings", ",".join(settings))
+    name = split_model_spec(spec)[0]
     columns, weights = {}, {}
     for dataset in (*BACKGROUNDS, *(signal_dataset(mass) for mass in MASSES)):
-        files = law_outputs(*evaluate, "--dataset", dataset, env=store.env)
-        produced = law_outputs("cf.ProduceColumns", "--version", "v1", "--dataset", dataset, env=store.env)
+        files = chain_files(store, "cf.MLEvaluation", dataset, f"ml__{model_spec_store_name(spec)}/v1")
+        produced = chain_files(store, "cf.ProduceColumns", dataset, "v1")
         columns[dataset] = {mass: read_column(files, f"{name}.score_m{mass}") for mass in MASSES}
         weights[dataset] = np.abs(read_column(produced, "normalization_weight"))
     aucs = {}
@@ -200,9 +213,12 @@ def test_one_score_column_per_mass_and_the_left_out_mass_scores_about_as_well(
     scores = ak.from_parquet(files[0])
     assert scores.fields == ["param_dnn"]
     assert sorted(scores.param_dnn.fields) == sorted(f"score_m{mass}" for mass in MASSES)
+    # the --ml-models item names the evaluation's directory (found by path below)
+    tail = f"ml__{model_spec_store_name(trained)}/v1"
+    assert files == chain_files(resonance_store, "cf.MLEvaluation", "x_hh_bbtautau_m500_madgraph", tail)
 
-    full = held_out_aucs(resonance_store, law_outputs, trained)
-    without = held_out_aucs(resonance_store, law_outputs, left_out)
+    full = held_out_aucs(resonance_store, trained)
+    without = held_out_aucs(resonance_store, left_out)
     with capsys.disabled():
         print("\nmass  AUC trained on all masses  AUC without 500 GeV")
         for mass in MASSES:
