@@ -131,7 +131,7 @@ class PlotLimitsVsMass(InferenceModelMixin):
             "ml_models": list(self.ml_models),
             "poi": model.poi,
             "poi_label": model.poi_label or f"95% CL upper limit on {model.poi}",
-            "cl": 0.95,
+            "cl": limits["cl"],
             "masses": list(self.masses),
             "limits": per_mass,
         }
