@@ -13,12 +13,13 @@ sigma(pp -> X) x BR(X -> HH) in pb. The numbers follow the config's luminosity.
 
 from __future__ import annotations
 
+from analysis_template.config.processes import x_hh_bbtautau_masses
 from cf.inference import InferenceModel, ParameterType, inference_model, lnn_effect, setting
 
 __all__ = ["resonant_inference"]
 
 #: The masses in GeV with a signal sample (``x_hh_bbtautau_m<mass>``).
-MASSES = (300, 400, 500, 700, 1000)
+MASSES = tuple(x_hh_bbtautau_masses)
 
 
 @inference_model(
