@@ -30,6 +30,7 @@ __all__ = [
     "check_config",
     "config_entry",
     "dataset_entry",
+    "default_datasets",
     "is_signal",
     "process_entry",
 ]
@@ -158,6 +159,14 @@ DATASET_ENTRIES: dict[str, Entry] = _by_name(
         _is_names,
     ),
     Entry(
+        "on_request",
+        "bool",
+        False,
+        "left out of the default dataset lists (cf.PlotVariables1D without --datasets, the wrappers' patterns); "
+        "used where named",
+        lambda value: isinstance(value, bool),
+    ),
+    Entry(
         "sample",
         "generator spec or None",
         None,
@@ -207,6 +216,11 @@ def _entry(inst: Any, entry: Entry, kind: str) -> Any:
 def is_signal(process_inst: Any) -> bool:
     """Whether a process is a signal: ``process.x.is_signal`` or the tag ``"signal"``."""
     return bool(process_entry(process_inst, "is_signal")) or process_inst.has_tag("signal")
+
+
+def default_datasets(config_inst: Any) -> list[Any]:
+    """The datasets of a config that tasks use when none are named: all but those on request (``x.on_request``)."""
+    return [dataset_inst for dataset_inst in config_inst.datasets if not dataset_entry(dataset_inst, "on_request")]
 
 
 def check_config(config_inst: Any) -> None:

@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from cf.util import UserError, unknown_name_message
 
-__all__ = ["RegisteredModel", "Setting", "parse_settings", "setting", "split_settings"]
+__all__ = ["RegisteredModel", "Setting", "parse_settings", "setting", "settings_text", "split_settings"]
 
 M = TypeVar("M", bound="RegisteredModel")
 
@@ -58,6 +58,11 @@ def parse_settings(items: Sequence[str] | str) -> dict[str, Any]:
         {'epochs': 3, 'layers': (64, 32), 'lr': 0.01, 'batch_norm': False}
     """
     return {key: _parse_value(value) for key, value in split_settings(items).items()}
+
+
+def settings_text(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """Typed settings as sorted ``key=value`` items, as typed on the command line (``layers=64:64``)."""
+    return tuple(f"{key}={_format(value)}" for key, value in sorted(settings.items()))
 
 
 def _parse_value(text: str) -> Any:

@@ -500,14 +500,14 @@ class DNNClassifier(MLModel):
         """The ``standardization.json`` of a fold's model directory.
 
         Raises:
-            ValueError: If the model was trained on other features than this model's ``features``.
+            ValueError: If the model was trained on other inputs than this model's :meth:`input_names`.
         """
         with open(target.child("standardization.json", type="f").path) as file:
             standardization = json.load(file)
-        if list(standardization["features"]) != list(self.features):
+        if list(standardization["features"]) != self.input_names():
             raise ValueError(
                 f"the model in {target.path} was trained on the features {standardization['features']}, "
-                f"not on {list(self.features)}",
+                f"not on {self.input_names()}",
             )
         return standardization
 
@@ -517,8 +517,12 @@ class DNNClassifier(MLModel):
         return np.stack(columns, axis=1)
 
     def feature_fills(self) -> list[float]:
-        """The fill value of each feature, in the order of ``features``."""
+        """The fill value of each network input, in the order of :meth:`input_names`."""
         return [FEATURES[name].fill for name in self.features]
+
+    def input_names(self) -> list[str]:
+        """The names of the network's inputs (the ``features``; a subclass may add inputs of its own)."""
+        return list(self.features)
 
     # the input features of the framework's input and importance plots
 
@@ -535,12 +539,13 @@ class DNNClassifier(MLModel):
         return balanced_class_weights(weights, labels, len(self.classes))
 
     def load_training_events(self, input: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The raw features, labels, weights and event identities of all training events in ``input``.
+        """The raw features, labels, weights, event identities and dataset names of all training events in ``input``.
 
         Raises:
             ValueError: If a class has no training events or the weight column is missing.
         """
-        parts: dict[str, list[np.ndarray]] = {key: [] for key in ("x", "label", "weight", "run", "lumi", "event")}
+        keys = ("x", "label", "weight", "run", "lumi", "event", "dataset")
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
         for config_inst in self.config_insts:
             for dataset_name, targets in sorted(input["events"].get(config_inst.name, {}).items()):
                 label = self.class_index(dataset_name)
@@ -556,6 +561,7 @@ class DNNClassifier(MLModel):
                     parts["run"].append(ak.to_numpy(events.run))
                     parts["lumi"].append(ak.to_numpy(events.luminosityBlock))
                     parts["event"].append(ak.to_numpy(events.event))
+                    parts["dataset"].append(np.full(len(events), dataset_name))
         data = {key: np.concatenate(values) if values else np.zeros(0) for key, values in parts.items()}
         counts = np.bincount(data["label"].astype(np.int64), minlength=len(self.classes))
         empty = [name for name, count in zip(self.class_names(), counts, strict=True) if count == 0]
@@ -568,7 +574,7 @@ class DNNClassifier(MLModel):
         data = self.load_training_events(input)
         is_val = validation_mask(data["run"], data["lumi"], data["event"], self.validation_fraction, self.seed)
         is_fit = ~is_val
-        standardization = fit_standardization(data["x"][is_fit], self.features, self.feature_fills())
+        standardization = fit_standardization(data["x"][is_fit], self.input_names(), self.feature_fills())
         labels, weights = data["label"], data["weight"]
         return TrainingData(
             x=apply_standardization(data["x"], standardization),

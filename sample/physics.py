@@ -27,6 +27,8 @@ __all__ = [
     "M_TOP",
     "M_W",
     "M_Z",
+    "RESONANCE_MASSES",
+    "RESONANCE_RELATIVE_WIDTH",
     "TAU_DECAY_MODES",
     "TAU_TO_ELECTRON",
     "TAU_TO_HADRONS",
@@ -51,6 +53,10 @@ M_TAU = 1.77686
 M_ELECTRON = 0.000511
 M_MUON = 0.105658
 M_PION = 0.13957
+#: The masses in GeV of the narrow scalar X -> HH of the resonant signal samples (``x_hh_bbtautau_m<mass>``).
+RESONANCE_MASSES: tuple[int, ...] = (300, 400, 500, 700, 1000)
+#: The width of X as a fraction of its mass (narrow: below the detector's di-Higgs mass resolution).
+RESONANCE_RELATIVE_WIDTH = 0.01
 
 # branching fractions of the tau, the remainder decays to muons
 TAU_TO_HADRONS = 0.648
@@ -70,6 +76,7 @@ ISR_PT_MIN, ISR_PT_INDEX = 15.0, 2.3
 # (magnitude, negative fraction) of the generator weights per process
 GEN_WEIGHTS = {
     "hh_ggf_bbtautau": (1.0, 0.015),
+    **{f"x_hh_bbtautau_m{mass}": (1.0, 0.015) for mass in RESONANCE_MASSES},
     "tt_sl": (1.0, 0.004),
     "tt_dl": (1.0, 0.004),
     "dy_lep_m50": (1.0, 0.025),

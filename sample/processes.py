@@ -7,6 +7,7 @@ two-body decays boosted into the lab frame, collinear tau decays, semileptonic b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import awkward as ak
@@ -37,6 +38,8 @@ from sample.physics import (
     M_TOP,
     M_W,
     M_Z,
+    RESONANCE_MASSES,
+    RESONANCE_RELATIVE_WIDTH,
     TAU_DECAY_MODES,
     TAU_TO_ELECTRON,
     TAU_TO_HADRONS,
@@ -50,7 +53,7 @@ from sample.physics import (
     visible_tau_mass,
 )
 
-__all__ = ["PROCESS_GENERATORS"]
+__all__ = ["PROCESS_GENERATORS", "resonance_process"]
 
 
 def _add_isr_jets(rng: np.random.Generator, state: FinalState, mean: float) -> np.ndarray:
@@ -131,17 +134,43 @@ def _pair(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.stack([first, second], axis=1)
 
 
+def _decay_hh_to_bbtautau(rng: np.random.Generator, state: FinalState, hh_system: np.ndarray) -> None:
+    """Decays di-Higgs systems (n, 4) into b quarks and taus (one Higgs boson each)."""
+    n = len(hh_system)
+    higgs_bb, higgs_tautau = two_body_decay(rng, hh_system, M_HIGGS, M_HIGGS)
+    _add_b_quarks(rng, state, _pair(*two_body_decay(rng, higgs_bb, M_BOTTOM, M_BOTTOM)))
+    charge = random_charge(rng, n)
+    taus = _pair(*two_body_decay(rng, higgs_tautau, M_TAU, M_TAU))
+    _add_taus(rng, state, taus, _pair(charge, -charge), np.ones((n, 2), dtype=bool))
+
+
 def _generate_hh_ggf_bbtautau(rng: np.random.Generator, n: int) -> ak.Array:
     """Gg -> HH -> bb tautau."""
     state = FinalState(n)
     recoil = _add_isr_jets(rng, state, mean=0.5)
     mass_hh = 2 * M_HIGGS + rng.gamma(3.0, 70.0, n)
-    higgs_bb, higgs_tautau = two_body_decay(rng, produce_system(rng, mass_hh, recoil, 1.0), M_HIGGS, M_HIGGS)
-    _add_b_quarks(rng, state, _pair(*two_body_decay(rng, higgs_bb, M_BOTTOM, M_BOTTOM)))
-    charge = random_charge(rng, n)
-    taus = _pair(*two_body_decay(rng, higgs_tautau, M_TAU, M_TAU))
-    _add_taus(rng, state, taus, _pair(charge, -charge), np.ones((n, 2), dtype=bool))
+    _decay_hh_to_bbtautau(rng, state, produce_system(rng, mass_hh, recoil, 1.0))
     return reconstruct(rng, state)
+
+
+def _generate_x_hh_bbtautau(rng: np.random.Generator, n: int, mass: float) -> ak.Array:
+    """Gg -> X -> HH -> bb tautau for a narrow scalar X of the given mass.
+
+    The di-Higgs mass follows a Breit-Wigner of width ``RESONANCE_RELATIVE_WIDTH * mass`` around the mass
+    (truncated at the HH threshold and at 1.5 times the mass); the production is that of the gluon-fusion HH
+    sample (the same ISR and rapidity), so only the di-Higgs mass distinguishes the two.
+    """
+    state = FinalState(n)
+    recoil = _add_isr_jets(rng, state, mean=0.5)
+    width = RESONANCE_RELATIVE_WIDTH * mass
+    mass_hh = breit_wigner(rng, n, mass, width, 2 * M_HIGGS + 1.0, 1.5 * mass)
+    _decay_hh_to_bbtautau(rng, state, produce_system(rng, mass_hh, recoil, 1.0))
+    return reconstruct(rng, state)
+
+
+def resonance_process(mass: int) -> str:
+    """The generator's process name of the resonant signal of a mass in GeV, e.g. ``x_hh_bbtautau_m500``."""
+    return f"x_hh_bbtautau_m{mass}"
 
 
 def _decay_top(rng: np.random.Generator, state: FinalState, top: np.ndarray, charge: int, leptonic: np.ndarray) -> None:
@@ -206,4 +235,8 @@ PROCESS_GENERATORS: dict[str, Callable[[np.random.Generator, int], ak.Array]] = 
     "tt_sl": _generate_tt_sl,
     "tt_dl": _generate_tt_dl,
     "dy_lep_m50": _generate_dy_lep_m50,
+    **{
+        resonance_process(mass): functools.partial(_generate_x_hh_bbtautau, mass=float(mass))
+        for mass in RESONANCE_MASSES
+    },
 }

@@ -296,11 +296,27 @@ def dnn_store(law_env: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawE
 
 
 @pytest.fixture(scope="session")
-def docs_env(test_model_store: LawEnv, dnn_store: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def resonance_store(dnn_store: LawEnv, tmp_path_factory: pytest.TempPathFactory) -> LawEnv:
+    """A copy of ``dnn_store`` (its background events are reduced already) in which the resonance search's two mass
+    scans ran (``RESONANCE_SCAN`` and ``RESONANCE_SCAN_LEFT_OUT`` of the docs, at the tests' sizes)."""
+    from docs._ext.cf_figures import RESONANCE_SCAN, RESONANCE_SCAN_LEFT_OUT
+
+    env = dnn_store.with_paths(store=tmp_path_factory.mktemp("resonance_store"))
+    shutil.copytree(dnn_store.store, env.store, dirs_exist_ok=True)
+    for args in (RESONANCE_SCAN, RESONANCE_SCAN_LEFT_OUT):
+        run_law(*args, env=env.env, timeout=1800)
+    return env
+
+
+@pytest.fixture(scope="session")
+def docs_env(
+    test_model_store: LawEnv, dnn_store: LawEnv, resonance_store: LawEnv, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """The environment of a docs build whose pictures come from this session's stores (``CF_DOCS_STORE``).
 
     The commands of the pictures run where their model is trained: those of ``dnn`` (its plots and the limit,
-    which test_inference.py makes there too) in ``dnn_store``, the others in a copy of ``test_model_store`` (in
+    which test_inference.py makes there too) in ``dnn_store``, those of ``param_dnn`` (the resonance search's
+    mass scans) in ``resonance_store``, the others in a copy of ``test_model_store`` (in
     the store itself, its ``cf.PlotMLResults`` would be complete before test_plotting.py runs it).
     """
     # the commands of the docs extension (docs/_ext/cf_figures.py), which imports Sphinx: only when needed
@@ -308,10 +324,11 @@ def docs_env(test_model_store: LawEnv, dnn_store: LawEnv, tmp_path_factory: pyte
 
     docs = test_model_store.with_paths(store=tmp_path_factory.mktemp("docs_store"))
     shutil.copytree(test_model_store.store, docs.store, dirs_exist_ok=True)
-    stores = {"dnn": dnn_store}
+    stores = {"dnn": dnn_store, "param_dnn": resonance_store}
     for run in RUNS:
         run_law(*run.args, env=stores.get(run.model, docs).env, timeout=1800)
-    return {**docs.env, "CF_DOCS_STORE": os.pathsep.join(str(store) for store in (docs.store, dnn_store.store))}
+    stores_used = (docs.store, dnn_store.store, resonance_store.store)
+    return {**docs.env, "CF_DOCS_STORE": os.pathsep.join(str(store) for store in stores_used)}
 
 
 #: The docs sources.

@@ -14,6 +14,7 @@ from analysis_template.config import processes as procs
 from analysis_template.config.analysis import analysis_template
 from analysis_template.config.configs import add_config
 from analysis_template.config.objects import NANO_V9_2017
+from cf.contract import default_datasets
 from cf.ml import variable_model
 
 MC_DATASETS = {
@@ -22,6 +23,7 @@ MC_DATASETS = {
     "tt_dl_powheg": "tt_dl",
     "dy_lep_m50_madgraph": "dy_lep_m50",
 }
+RESONANT_DATASETS = [f"x_hh_bbtautau_m{mass}_madgraph" for mass in (300, 400, 500, 700, 1000)]
 
 
 @pytest.fixture
@@ -87,7 +89,9 @@ def test_process_ids_and_flags(config: od.Config) -> None:
     assert config.get_process("tt").has_process("tt_sl")
     assert config.get_process("dy").has_process("dy_lep_m50")
     signals = [p.name for p, _, _ in config.walk_processes() if p.has_tag("signal")]
-    assert signals == ["hh_ggf_bbtautau"]
+    resonant = [f"x_hh_bbtautau_m{mass}" for mass in (300, 400, 500, 700, 1000)]
+    assert signals == ["hh_ggf_bbtautau", "x_hh_bbtautau", *resonant]
+    assert [config.get_process(name).id for name in resonant] == [10300, 10400, 10500, 10700, 11000]
     assert procs.hh_ggf_bbtautau.x.is_signal
     assert all(p.label and p.color1 for p, _, _ in config.walk_processes())
 
@@ -108,7 +112,7 @@ def test_cross_sections() -> None:
 def test_datasets(config: od.Config) -> None:
     """Datasets list their embedded files and how to generate them."""
     names = {d.name for d in config.datasets}
-    assert names == {*MC_DATASETS, "data_mu_b"}
+    assert names == {*MC_DATASETS, *RESONANT_DATASETS, "data_mu_b"}
     seeds = set()
     for dataset in config.datasets:
         assert dataset.n_files == len(dataset.keys) == 2
@@ -128,6 +132,21 @@ def test_datasets(config: od.Config) -> None:
     data = config.get_dataset("data_mu_b")
     assert data.is_data
     assert [p.name for p in data.processes] == ["data"]
+    for name in RESONANT_DATASETS:
+        assert config.get_dataset(name).n_events == 2000
+        assert config.get_dataset(name).x.on_request
+
+
+def test_resonant_datasets_are_left_out_of_default_dataset_lists(config: od.Config) -> None:
+    """The default lists keep the five datasets of the non-resonant analysis; the resonant ones are on request."""
+    assert {d.name for d in default_datasets(config)} == {*MC_DATASETS, "data_mu_b"}
+
+
+def test_resonant_cross_section_is_the_reference_value_times_the_hh_branching_ratio() -> None:
+    """sigma x BR(X -> HH) is the settable reference value (1 pb), times BR(HH -> bb tautau)."""
+    assert procs.REFERENCE_XSEC_X_HH == 1.0
+    for process in procs.x_hh_bbtautau_masses.values():
+        assert _xsec(process) == pytest.approx(2 * procs.BR_H_BB * procs.BR_H_TAUTAU)
 
 
 def test_data_events_match_generator(config: od.Config) -> None:

@@ -50,8 +50,9 @@ def test_the_results_page_shows_each_command_after_its_first_picture() -> None:
         if fence.directive == "figure":
             figures.append(Path(fence.argument).name)
         elif fence.info == "shell":
-            for line in fence.content.splitlines():
-                shown.setdefault(line.strip(), list(figures))
+            # a long command continues over several lines
+            for line in fence.content.replace("\\\n", " ").splitlines():
+                shown.setdefault(" ".join(line.split()), list(figures))
     for run in RUNS:
         assert run.command in shown, f"the results page does not show '{run.command}'"
         first = min(run.figures, key=figures.index)

@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import uproot
 
-from sample import PROCESS_GENERATORS, create_file, draw_counts, generate_events, write_nanoaod
+from sample import create_file, draw_counts, generate_events, write_nanoaod
 
 N_EVENTS = 20_000
+
+
+#: The processes of the non-resonant analysis (the resonant signals have a test of their own).
+NON_RESONANT = ("hh_ggf_bbtautau", "tt_sl", "tt_dl", "dy_lep_m50")
 
 
 @pytest.fixture(scope="module")
 def mc_events() -> dict[str, ak.Array]:
     """20k MC events of each process."""
-    return {
-        name: generate_events({name: N_EVENTS}, seed=11, file_index=0, is_data=False) for name in PROCESS_GENERATORS
-    }
+    return {name: generate_events({name: N_EVENTS}, seed=11, file_index=0, is_data=False) for name in NON_RESONANT}
 
 
 def _invariant_mass(first: ak.Array, second: ak.Array) -> np.ndarray:
@@ -258,6 +260,21 @@ def test_generate_keeps_the_names_that_configs_and_bench_import() -> None:
 
     for name in ("create_file", "draw_counts", "generate_events", "write_nanoaod", "nanoaod_branches"):
         assert callable(getattr(generate, name)), name
-    assert set(generate.PROCESS_GENERATORS) == {"hh_ggf_bbtautau", "tt_sl", "tt_dl", "dy_lep_m50"}
+    resonant = {f"x_hh_bbtautau_m{mass}" for mass in (300, 400, 500, 700, 1000)}
+    assert set(generate.PROCESS_GENERATORS) == {*NON_RESONANT, *resonant}
     assert generate.EVENT_TREE_NAME == "Events"
     assert isinstance(generate.COMPRESSION, uproot.compression.ZSTD)
+
+
+def test_the_resonant_signal_grows_harder_with_the_mass_of_x() -> None:
+    """The visible bb mass stays near m_H while the b jets' momenta scale with m_X / 2 (two-body decay of X)."""
+    medians = {}
+    for mass in (300, 1000):
+        events = generate_events({f"x_hh_bbtautau_m{mass}": 2000}, seed=11, file_index=0, is_data=False)
+        jets = events.Jet[events.Jet.hadronFlavour == 5]
+        jets = jets[ak.num(jets) >= 2]
+        visible_mass = _invariant_mass(jets[:, 0], jets[:, 1])
+        # neutrinos of semileptonic b decays and the jet response keep the visible mass a little below m_H
+        assert 90.0 < np.median(visible_mass) < 130.0, mass
+        medians[mass] = np.median(ak.to_numpy(jets.pt[:, 0]))
+    assert medians[1000] > 2.5 * medians[300]

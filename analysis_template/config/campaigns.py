@@ -1,7 +1,8 @@
 """The campaigns of the analysis and their datasets: embedded generated samples and real CMS NanoAOD files.
 
 Every campaign carries the same five embedded datasets (HH signal, tt semi- and dileptonic, Drell-Yan and
-pseudo-data), generated on first use in the NanoAOD layout of the campaign's version (``x.sample_layout``, see
+pseudo-data) and the resonant X -> HH signals of ``RESONANT_MC`` (on request: left out of default dataset lists),
+generated on first use in the NanoAOD layout of the campaign's version (``x.sample_layout``, see
 ``sample.layouts``), so that a model can be trained in every config. Next to them, a campaign
 lists real NanoAOD datasets: the small real files that the coffea source distribution on PyPI ships, fetched once
 into ``$CF_DATA`` (``sample.coffea_files``), as RNTuple twins, or over XRootD.
@@ -31,6 +32,7 @@ from analysis_template.config import processes as procs
 __all__ = [
     "CAMPAIGNS",
     "PSEUDO_DATA_LUMINOSITY",
+    "RESONANT_MC",
     "SAMPLE_SCALE_VAR",
     "CampaignSpec",
     "RealDataset",
@@ -67,6 +69,14 @@ EMBEDDED_MC: tuple[tuple[str, int, od.Process], ...] = (
     ("tt_dl_powheg", 3, procs.tt_dl),
     ("dy_lep_m50_madgraph", 4, procs.dy_lep_m50),
 )
+#: The resonant X -> HH -> bbtautau datasets, one per mass (name, id offset within the campaign, process); they are
+#: on request (``x.on_request``): tasks and wrappers run without ``--datasets`` leave them out.
+RESONANT_MC: tuple[tuple[str, int, od.Process], ...] = tuple(
+    (f"{process.name}_madgraph", 60 + index, process)
+    for index, process in enumerate(procs.x_hh_bbtautau_masses.values())
+)
+#: Events per file of a resonant dataset at a sample scale of 1 (a narrow peak needs fewer events).
+RESONANT_EVENTS_PER_FILE = 1000
 
 
 def sample_scale() -> float:
@@ -189,8 +199,36 @@ def _add_dataset(
     )
 
 
+def _add_mc_datasets(
+    campaign: od.Campaign, spec: CampaignSpec, datasets: tuple[tuple[str, int, od.Process], ...], per_file: int
+) -> list[od.Dataset]:
+    """Add embedded MC datasets of one process each, with ``per_file`` events in each of their files.
+
+    Args:
+        campaign: The campaign that owns the datasets.
+        spec: The campaign's specification.
+        datasets: Name, id offset within the campaign and process of each dataset.
+        per_file: The events per file.
+
+    Returns:
+        The added datasets.
+    """
+    return [
+        _add_dataset(
+            campaign,
+            name,
+            dataset_id=(spec.campaign_id - 1) * 100 + offset,
+            process=process,
+            expected={process.name: per_file},
+            seed=spec.seed + offset - 1,
+            counts=[per_file] * N_FILES,
+        )
+        for name, offset, process in datasets
+    ]
+
+
 def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: float) -> None:
-    """Add the four embedded MC datasets and the pseudo-data drawn around their expectation.
+    """Add the four embedded MC datasets, the resonant signals and the pseudo-data drawn around their expectation.
 
     The pseudo-data is drawn at the campaign's ``pseudo_data_luminosity``, not at its luminosity, so that it stays
     small (tens of thousands of events instead of hundreds of millions).
@@ -201,17 +239,10 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
         scale: The sample size factor.
     """
     # at least one event, so that every file can be written and read
-    per_file = max(1, round(MC_EVENTS_PER_FILE * scale))
-    for name, offset, process in EMBEDDED_MC:
-        _add_dataset(
-            campaign,
-            name,
-            dataset_id=(spec.campaign_id - 1) * 100 + offset,
-            process=process,
-            expected={process.name: per_file},
-            seed=spec.seed + offset - 1,
-            counts=[per_file] * N_FILES,
-        )
+    _add_mc_datasets(campaign, spec, EMBEDDED_MC, max(1, round(MC_EVENTS_PER_FILE * scale)))
+    resonant = _add_mc_datasets(campaign, spec, RESONANT_MC, max(1, round(RESONANT_EVENTS_PER_FILE * scale)))
+    for dataset in resonant:
+        dataset.x.on_request = True
     # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
     from sample.generate import draw_counts
 

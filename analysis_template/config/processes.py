@@ -8,6 +8,8 @@ from __future__ import annotations
 import order as od
 from scinum import Number
 
+from sample.physics import RESONANCE_MASSES
+
 __all__ = [
     "BR_H_BB",
     "BR_H_TAUTAU",
@@ -15,6 +17,7 @@ __all__ = [
     "BR_W_LEP",
     "ECM",
     "ECM_RUN3",
+    "REFERENCE_XSEC_X_HH",
     "data",
     "dy",
     "dy_lep_m50",
@@ -23,6 +26,8 @@ __all__ = [
     "tt_dl",
     "tt_fh",
     "tt_sl",
+    "x_hh_bbtautau",
+    "x_hh_bbtautau_masses",
     "z_nunu",
 ]
 
@@ -59,6 +64,36 @@ hh_ggf_bbtautau = od.Process(
     tags={"signal"},
     aux={"is_signal": True},
 )
+
+# Resonant X -> HH -> bbtautau of a narrow scalar X at the masses of the embedded sample. Its cross section is a
+# REFERENCE VALUE, not a measurement or a prediction: sigma(pp -> X) x BR(X -> HH) = 1 pb at every mass and energy,
+# times BR(HH -> bbtautau). A limit on the signal strength r of these processes is therefore a limit on
+# sigma x BR(X -> HH) in pb (r = 0.1 is 100 fb).
+#: The reference cross section sigma(pp -> X) x BR(X -> HH) in pb of the resonant signals (a settable convention).
+REFERENCE_XSEC_X_HH = 1.0
+
+x_hh_bbtautau = od.Process(
+    name="x_hh_bbtautau",
+    id=10000,
+    label=r"$X \rightarrow HH \rightarrow bb\tau\tau$",
+    color1="#7a21dd",
+    tags={"signal"},
+    aux={"is_signal": True},
+)
+
+#: The resonant signal process of each mass in GeV (``x_hh_bbtautau_m<mass>``, id 10000 + mass).
+x_hh_bbtautau_masses: dict[int, od.Process] = {
+    mass: x_hh_bbtautau.add_process(
+        name=f"x_hh_bbtautau_m{mass}",
+        id=10000 + mass,
+        xsecs={ecm: Number(REFERENCE_XSEC_X_HH * 2 * BR_H_BB * BR_H_TAUTAU) for ecm in (ECM, ECM_RUN3)},
+        label=rf"$X \rightarrow HH$ ($m_X$ = {mass} GeV)",
+        color1="#7a21dd",
+        tags={"signal"},
+        aux={"is_signal": True, "mass": mass},
+    )
+    for mass in RESONANCE_MASSES
+}
 
 # Top++ v2.0 NNLO+NNLL, m_top = 172.5 GeV (LHC Top WG), uncertainties in pb; 923.6 pb at 13.6 TeV with the relative
 # uncertainties of 13 TeV

@@ -271,6 +271,7 @@ class InferenceModel(RegisteredModel):
         ml_models: The ML models whose evaluation columns are read (None: the models named by the variables,
             ``dnn.score_hh`` -> ``dnn``).
         poi: The name of the signal strength (combine's default is ``r``).
+        poi_label: What a limit on the signal strength is a limit on, for plots (empty: the POI's name).
 
     Attributes:
         config_insts: The configs the model was resolved against (empty for a model without configs).
@@ -283,6 +284,7 @@ class InferenceModel(RegisteredModel):
     producers: ClassVar[tuple[str, ...] | None] = None
     ml_models: ClassVar[tuple[str, ...] | None] = None
     poi: ClassVar[str] = "r"
+    poi_label: ClassVar[str] = ""
 
     #: The function filling the model (``init_func(self)``), set by :func:`inference_model`.
     init_func: ClassVar[Callable[..., None] | None] = None

@@ -22,7 +22,7 @@ import numpy as np
 
 from cf.columnar_util import Route, set_ak_column
 from cf.contract import DEFAULT_WEIGHT_COLUMN, config_entry
-from cf.registry import RegisteredModel, parse_settings, setting, split_settings
+from cf.registry import RegisteredModel, parse_settings, setting, settings_text, split_settings
 from cf.util import UserError
 
 __all__ = [
@@ -30,9 +30,13 @@ __all__ = [
     "OutputClass",
     "combine_fold_outputs",
     "expand_model_groups",
+    "join_model_specs",
     "model_instance",
+    "model_spec",
+    "model_spec_store_name",
     "parse_settings",
     "setting",
+    "split_model_spec",
     "variable_model",
 ]
 
@@ -470,6 +474,65 @@ def expand_model_groups(config_inst: Any, names: Sequence[str]) -> tuple[str, ..
     for name in names:
         expanded.extend(groups.get(name, (name,)))
     return tuple(dict.fromkeys(expanded))
+
+
+def join_model_specs(items: Sequence[str]) -> tuple[str, ...]:
+    """The items of a comma-separated ``--ml-models`` list, with the commas inside ``[...]`` joined back.
+
+    Example: ``("param_dnn[masses=300:500", "exclude_mass=400]", "dnn")`` (as a CSV parameter splits
+    ``param_dnn[masses=300:500,exclude_mass=400],dnn``) becomes ``("param_dnn[masses=300:500,exclude_mass=400]",
+    "dnn")``.
+    """
+    joined: list[str] = []
+    open_brackets = 0
+    for item in items:
+        if open_brackets > 0:
+            joined[-1] += f",{item}"
+        else:
+            joined.append(item)
+        open_brackets += item.count("[") - item.count("]")
+    return tuple(joined)
+
+
+def split_model_spec(spec: str) -> tuple[str, tuple[str, ...]]:
+    """The name and the ``key=value`` settings of an ``--ml-models`` item ``name`` or ``name[key=value,...]``.
+
+    Raises:
+        UserError: For an item with unbalanced brackets or text after the closing one.
+    """
+    name, bracket, rest = spec.partition("[")
+    if not bracket:
+        if "]" in spec:
+            raise UserError(f"ML model '{spec}': a ']' without '[' (write name[key=value,...])")
+        return spec.strip(), ()
+    if not rest.endswith("]") or "[" in rest or rest.count("]") != 1:
+        raise UserError(f"ML model '{spec}' is not of the form name[key=value,...]")
+    items = [item.strip() for item in rest[:-1].split(",") if item.strip()]
+    return name.strip(), tuple(items)
+
+
+def model_spec(name: str, settings: Sequence[str]) -> str:
+    """The canonical ``--ml-models`` item of a model and its settings: the settings checked, typed and sorted.
+
+    Raises:
+        UserError: For an unknown model, an undeclared setting or a value the declaration refuses.
+    """
+    checked = MLModel.get_cls(name).checked_settings(split_settings(list(settings)))
+    return f"{name}[{','.join(settings_text(checked))}]" if checked else name
+
+
+def model_spec_store_name(spec: str) -> str:
+    """The part of an output path that names an ``--ml-models`` item: ``name`` or ``name__<settings hash>``.
+
+    The hash is that of the model's evaluation output path (:meth:`MLModel.settings_repr`).
+    """
+    name, settings = split_model_spec(spec)
+    if not settings:
+        return name
+    from cf.analysis import load_modules
+
+    load_modules("ml_modules")
+    return f"{name}__{MLModel.settings_hash(MLModel.get_cls(name).checked_settings(split_settings(list(settings))))}"
 
 
 @functools.cache

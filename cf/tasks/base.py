@@ -37,6 +37,7 @@ from cf.io import (
     open_source,
     storage_errno,
 )
+from cf.ml import model_spec_store_name
 from cf.util import UserError, expand_path
 
 __all__ = [
@@ -392,7 +393,7 @@ def function_store_parts(
     """The directories of an output path that name the column functions and ML models a task reads.
 
     The one place that spells them: ``calib__a__b`` (``calib__none`` for no calibrator), ``sel__<selector>``,
-    ``prod__a__b`` (``prod__none``) and, with ML models, ``ml__a__b``. A part whose argument is None is left out
+    ``prod__a__b`` (``prod__none``) and, with ML models, ``ml__a__b`` (``a__<settings hash>`` for ``a[k=v]``). A part whose argument is None is left out
     (a task without that kind of function).
     """
     parts = []
@@ -403,7 +404,7 @@ def function_store_parts(
     if producers is not None:
         parts.append("prod__" + ("__".join(producers) or "none"))
     if ml_models:
-        parts.append("ml__" + "__".join(ml_models))
+        parts.append("ml__" + "__".join(model_spec_store_name(spec) for spec in ml_models))
     return parts
 
 

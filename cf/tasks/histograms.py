@@ -22,7 +22,7 @@ from cf.analysis import get_config, load_analysis, load_modules
 from cf.columnar_util import Route
 from cf.contract import CATEGORY_COLUMN, config_entry
 from cf.io import atomic_path, open_source
-from cf.ml import MLModel, expand_model_groups, model_instance, variable_model
+from cf.ml import expand_model_groups, join_model_specs, model_instance, model_spec, split_model_spec, variable_model
 from cf.tasks.base import (
     CalibratorsMixin,
     DatasetTask,
@@ -80,22 +80,30 @@ def event_weight_columns(config_inst: Any, shift: str) -> list[str]:
 class MLModelsMixin:
     """``--ml-models a,b``: read the evaluation columns of these models (their setup() may add variables).
 
-    A name of a group in the config's ``ml_model_groups`` stands for its members.
+    A name of a group in the config's ``ml_model_groups`` stands for its members. An item may carry settings of
+    its model, ``name[key=value,...]`` (e.g. ``param_dnn[masses=300:500]``): the evaluation with these settings is
+    read (training settings train that model first), and the settings' hash is part of the output path.
     """
 
-    ml_models = law.CSVParameter(default=(), description="ML models whose evaluation columns are read")
+    ml_models = law.CSVParameter(
+        default=(), description="ML models whose evaluation columns are read; name or name[key=value,...]"
+    )
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super().modify_param_values(params)  # type: ignore[misc]
         if params.get("ml_models"):
             load_modules("ml_modules")
-            params["ml_models"] = expand_model_groups(
-                get_config(load_analysis(), params["config"]), params["ml_models"]
+            specs = expand_model_groups(
+                get_config(load_analysis(), params["config"]), join_model_specs(params["ml_models"])
             )
-            for name in params["ml_models"]:
-                MLModel.get_cls(name)
-                model_instance(name, (), (params["config"],))  # runs setup(), which may add variables
+            params["ml_models"] = tuple(dict.fromkeys(model_spec(*split_model_spec(spec)) for spec in specs))
+            names = [split_model_spec(spec)[0] for spec in params["ml_models"]]
+            if len(set(names)) != len(names):
+                raise UserError(f"--ml-models names a model twice: {','.join(params['ml_models'])}")
+            for spec in params["ml_models"]:
+                # runs setup(), which may add variables (e.g. one per evaluated mass)
+                model_instance(*split_model_spec(spec), (params["config"],))
         return params
 
     def function_store_parts(self) -> list[str]:
@@ -113,7 +121,7 @@ class VariablesMixin:
         if "variables" not in params:
             return params
         config_inst = get_config(load_analysis(), params["config"])
-        requested_models = set(params.get("ml_models", ()))
+        requested_models = {split_model_spec(spec)[0] for spec in params.get("ml_models", ())}
         # a variable of an ML model's output exists only for the tasks that name the model, whatever ran before
         known = [name for name in config_inst.variables.names() if variable_model(name) in {None, *requested_models}]
         if not params["variables"]:
@@ -205,7 +213,10 @@ class CreateHistograms(HistogramParameters, DatasetWorkflow):
 
     def input_requirements(self) -> dict[str, Any]:
         reqs: dict[str, Any] = {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self)}
-        reqs["ml"] = {name: MLEvaluation.req(self, ml_model=name, ml_model_settings=()) for name in self.ml_models}
+        reqs["ml"] = {}
+        for spec in self.ml_models:
+            name, settings = split_model_spec(spec)
+            reqs["ml"][spec] = MLEvaluation.req(self, ml_model=name, ml_model_settings=settings)
         return reqs
 
     def output(self) -> law.LocalFileTarget:
@@ -214,7 +225,7 @@ class CreateHistograms(HistogramParameters, DatasetWorkflow):
     def run(self) -> None:
         inputs = self.input()
         sources = [open_source(inputs["events"]["events"].path), open_source(inputs["columns"]["columns"].path)]
-        sources += [open_source(inputs["ml"][name]["mlcolumns"].path) for name in self.ml_models]
+        sources += [open_source(inputs["ml"][spec]["mlcolumns"].path) for spec in self.ml_models]
         variables = [self.config_inst.get_variable(name) for name in self.variables]
         weight_columns = (
             [] if self.dataset_inst.is_data else event_weight_columns(self.config_inst, self.effective_shift)

@@ -35,6 +35,7 @@ from cf.inference import (
     write_shapes_file,
 )
 from cf.io import atomic_path, dump_json, load_json
+from cf.ml import split_model_spec
 from cf.registry import split_settings
 from cf.tasks.base import CalibratorsMixin, ConfigTask, ProducersMixin, SelectorMixin, function_store_parts
 from cf.tasks.histograms import MergeHistograms, MLModelsMixin, load_histograms, weight_shifts
@@ -104,7 +105,8 @@ class InferenceModelMixin(MLModelsMixin, ProducersMixin, SelectorMixin, Calibrat
 
     @staticmethod
     def _check_model_functions(model: InferenceModel, params: dict[str, Any]) -> None:
-        missing_models = [name for name in model.required_ml_models if name not in params.get("ml_models", ())]
+        given = {split_model_spec(spec)[0] for spec in params.get("ml_models", ())}
+        missing_models = [name for name in model.required_ml_models if name not in given]
         if missing_models:
             raise UserError(
                 f"inference model '{model.cls_name}' reads variables of the ML model(s) {', '.join(missing_models)}; "

@@ -22,7 +22,7 @@ import numpy as np
 
 from cf.analysis import analysis_setting, get_config, load_analysis
 from cf.columnar_util import IDENTITY_COLUMNS, Route
-from cf.contract import config_entry
+from cf.contract import config_entry, default_datasets
 from cf.folds import fold_indices
 from cf.hist_util import DEFAULT_FLOW_STRATEGY, flow_yields, select_histogram
 from cf.io import dump_json, iter_event_chunks, open_source
@@ -126,7 +126,7 @@ class PlotVariables1D(
         if "datasets" in params:
             known = [dataset.name for dataset in config_inst.datasets]
             if not params["datasets"]:
-                params["datasets"] = tuple(known)
+                params["datasets"] = tuple(dataset.name for dataset in default_datasets(config_inst))
             unknown = [name for name in params["datasets"] if name not in known]
             if unknown:
                 raise UserError(unknown_name_message("dataset(s)", unknown, known))
@@ -145,7 +145,7 @@ class PlotVariables1D(
         return params
 
     def store_parts(self) -> list[str]:
-        all_datasets = [dataset.name for dataset in self.config_inst.datasets]
+        all_datasets = [dataset.name for dataset in default_datasets(self.config_inst)]
         datasets = (
             "datasets__all"
             if set(self.datasets) == set(all_datasets)

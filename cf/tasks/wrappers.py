@@ -8,7 +8,8 @@ and does nothing else (a :class:`law.WrapperTask`)::
 * ``--configs``: names or patterns (fnmatch ``*``, ``?``, ``[...]``, ``^regex$``, ``!negation``; braces are
   expanded) of configs of the analysis; default: ``default_config`` of law.cfg. ``--skip-configs`` leaves some
   of them out.
-* ``--datasets``: names or patterns of datasets, looked up in each selected config; default: ``*`` (all).
+* ``--datasets``: names or patterns of datasets, looked up in each selected config; default: ``*`` (all). A dataset
+  on request (``x.on_request``, e.g. the resonant signals) is selected only by its full name.
   ``--skip-datasets`` leaves some of them out.
 * ``--shifts``: names or patterns of shifts of each config; default: ``nominal``. ``--skip-shifts`` leaves some
   of them out.
@@ -40,6 +41,7 @@ import law
 import luigi
 
 from cf.analysis import analysis_setting, get_config, load_analysis
+from cf.contract import default_datasets
 from cf.tasks.base import AnalysisTask, ConfigTask, DatasetTask, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
 from cf.tasks.external import GetDatasetLFNs
@@ -143,9 +145,7 @@ def select_children(
         UserError: For a pattern that matches in none of the configs, or when the skip patterns leave nothing.
     """
     flag = f"--{kind}s"
-    names = {
-        config_inst.name: [child.name for child in getattr(config_inst, f"{kind}s")] for config_inst in config_insts
-    }
+    names = {config_inst.name: _child_names(config_inst, kind, patterns) for config_inst in config_insts}
     where = f"config{'s' if len(names) > 1 else ''} {', '.join(names)}"
     every_name = [name for children in names.values() for name in children]
     check_patterns(patterns, every_name, kind, flag, where)
@@ -154,6 +154,14 @@ def select_children(
     if not any(selected.values()):
         raise UserError(f"--skip-{kind}s {','.join(skip)} leaves none of the {kind}s of {flag} {','.join(patterns)}")
     return selected
+
+
+def _child_names(config_inst: Any, kind: str, patterns: Sequence[str]) -> list[str]:
+    """The names of a config's datasets or shifts; a dataset on request (``x.on_request``) only where named exactly."""
+    if kind != "dataset":
+        return [child.name for child in getattr(config_inst, f"{kind}s")]
+    defaults = {dataset_inst.name for dataset_inst in default_datasets(config_inst)}
+    return [d.name for d in config_inst.datasets if d.name in defaults or d.name in patterns]
 
 
 def has_own_output(task: law.Task) -> bool:

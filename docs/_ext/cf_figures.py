@@ -33,7 +33,16 @@ from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
-__all__ = ["FIGURES_DIR", "RUNS", "STORE_VARIABLE", "TASK_GRAPH", "FigureRun", "setup"]
+__all__ = [
+    "FIGURES_DIR",
+    "RESONANCE_SCAN",
+    "RESONANCE_SCAN_LEFT_OUT",
+    "RUNS",
+    "STORE_VARIABLE",
+    "TASK_GRAPH",
+    "FigureRun",
+    "setup",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +78,19 @@ class FigureRun:
         return shlex.join(("law", "run", *self.args))
 
 
+#: The parametrized network of the resonance search at the tests' sizes (two folds, two epochs, three masses).
+RESONANCE_TRAINING = "epochs=2,folds=2"
+#: The mass scan of the resonance search, with the network trained at all three masses ...
+RESONANCE_SCAN = (
+    "cf.PlotLimitsVsMass", "--version", "v1", "--inference-model", "resonant_inference", "--masses", "300,500,1000",
+    "--ml-models", f"param_dnn[{RESONANCE_TRAINING},masses=300:500:1000,training_masses=300:500:1000]",
+)  # fmt: skip
+#: ... and without the middle one (the interpolation check).
+RESONANCE_SCAN_LEFT_OUT = (
+    *RESONANCE_SCAN[:-1],
+    f"param_dnn[{RESONANCE_TRAINING},masses=300:500:1000,training_masses=300:1000]",
+)
+
 #: The commands whose plots the docs show, in the order in which a fresh store runs them.
 RUNS = (
     FigureRun(
@@ -100,6 +122,8 @@ RUNS = (
         {"limits.png": "limits.png"},
         model="dnn",
     ),
+    FigureRun(RESONANCE_SCAN, {"limits_vs_mass.png": "limits_vs_mass.png"}, model="param_dnn"),
+    FigureRun(RESONANCE_SCAN_LEFT_OUT, {"limits_vs_mass_left_out.png": "limits_vs_mass.png"}, model="param_dnn"),
 )
 
 # the lock of each running build, released when it finishes
