@@ -29,11 +29,13 @@ MASSES = tuple(x_hh_bbtautau_masses)
     category=setting("sr", "the signal region's category"),
     # merged bins keep enough MC events in each bin (and few MC-statistics parameters in the fit)
     bin_edges=setting((0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0), "the bin edges of the score"),
-    # as in test_inference: the MC is at the config's luminosity, the embedded pseudo-data events at a small slice
+    # as in test_inference: the MC is at the config's luminosity, the pseudo-data events
+    # at a small slice of it
     observation=setting(
         "toy",
-        "the observed data: 'toy' (a Poisson toy of the expected backgrounds, seeded by toy_seed), 'asimov' (the "
-        "expected backgrounds) or 'events' (the data datasets, only where they have the MC's luminosity)",
+        "the observed data: 'toy' (a Poisson toy of the expected backgrounds, seeded by "
+        "toy_seed), 'asimov' (the expected backgrounds) or 'events' (the data datasets, only "
+        "where they have the MC's luminosity)",
         choices=("toy", "asimov", "events"),
     ),
     toy_seed=setting(1, "the seed of the Poisson toy of observation=toy", minimum=0),
@@ -44,8 +46,9 @@ def resonant_inference(self: InferenceModel) -> None:
     Processes: the resonant signal of the mass (times the reference cross section), tt, Drell-Yan
     and the non-resonant HH (a background here). Parameters: the luminosity uncertainty of each
     config (lnN on all processes), the tt cross-section uncertainty (lnN) and the MC statistical
-    uncertainties. The observation is a seeded Poisson toy of the expected backgrounds (``observation=toy``),
-    their sum (``observation=asimov``: no observed limit) or the data datasets (``observation=events``).
+    uncertainties. The observation is a seeded Poisson toy of the expected backgrounds
+    (``observation=toy``), their sum (``observation=asimov``: no observed limit) or the data
+    datasets (``observation=events``).
     """
     configs = [config_inst.name for config_inst in self.config_insts]
     variable = f"{self.ml_model}.score_m{self.mass}"
