@@ -87,6 +87,35 @@ def test_bad_masses_are_refused_at_parameter_time(kwargs: dict, message: str) ->
         PlotLimitsVsMass(version="t", inference_model="resonant_inference", **kwargs)
 
 
+def test_each_mass_is_one_batch_job_after_the_shared_evaluations(
+    ml_modules: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    import law
+
+    from cf.tasks.mass_scan import LimitsPerMass
+    from cf.tasks.ml import MLEvaluation
+    from cf.tasks.remote import create_job_file
+
+    monkeypatch.setenv("CF_JOB_BASE", str(tmp_path / "jobs"))
+    spec = RESONANCE_SCAN[-1]
+    task = LimitsPerMass(
+        version="v1", inference_model="resonant_inference", masses=MASSES, ml_models=(spec,), workflow="slurm"
+    )
+    assert task.branch_map == dict(enumerate(MASSES))
+    data = create_job_file(task, branches=[1], job_num=1, directory=str(tmp_path / "submit"))
+    command_line = Path(data["job"]).read_text().strip().splitlines()[-1].split()
+    assert command_line[1:3] == ["cf.tasks.mass_scan", "LimitsPerMass"]
+    assert "--masses=300,500,1000" in base64.b64decode(command_line[3]).decode()
+    assert base64.b64decode(command_line[4]).decode() == "1"
+    # the evaluation that the histograms of every mass read runs before the jobs, as batch jobs of its own
+    shared = law.util.flatten(task.workflow_requires()["shared"])
+    evaluations = [req for req in shared if isinstance(req, MLEvaluation)]
+    assert {req.dataset for req in evaluations} >= {f"x_hh_bbtautau_m{LEFT_OUT}_madgraph", *BACKGROUNDS}
+    assert {(req.workflow, req.ml_model) for req in evaluations} == {("slurm", "param_dnn")}
+
+
 def test_the_guides_listing_shows_the_commands_the_tests_run() -> None:
     from tests.doc_outputs import EXAMPLES, shell_commands
 

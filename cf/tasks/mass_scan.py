@@ -1,6 +1,8 @@
 """Limits against the mass of a resonance: one ``cf.PyhfLimit`` per mass, one plot and one json.
 
-    CreatePyhfWorkspace, PyhfLimit (per mass, the inference model's mass setting) -> PlotLimitsVsMass
+    CreatePyhfWorkspace, PyhfLimit (per mass, the inference model's mass setting)
+        -> LimitsPerMass (a workflow, one branch per mass: local, or batch jobs with --workflow slurm / htcondor)
+        -> PlotLimitsVsMass
 
 The inference model takes the mass as a setting (``--mass-setting``, default ``mass``): each mass of ``--masses``
 is one set of datacards, one workspace and one limit, so masses already computed are not computed again. The
@@ -19,10 +21,12 @@ import numpy as np
 
 from cf.io import dump_json, load_json
 from cf.plotting import auc, cms_style, new_figure, roc_curve, save_figure
+from cf.tasks.histograms import CreateHistograms
 from cf.tasks.inference import CreatePyhfWorkspace, InferenceModelMixin, PyhfLimit, inference_model_instance
+from cf.tasks.remote import BatchJobMixin, BatchWorkflow, check_workflow_and_resources
 from cf.util import UserError
 
-__all__ = ["PlotLimitsVsMass", "binned_aucs"]
+__all__ = ["LimitsPerMass", "MassScanMixin", "PlotLimitsVsMass", "binned_aucs"]
 
 #: The keys of the expected limits, from the lower edge of the 2 sigma band to its upper edge.
 BAND_KEYS = ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")
@@ -52,14 +56,8 @@ def binned_aucs(spec: Mapping[str, Any], poi: str) -> dict[str, float]:
     return aucs
 
 
-class PlotLimitsVsMass(InferenceModelMixin):
-    """The 95% CL upper limits of an inference model at several masses, plotted against the mass.
-
-    ``limits_vs_mass.json`` holds per mass the expected limits (median, +-1 sigma, +-2 sigma), the observed limit
-    (null where the model observes no data) and, per category, the AUC of the fitted variable (the signal against
-    all backgrounds, from the workspace's binned yields); ``limits_vs_mass.png`` / ``.pdf`` show the expected
-    limit with its 68% (green) and 95% (yellow) bands, the observed limit and, below, the AUCs.
-    """
+class MassScanMixin(InferenceModelMixin):
+    """``--masses`` (values of the inference model's ``--mass-setting``), checked against the model's settings."""
 
     masses = law.CSVParameter(
         cls=luigi.IntParameter, description="the masses, each a value of the inference model's --mass-setting"
@@ -94,35 +92,107 @@ class PlotLimitsVsMass(InferenceModelMixin):
         for mass in params["masses"]:
             model.checked_settings({setting_name: mass})
 
-    def store_parts(self) -> list[str]:
-        return [*super().store_parts(), "masses__" + "_".join(str(mass) for mass in self.masses)]
-
     def mass_settings(self, mass: int) -> tuple[str, ...]:
         """The inference model's settings of one mass."""
         return (*self.inference_model_settings, f"{self.mass_setting}={mass}")
 
-    def requires(self) -> dict[int, dict[str, Any]]:
+
+class LimitsPerMass(MassScanMixin, BatchWorkflow):
+    """One branch per mass of ``--masses``: its ``cf.PyhfLimit`` and the AUCs of its workspace, as one json.
+
+    A branch requires the limit of its mass, so that with ``--workflow slurm`` (or ``htcondor``) each mass is one
+    batch job that runs the mass's ``cf.PyhfLimit`` and whatever below it is incomplete (its datacards, the
+    histograms of its variable); ``--workers N`` runs N masses at a time locally. The shared work of all masses
+    (the chain and the ML evaluation) is the workflow's requirement, done before any branch starts, so that no two
+    jobs make the same outputs. A branch's output does not depend on the other masses of the scan.
+    """
+
+    def create_branch_map(self) -> dict[int, int]:
+        return dict(enumerate(self.masses))
+
+    def store_parts(self) -> list[str]:
+        # no mass list in the path: a mass computed for one scan is complete for every scan that has it
+        return InferenceModelMixin.store_parts(self)
+
+    def workflow_requires(self) -> Any:
+        reqs = super().workflow_requires()
+        reqs["shared"] = shared_requirements(self)
+        return reqs
+
+    def requires(self) -> dict[str, Any]:
+        settings = self.mass_settings(self.branch_data)
         return {
-            mass: {
-                "limit": PyhfLimit.req(self, inference_model_settings=self.mass_settings(mass)),
-                "workspace": CreatePyhfWorkspace.req(self, inference_model_settings=self.mass_settings(mass)),
-            }
-            for mass in self.masses
+            "limit": PyhfLimit.req(self, inference_model_settings=settings),
+            "workspace": CreatePyhfWorkspace.req(self, inference_model_settings=settings),
         }
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target(f"limit__{self.mass_setting}_{self.branch_data}.json")
+
+    def run(self) -> None:
+        limits = load_json(self.input()["limit"]["json"].path)
+        row = {
+            "mass": self.branch_data,
+            "poi": limits["poi"],
+            "cl": limits["cl"],
+            "expected": limits["expected"],
+            "observed": limits["observed"],
+            "auc": binned_aucs(load_json(self.input()["workspace"].path), limits["poi"]),
+        }
+        dump_json(self.output().path, row)
+
+
+def shared_requirements(task: LimitsPerMass) -> list[Any]:
+    """The inputs of the histograms of the masses: the reduced events, columns and ML evaluations of each dataset.
+
+    They are the requirements of the masses' histogram workflows (each dataset's once: the masses share them and
+    differ in the variable and the signal dataset), with the scan's ``--workflow``, so that they run as batch jobs
+    of their own when the limits do.
+    """
+    shared: dict[str, Any] = {}
+    for mass in task.masses:
+        workspace = CreatePyhfWorkspace.req(task, inference_model_settings=task.mass_settings(mass))
+        for merge in law.util.flatten(workspace.histogram_requirements()):
+            histograms = CreateHistograms.req(merge, branch=-1, workflow=task.workflow)
+            for requirement in law.util.flatten(histograms.input_requirements()):
+                shared[requirement.task_id] = requirement
+    return list(shared.values())
+
+
+class PlotLimitsVsMass(MassScanMixin, BatchJobMixin):
+    """The 95% CL upper limits of an inference model at several masses, plotted against the mass.
+
+    ``limits_vs_mass.json`` holds per mass the expected limits (median, +-1 sigma, +-2 sigma), the observed limit
+    (null where the model observes no data) and, per category, the AUC of the fitted variable (the signal against
+    all backgrounds, from the workspace's binned yields); ``limits_vs_mass.png`` / ``.pdf`` show the expected
+    limit with its 68% (green) and 95% (yellow) bands, the observed limit and, below, the AUCs.
+    """
+
+    workflow = luigi.Parameter(
+        default=law.NO_STR,
+        significant=False,
+        description="the workflow of the per-mass limits (cf.LimitsPerMass): local (default), slurm or htcondor",
+    )
+
+    @classmethod
+    def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().modify_param_values(params)
+        check_workflow_and_resources(params)
+        return params
+
+    def store_parts(self) -> list[str]:
+        return [*super().store_parts(), "masses__" + "_".join(str(mass) for mass in self.masses)]
+
+    def requires(self) -> LimitsPerMass:
+        return LimitsPerMass.req(self)
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {ext: self.target(f"limits_vs_mass.{ext}") for ext in ("json", "png", "pdf")}
 
     def run(self) -> None:
         model = self.inference_model_inst
-        per_mass = {}
-        for mass, inputs in self.input().items():
-            limits = load_json(inputs["limit"]["json"].path)
-            per_mass[str(mass)] = {
-                "expected": limits["expected"],
-                "observed": limits["observed"],
-                "auc": binned_aucs(load_json(inputs["workspace"].path), limits["poi"]),
-            }
+        rows = [load_json(target.path) for target in self.input()["collection"].targets.values()]
+        per_mass = {str(row["mass"]): {key: row[key] for key in ("expected", "observed", "auc")} for row in rows}
         result = {
             "inference_model": model.cls_name,
             "settings": model.settings,
@@ -131,7 +201,7 @@ class PlotLimitsVsMass(InferenceModelMixin):
             "ml_models": list(self.ml_models),
             "poi": model.poi,
             "poi_label": model.poi_label or f"95% CL upper limit on {model.poi}",
-            "cl": limits["cl"],
+            "cl": rows[0]["cl"],
             "masses": list(self.masses),
             "limits": per_mass,
         }
