@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from cf.util import UserError
 from docs._ext.cf_figures import RESONANCE_SCAN, RESONANCE_SCAN_LEFT_OUT
 from tests.conftest import LawEnv, LawOutputs
 from tests.ml_checks import read_column
+from tests.test_slurm import slurm_cluster, slurm_jobs  # noqa: F401 (slurm_cluster: a fixture)
 
 CONFIG = "run2_2017_nano_uhh_v11_limited"
 MASSES = (300, 500, 1000)
@@ -255,3 +257,29 @@ def test_one_score_column_per_mass_and_the_left_out_mass_scores_about_as_well(
     assert all(auc > 0.75 for auc in full.values()), full
     # the network has not seen 500 GeV, yet interpolates between 300 and 1000 GeV
     assert without[LEFT_OUT] > full[LEFT_OUT] - 0.03, (full, without)
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_the_masses_as_slurm_jobs_give_the_local_limits(
+    resonance_store: LawEnv, law_outputs: LawOutputs, tmp_path: Path
+) -> None:
+    """The trained scan's limits again, each mass a job on the real cluster (the evaluations are complete)."""
+    import shutil
+
+    from tests.conftest import run_law
+
+    local = json.loads(scan_outputs(resonance_store, law_outputs, RESONANCE_SCAN)["json"].read_text())
+    redo = ("cf.LimitsPerMass", "cf.PyhfLimit", "cf.PlotLimitsVsMass")
+    shutil.copytree(resonance_store.store, tmp_path / "store", ignore=shutil.ignore_patterns(*redo))
+    env = resonance_store.with_paths(store=tmp_path / "store")
+    env = replace(env, env={**env.env, "CF_JOB_BASE": str(tmp_path / "jobs")})
+    known = set(slurm_jobs())
+    run_law(*RESONANCE_SCAN, "--workflow", "slurm", "--poll-interval", "2sec", env=env.env, timeout=600)
+    assert len(set(slurm_jobs()) - known) == len(MASSES)
+    batch = json.loads(scan_outputs(env, law_outputs, RESONANCE_SCAN)["json"].read_text())
+    for mass in map(str, MASSES):
+        for key, value in local["limits"][mass]["expected"].items():
+            assert batch["limits"][mass]["expected"][key] == pytest.approx(value, rel=1e-6)

@@ -23,7 +23,7 @@ from cf.io import dump_json, load_json
 from cf.plotting import auc, cms_style, new_figure, roc_curve, save_figure
 from cf.tasks.histograms import CreateHistograms
 from cf.tasks.inference import CreatePyhfWorkspace, InferenceModelMixin, PyhfLimit, inference_model_instance
-from cf.tasks.remote import BatchJobMixin, BatchWorkflow, check_workflow_and_resources
+from cf.tasks.remote import BatchWorkflow, batch_parameters_of, check_workflow_and_resources
 from cf.util import UserError
 
 __all__ = ["LimitsPerMass", "MassScanMixin", "PlotLimitsVsMass", "binned_aucs"]
@@ -159,7 +159,7 @@ def shared_requirements(task: LimitsPerMass) -> list[Any]:
     return list(shared.values())
 
 
-class PlotLimitsVsMass(MassScanMixin, BatchJobMixin):
+class PlotLimitsVsMass(MassScanMixin, batch_parameters_of(LimitsPerMass, MassScanMixin)):  # type: ignore[misc]
     """The 95% CL upper limits of an inference model at several masses, plotted against the mass.
 
     ``limits_vs_mass.json`` holds per mass the expected limits (median, +-1 sigma, +-2 sigma), the observed limit
@@ -167,12 +167,6 @@ class PlotLimitsVsMass(MassScanMixin, BatchJobMixin):
     all backgrounds, from the workspace's binned yields); ``limits_vs_mass.png`` / ``.pdf`` show the expected
     limit with its 68% (green) and 95% (yellow) bands, the observed limit and, below, the AUCs.
     """
-
-    workflow = luigi.Parameter(
-        default=law.NO_STR,
-        significant=False,
-        description="the workflow of the per-mass limits (cf.LimitsPerMass): local (default), slurm or htcondor",
-    )
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:

@@ -456,6 +456,19 @@ class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
         return super().modify_param_values(params)
 
 
+def batch_parameters_of(workflow_cls: type[law.Task], task_base: type[law.Task]) -> type:
+    """A mixin with the batch parameters of ``workflow_cls`` that ``task_base`` lacks.
+
+    For a task that is no workflow but requires one and passes ``--workflow``, ``--poll-interval``,
+    ``--job-memory``, ... on to it (``req`` copies parameters of the same name); the branch selection stays the
+    workflow's own.
+    """
+    skipped = {name for name, _ in task_base.get_params()} | set(workflow_cls.interactive_params)
+    skipped |= {"branch", "branches", "effective_workflow"}
+    params = {name: param for name, param in workflow_cls.get_params() if name not in skipped}
+    return type(f"{workflow_cls.__name__}BatchParameters", (), params)
+
+
 def check_workflow_and_resources(params: dict[str, Any]) -> None:
     """Refuse an unknown ``--workflow`` (law would fall back to ``local``) and impossible job resources."""
     workflow = params.get("workflow")
