@@ -251,6 +251,19 @@ class AnalysisTask(law.Task):
         return load_analysis()
 
     @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        """luigi's parameters of the class, found once per class.
+
+        luigi walks ``dir(cls)`` on every call, and law calls it for every task made and every ``req``: thousands
+        of times in a run of the chain. The parameters of a task class do not change after it is defined.
+        """
+        cached = cls.__dict__.get("_cf_params")
+        if cached is None:
+            cached = super().get_params()
+            cls._cf_params = cached
+        return list(cached)
+
+    @classmethod
     def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
         show_user_errors_as_one_line()  # before any mixin's modify_param_values can raise a UserError
         report_runs()
@@ -335,12 +348,21 @@ def cli_versions() -> dict[str, str]:
     parser = CmdlineParser.get_instance()
     if parser is None:
         return {}
+    # asked for by every task made and every output path (thousands of times in a chain): parsed once per parser
+    cached = _CLI_VERSIONS.get("parsed")
+    if cached is not None and cached[0] is parser.known_args:
+        return dict(cached[1])
     versions = {}
     for dest, value in vars(parser.known_args).items():
         family = dest.removesuffix("_version")
         if value is not None and family != dest and _has_version(family):
             versions[family] = _checked_version(str(value), f"--{family}-version")
-    return versions
+    _CLI_VERSIONS["parsed"] = (parser.known_args, versions)
+    return dict(versions)
+
+
+#: The versions of the last command line parsed by :func:`cli_versions`, with the parsed arguments they come from.
+_CLI_VERSIONS: dict[str, tuple[Any, dict[str, str]]] = {}
 
 
 def _has_version(family: str) -> bool:
