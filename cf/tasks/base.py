@@ -34,7 +34,9 @@ from cf.io import (
     InputFileError,
     OutputFileError,
     iter_event_chunks,
+    merged_chunk,
     open_source,
+    resolve_columns,
     storage_errno,
 )
 from cf.util import UserError, expand_path
@@ -252,7 +254,7 @@ class AnalysisTask(law.Task):
 
     @classmethod
     def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
-        """luigi's parameters of the class, found once per class.
+        """The luigi parameters of the class, found once per class.
 
         luigi walks ``dir(cls)`` on every call, and law calls it for every task made and every ``req``: thousands
         of times in a run of the chain. The parameters of a task class do not change after it is defined.
@@ -535,18 +537,36 @@ class DatasetTask(ConfigTask):
         A dataset whose files lack whole collections (e.g. a skim that dropped the taus) names them in
         ``dataset.x.absent_collections``; the functions then see them without objects instead of failing on them.
         """
-        absent = set(dataset_entry(self.dataset_inst, "absent_collections"))
-        if not absent:
+        origins, empty = self.absent_columns(uses)
+        if not empty:
             yield from super().iter_chunks(sources, uses, optional)
             return
+        for events, start, stop in super().iter_chunks(sources, origins, optional):
+            yield add_empty_collections(events, empty), start, stop
+
+    def read_chunk(
+        self,
+        sources: list[EventSource],
+        uses: set[str] | dict[str, str],
+        start: int,
+        stop: int,
+        optional: set[str] | frozenset[str] = frozenset(),
+    ) -> Any:
+        """Entries start-stop of the sources, as one chunk of :meth:`iter_chunks` (for a loop of its own)."""
+        origins, empty = self.absent_columns(uses)
+        events = merged_chunk(sources, resolve_columns(sources, origins, optional), start, stop)
+        return add_empty_collections(events, empty) if empty else events
+
+    def absent_columns(self, uses: set[str] | dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """``uses`` split into the columns to read and, per absent collection of the dataset, the fields it gets."""
+        absent = set(dataset_entry(self.dataset_inst, "absent_collections"))
         origins = dict(uses) if isinstance(uses, dict) else dict.fromkeys(uses, "'uses'")
         empty: dict[str, set[str]] = {}
         for column in [column for column in origins if Route(column).fields[0] in absent]:
             collection, *rest = Route(column).fields
             del origins[column]
             empty.setdefault(collection, set()).update(rest[:1] if rest and rest[0] != "*" else [])
-        for events, start, stop in super().iter_chunks(sources, origins, optional):
-            yield add_empty_collections(events, empty), start, stop
+        return origins, empty
 
 
 def _config_of(params: dict[str, Any]) -> Any:
