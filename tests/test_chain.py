@@ -188,6 +188,18 @@ def test_fused_reduction_writes_what_the_tasks_one_by_one_write(
             assert load_json(fused / path) == load_json(separate / path), path
 
 
+def test_two_workers_write_the_same_outputs(
+    chain: ChainOutputs, fresh_law_env: LawEnv, law_run: LawRun, law_outputs: LawOutputs
+) -> None:
+    # forked task processes for the branches, the workflows and the merged statistics in the scheduling process
+    result = law_run(*PRODUCE, "--workers", "2", env=fresh_law_env.env)
+    assert "summary: " in result.stdout
+    outputs = _outputs(law_outputs, fresh_law_env.env)
+    for path, reference in zip(outputs.produced + outputs.reduced, chain.produced + chain.reduced, strict=True):
+        assert pq.read_table(path).equals(pq.read_table(reference)), path
+    assert load_json(outputs.stats) == load_json(chain.stats)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # variations: shifts and chunk sizes
 # --------------------------------------------------------------------------------------------------------------------
