@@ -160,6 +160,46 @@ def test_rerun_of_complete_chain_does_nothing(chain: ChainOutputs, law_env: LawE
     assert "generating" not in result.stdout + result.stderr
 
 
+def test_fused_reduction_writes_what_the_tasks_one_by_one_write(
+    chain: ChainOutputs, fresh_law_env: LawEnv, law_run: LawRun, tmp_path: Path
+) -> None:
+    # on an empty store, ReduceEvents runs the calibration and selection of each file itself, in one pass
+    fused_env = fresh_law_env.with_paths(store=tmp_path / "fused_store")
+    reduce = ("cf.ReduceEvents", *SELECTED)
+    fused_run = law_run(*reduce, env=fused_env.env)
+    assert "done: cf.CalibrateEvents" not in fused_run.stdout
+    assert f"done: cf.ReduceEvents {CONFIG} {DATASET} branch 0" in fused_run.stdout
+    # afterwards every task of the chain is complete: nothing runs again
+    rerun = law_run("cf.SelectEvents", *SELECTED, env=fused_env.env)
+    assert "done:" not in rerun.stdout
+    # the tasks one by one: calibration and selection first, then the reduction reads their outputs
+    law_run("cf.SelectEvents", *SELECTED, env=fresh_law_env.env)
+    separate_run = law_run(*reduce, env=fresh_law_env.env)
+    assert "done: cf.CalibrateEvents" not in separate_run.stdout
+    fused, separate = fused_env.store, fresh_law_env.store
+    files = sorted(p.relative_to(fused) for p in _all_files(fused) if p.suffix in {".parquet", ".json"})
+    assert any(p.name == "calib_0.parquet" for p in files)
+    assert any(p.name == "stats_1.json" for p in files)
+    assert files == sorted(p.relative_to(separate) for p in _all_files(separate) if p.suffix in {".parquet", ".json"})
+    for path in files:
+        if path.suffix == ".parquet":
+            assert pq.read_table(fused / path).equals(pq.read_table(separate / path)), path
+        else:
+            assert load_json(fused / path) == load_json(separate / path), path
+
+
+def test_two_workers_write_the_same_outputs(
+    chain: ChainOutputs, fresh_law_env: LawEnv, law_run: LawRun, law_outputs: LawOutputs
+) -> None:
+    # forked task processes for the branches, the workflows and the merged statistics in the scheduling process
+    result = law_run(*PRODUCE, "--workers", "2", env=fresh_law_env.env)
+    assert "summary: " in result.stdout
+    outputs = _outputs(law_outputs, fresh_law_env.env)
+    for path, reference in zip(outputs.produced + outputs.reduced, chain.produced + chain.reduced, strict=True):
+        assert pq.read_table(path).equals(pq.read_table(reference)), path
+    assert load_json(outputs.stats) == load_json(chain.stats)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # variations: shifts and chunk sizes
 # --------------------------------------------------------------------------------------------------------------------

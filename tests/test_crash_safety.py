@@ -102,9 +102,13 @@ def ensure_samples(env: LawEnv, law_run: LawRun, dataset: str) -> None:
 
 
 def store_outputs(env: LawEnv, law_outputs: LawOutputs, args: tuple[str, ...]) -> list[Path]:
-    """law's outputs of the whole tree of ``args`` that lie in the store, relative to it (the samples are not)."""
+    """law's outputs of the whole tree of ``args`` that lie in the store, relative to it (the samples are not).
+
+    Sorted: the order of law's listing follows the requirement tree, which depends on what exists (a fused
+    ``cf.ReduceEvents`` of a file without outputs requires no calibration and selection), the outputs do not.
+    """
     paths = law_outputs(*args, env=env.env, depth=-1)
-    return [path.relative_to(env.store) for path in paths if path.is_relative_to(env.store)]
+    return sorted(path.relative_to(env.store) for path in paths if path.is_relative_to(env.store))
 
 
 def clean_run(

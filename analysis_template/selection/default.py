@@ -22,12 +22,26 @@ JET_CLEANING_DR = 0.4
 DIRECTION = ("pt", "eta", "phi")
 
 
-def min_delta_r(objects: ak.Array, others: ak.Array) -> ak.Array:
-    """For each object, the distance in (eta, phi) to the closest of ``others`` (inf without any).
+def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
+    """For each object (flattened), the distance in (eta, phi) to the closest other in its event.
 
-    Both are coffea four-vectors; ``metric_table`` gives the distance of every (object, other) pair.
+    Both are coffea four-vectors; inf for an object without others in its event. The (object,
+    other) pairs of all events become two flat arrays of four-vectors, whose ``delta_r`` is many
+    times faster than ``metric_table`` on the jagged arrays (with the same values).
     """
-    return ak.fill_none(ak.min(objects.metric_table(others), axis=2), np.inf)
+    counts = ak.to_numpy(ak.num(objects, axis=1))
+    other_counts = ak.to_numpy(ak.num(others, axis=1))
+    # per object: the number of others in its event and the first of them
+    n_pairs = np.repeat(other_counts, counts)
+    first_other = np.repeat(np.cumsum(other_counts) - other_counts, counts)
+    # per pair: the object and the other
+    pair_object = np.repeat(np.arange(len(n_pairs)), n_pairs)
+    pair_start = np.cumsum(n_pairs) - n_pairs
+    pair_other = np.arange(n_pairs.sum()) - np.repeat(pair_start - first_other, n_pairs)
+    distance = ak.flatten(objects)[pair_object].delta_r(ak.flatten(others)[pair_other])
+    closest = np.full(len(n_pairs), np.inf)
+    np.minimum.at(closest, pair_object, ak.to_numpy(distance))
+    return closest
 
 
 def jet_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
@@ -90,11 +104,10 @@ def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, 
     }
     # hadronic taus and leptons are also reconstructed as jets: remove jets that overlap with them
     # (massless four-vectors: only their directions matter)
-    leptons_and_taus = ak.concatenate(
-        [four_vectors(events[n][mask], DIRECTION) for n, mask in objects.items()],
-        axis=1,
-    )
-    clean = min_delta_r(four_vectors(events.Jet, DIRECTION), leptons_and_taus) > JET_CLEANING_DR
+    jets = four_vectors(events.Jet, DIRECTION)
+    others = [four_vectors(events[name][mask], DIRECTION) for name, mask in objects.items()]
+    closest = np.min([min_delta_r(jets, other) for other in others], axis=0)
+    clean = ak.unflatten(closest > JET_CLEANING_DR, ak.num(jets, axis=1))
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))

@@ -34,7 +34,9 @@ from cf.io import (
     InputFileError,
     OutputFileError,
     iter_event_chunks,
+    merged_chunk,
     open_source,
+    resolve_columns,
     storage_errno,
 )
 from cf.ml import model_spec_store_name
@@ -233,6 +235,62 @@ def check_workers() -> None:
     workers = luigi.interface.core().workers
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        import_before_forking()
+        run_bookkeeping_tasks_unforked()
+
+
+def run_bookkeeping_tasks_unforked() -> None:
+    """With ``--workers N > 1``, let luigi run the tasks whose ``run()`` only does bookkeeping in its own process.
+
+    luigi runs every task of a parallel run in a new forked process, whose copy-on-write memory costs it thousands
+    of page faults (~8 µs each here) before it does anything. For a task that only yields its branches (a local
+    workflow), wraps others or merges small files (:func:`is_bookkeeping`), that costs more than the task; such a
+    task runs in the scheduling process instead, as every task does with one worker. Installed once per process.
+    """
+    import luigi.worker
+
+    create_task_process = luigi.worker.Worker._create_task_process
+    if getattr(create_task_process, "cf_unforked", False):
+        return
+
+    def create(worker: Any, task: Any) -> Any:
+        process = create_task_process(worker, task)
+        if is_bookkeeping(task):
+            process.use_multiprocessing = False
+        return process
+
+    create.cf_unforked = True  # type: ignore[attr-defined]
+    luigi.worker.Worker._create_task_process = create  # type: ignore[method-assign]
+
+
+def is_bookkeeping(task: Any) -> bool:
+    """Whether ``task``'s ``run()`` only does bookkeeping.
+
+    That is a wrapper, a local workflow that is not sandboxed (it yields its branches), and a task whose class says
+    so (``bookkeeping = True``).
+    """
+    if isinstance(task, law.SandboxTask):
+        return False
+    if isinstance(task, luigi.WrapperTask):
+        return True
+    if isinstance(task, law.BaseWorkflow) and task.is_workflow():
+        return bool(task.effective_workflow == "local")
+    return bool(getattr(task, "bookkeeping", False))
+
+
+def import_before_forking() -> None:
+    """Import the modules that the event tasks import on first use, in the process that luigi forks tasks from.
+
+    With ``--workers N > 1`` luigi runs every task in a new process forked from this one: a module imported inside
+    a task is imported again by every task. uproot (ROOT files) and coffea's behaviours (four-vectors) take ~0.6 s
+    together, paid once here instead of once per task that reads a NanoAOD file or uses four-vectors.
+    """
+    import uproot  # noqa: F401
+
+    from cf.behaviour import nanoaod_behavior
+
+    nanoaod_behavior()
 
 
 class AnalysisTask(law.Task):
@@ -250,6 +308,19 @@ class AnalysisTask(law.Task):
     @property
     def analysis_inst(self) -> Any:
         return load_analysis()
+
+    @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        """The luigi parameters of the class, found once per class.
+
+        luigi walks ``dir(cls)`` on every call, and law calls it for every task made and every ``req``: thousands
+        of times in a run of the chain. The parameters of a task class do not change after it is defined.
+        """
+        cached = cls.__dict__.get("_cf_params")
+        if cached is None:
+            cached = super().get_params()
+            cls._cf_params = cached
+        return list(cached)
 
     @classmethod
     def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
@@ -336,12 +407,21 @@ def cli_versions() -> dict[str, str]:
     parser = CmdlineParser.get_instance()
     if parser is None:
         return {}
+    # asked for by every task made and every output path (thousands of times in a chain): parsed once per parser
+    cached = _CLI_VERSIONS.get("parsed")
+    if cached is not None and cached[0] is parser.known_args:
+        return dict(cached[1])
     versions = {}
     for dest, value in vars(parser.known_args).items():
         family = dest.removesuffix("_version")
         if value is not None and family != dest and _has_version(family):
             versions[family] = _checked_version(str(value), f"--{family}-version")
-    return versions
+    _CLI_VERSIONS["parsed"] = (parser.known_args, versions)
+    return dict(versions)
+
+
+#: The versions of the last command line parsed by :func:`cli_versions`, with the parsed arguments they come from.
+_CLI_VERSIONS: dict[str, tuple[Any, dict[str, str]]] = {}
 
 
 def _has_version(family: str) -> bool:
@@ -514,18 +594,36 @@ class DatasetTask(ConfigTask):
         A dataset whose files lack whole collections (e.g. a skim that dropped the taus) names them in
         ``dataset.x.absent_collections``; the functions then see them without objects instead of failing on them.
         """
-        absent = set(dataset_entry(self.dataset_inst, "absent_collections"))
-        if not absent:
+        origins, empty = self.absent_columns(uses)
+        if not empty:
             yield from super().iter_chunks(sources, uses, optional)
             return
+        for events, start, stop in super().iter_chunks(sources, origins, optional):
+            yield add_empty_collections(events, empty), start, stop
+
+    def read_chunk(
+        self,
+        sources: list[EventSource],
+        uses: set[str] | dict[str, str],
+        start: int,
+        stop: int,
+        optional: set[str] | frozenset[str] = frozenset(),
+    ) -> Any:
+        """Entries start-stop of the sources, as one chunk of :meth:`iter_chunks` (for a loop of its own)."""
+        origins, empty = self.absent_columns(uses)
+        events = merged_chunk(sources, resolve_columns(sources, origins, optional), start, stop)
+        return add_empty_collections(events, empty) if empty else events
+
+    def absent_columns(self, uses: set[str] | dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """``uses`` split into the columns to read and, per absent collection of the dataset, the fields it gets."""
+        absent = set(dataset_entry(self.dataset_inst, "absent_collections"))
         origins = dict(uses) if isinstance(uses, dict) else dict.fromkeys(uses, "'uses'")
         empty: dict[str, set[str]] = {}
         for column in [column for column in origins if Route(column).fields[0] in absent]:
             collection, *rest = Route(column).fields
             del origins[column]
             empty.setdefault(collection, set()).update(rest[:1] if rest and rest[0] != "*" else [])
-        for events, start, stop in super().iter_chunks(sources, origins, optional):
-            yield add_empty_collections(events, empty), start, stop
+        return origins, empty
 
 
 def _config_of(params: dict[str, Any]) -> Any:

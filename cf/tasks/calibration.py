@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import awkward as ak
 import law
 
 from cf.columnar_util import take_ak_columns
 from cf.functions import apply_functions
-from cf.io import ParquetWriter, open_source
+from cf.io import EventSource, ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
 
@@ -25,10 +27,24 @@ class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
         return {"columns": self.target(f"calib_{self.branch}.parquet")}
 
     def run(self) -> None:
-        insts = self.calibrator_insts
-        uses = self.column_origins(insts)
-        produces = self.columns_produced(insts)
-        sources = [open_source(self.input_file()), *self.setup_functions(insts, self.input()["functions"])]
+        uses, sources, calibrate = self.chunk_step(self.input()["functions"])
         with ParquetWriter(self.output()["columns"].path) as writer:
-            for chunk, _, _ in self.iter_chunks(sources, uses):
-                writer.write(take_ak_columns(apply_functions(insts, chunk), produces))
+            for chunk, _, _ in self.iter_chunks([open_source(self.input_file()), *sources], uses):
+                writer.write(calibrate(chunk))
+
+    def chunk_step(
+        self, function_inputs: dict[str, Any]
+    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
+        """What the task does to each chunk (also run by a fused ``cf.ReduceEvents``).
+
+        Returns:
+            The columns to read, the further sources the calibrators' setup hooks ask for, and the function from a
+            chunk to the columns this task writes.
+        """
+        insts = self.calibrator_insts
+        produces = self.columns_produced(insts)
+
+        def calibrate(chunk: ak.Array) -> ak.Array:
+            return take_ak_columns(apply_functions(insts, chunk), produces)
+
+        return self.column_origins(insts), self.setup_functions(insts, function_inputs), calibrate

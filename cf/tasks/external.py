@@ -70,6 +70,9 @@ class GetDatasetLFNs(DatasetTask):
     have their environment variables expanded and are checked when a task opens them.
     """
 
+    #: its run() writes a short json file (see :func:`cf.tasks.base.is_bookkeeping`)
+    bookkeeping = True
+
     def requires(self) -> Any:
         if sample_spec(self.dataset_inst) is not None:
             return CreateSampleFiles.req(self)

@@ -9,13 +9,16 @@ import law
 
 from cf.columnar_util import IDENTITY_COLUMNS, remove_ak_column, set_ak_column
 from cf.contract import SELECTION_MASK_COLUMN, config_entry
-from cf.io import ParquetWriter, open_source
+from cf.io import MemorySource, ParquetWriter, dump_json, open_source
 from cf.tasks.base import CalibratorsMixin, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
 from cf.tasks.external import DatasetWorkflow
-from cf.tasks.selection import SelectEvents
+from cf.tasks.selection import SelectEvents, final_stats
 
-__all__ = ["ReduceEvents"]
+__all__ = ["FUSED_PRIORITY", "ReduceEvents"]
+
+#: The columns the reduction needs from every file: the selection masks and the event identity.
+REDUCTION_USES = {SELECTION_MASK_COLUMN, *IDENTITY_COLUMNS}
 
 
 def apply_selection(events: ak.Array) -> ak.Array:
@@ -33,15 +36,58 @@ def apply_selection(events: ak.Array) -> ak.Array:
     return events
 
 
+#: The scheduler's priority of a fused ``cf.ReduceEvents`` (default 0): it runs before the calibration and selection
+#: workflows that other tasks require (e.g. ``cf.MergeSelectionStats``), which then find its files' outputs complete.
+FUSED_PRIORITY = 10
+
+
 class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Writes the selected events of one file with only the columns needed downstream.
 
     Kept are the config's ``keep_columns["cf.ReduceEvents"]`` (where present), the event identity and the
     columns produced by the calibrators and the selector.
+
+    Fused local execution: where the outputs of ``cf.CalibrateEvents``, ``cf.SelectEvents`` and this task are all
+    missing for a file, and the workflow runs locally, this task runs the three in one pass over the file
+    (:meth:`run_fused`): the NanoAOD file is read once and the calibrated columns and selection masks go from step
+    to step in memory, while each task's outputs are written as that task writes them. Afterwards each of the three
+    tasks is complete; where some outputs of a file exist already, the tasks run one by one as usual.
     """
 
+    @property
+    def priority(self) -> int:
+        return FUSED_PRIORITY if self.fuses_upstream() else 0
+
+    def fuses_upstream(self) -> bool:
+        """Whether this task also runs the calibration and selection of its file(s); decided once per task.
+
+        A branch fuses when none of the three tasks' outputs of its file exist, a local workflow when a branch does.
+        The decision is kept, so that the requirements luigi checks before the run are those it scheduled.
+        """
+        fused = self.__dict__.get("_fuses_upstream")
+        if fused is None:
+            if self.is_workflow():
+                branches = self.get_branch_tasks().values()
+                fused = self.workflow == "local" and any(branch.fuses_upstream() for branch in branches)
+            else:
+                outputs = [*self.output().values(), *self.upstream_outputs()]
+                fused = not any(target.exists() for target in outputs)
+            self.__dict__["_fuses_upstream"] = fused
+        return fused
+
+    def upstream_outputs(self) -> list[law.LocalFileTarget]:
+        """The outputs of the calibration and selection of this task's file."""
+        return [*CalibrateEvents.req(self).output().values(), *SelectEvents.req(self).output().values()]
+
     def input_requirements(self) -> dict[str, Any]:
-        return {**super().input_requirements(), "calib": CalibrateEvents.req(self), "sel": SelectEvents.req(self)}
+        if not self.fuses_upstream():
+            return {**super().input_requirements(), "calib": CalibrateEvents.req(self), "sel": SelectEvents.req(self)}
+        calibration, selection = CalibrateEvents.req(self), SelectEvents.req(self)
+        return {
+            **super().input_requirements(),
+            "calib_functions": calibration.function_requirements(calibration.calibrator_insts),
+            "sel_functions": selection.function_requirements([selection.selector_inst]),
+        }
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"events": self.target(f"events_{self.branch}.parquet")}
@@ -52,6 +98,9 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         return keep | produced | set(IDENTITY_COLUMNS)
 
     def run(self) -> None:
+        if self.fuses_upstream():
+            self.run_fused()
+            return
         inputs = self.input()
         sources = [
             open_source(self.input_file()),
@@ -60,7 +109,42 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         ]
         # keep_columns of the config are read where present (data has no genWeight, for example)
         with ParquetWriter(self.output()["events"].path) as writer:
-            for events, _, _ in self.iter_chunks(
-                sources, {SELECTION_MASK_COLUMN, *IDENTITY_COLUMNS}, self.kept_columns()
-            ):
+            for events, _, _ in self.iter_chunks(sources, REDUCTION_USES, self.kept_columns()):
                 writer.write(apply_selection(events))
+
+    def run_fused(self) -> None:
+        """CalibrateEvents, SelectEvents and this task on this task's file, chunk by chunk in one pass.
+
+        Each step reads its chunk as the separate task does, from the NanoAOD file (whose baskets ``RootSource``
+        keeps while the chunk lasts, so each is decompressed once) and from what the steps before wrote, held in
+        memory instead of read back. The outputs are those of the separate tasks; the calibration's and the
+        selection's are stored first, so that a run killed on the way never leaves this task's output without them.
+        """
+        calibration, selection = CalibrateEvents.req(self), SelectEvents.req(self)
+        inputs = self.input()
+        calib_uses, calib_sources, calibrate = calibration.chunk_step(inputs["calib_functions"])
+        sel_uses, sel_sources, select, totals = selection.chunk_step(inputs["sel_functions"])
+        nano = open_source(self.input_file())
+        calib_path, sel_outputs = calibration.output()["columns"].path, selection.output()
+        calibrated = MemorySource(calib_path, nano.n_events)
+        masks = MemorySource(sel_outputs["columns"].path, nano.n_events)
+        kept = self.kept_columns()
+        starts = range(0, max(nano.n_events, 1), self.chunk_size)
+        with (
+            ParquetWriter(self.output()["events"].path) as reduced_out,
+            ParquetWriter(sel_outputs["columns"].path) as selected_out,
+            ParquetWriter(calib_path) as calibrated_out,
+        ):
+            for i, start in enumerate(starts):
+                stop = min(start + self.chunk_size, nano.n_events)
+                chunk = calibration.read_chunk([nano, *calib_sources], calib_uses, start, stop)
+                calibrated.hold(calibrate(chunk), start, stop)
+                calibrated_out.write(calibrated.chunk)
+                chunk = selection.read_chunk([nano, calibrated, *sel_sources], sel_uses, start, stop)
+                masks.hold(select(chunk), start, stop)
+                selected_out.write(masks.chunk)
+                chunk = self.read_chunk([nano, calibrated, masks], REDUCTION_USES, start, stop, kept)
+                reduced_out.write(apply_selection(chunk))
+                self.publish_progress(100.0 * (i + 1) / len(starts))
+            # stored in this order on leaving: the statistics, the calibrated columns, the masks, the reduced events
+            dump_json(sel_outputs["stats"].path, final_stats(totals))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import awkward as ak
@@ -11,7 +12,7 @@ import numpy as np
 from cf.columnar_util import set_ak_column, take_ak_columns
 from cf.contract import SELECTION_MASK_COLUMN
 from cf.functions import SelectionResult
-from cf.io import ParquetWriter, dump_json, load_json, open_source
+from cf.io import EventSource, ParquetWriter, dump_json, load_json, open_source
 from cf.tasks.base import CalibratorsMixin, DatasetTask, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
 from cf.tasks.external import DatasetWorkflow
@@ -34,6 +35,11 @@ def selection_stats(events: ak.Array, event_mask: ak.Array, is_mc: bool) -> dict
     }
 
 
+def final_stats(totals: dict[str, float]) -> dict[str, float]:
+    """The statistics summed over chunks, with the event counts as integers."""
+    return {**totals, "n_events": int(totals["n_events"]), "n_events_selected": int(totals["n_events_selected"])}
+
+
 class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the selector on the calibrated events of one file.
 
@@ -53,33 +59,43 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
         }
 
     def run(self) -> None:
+        inputs = self.input()
+        uses, sources, select, totals = self.chunk_step(inputs["functions"])
+        sources = [open_source(self.input_file()), open_source(inputs["calib"]["columns"].path), *sources]
+        outputs = self.output()
+        with ParquetWriter(outputs["columns"].path) as writer:
+            for chunk, _, _ in self.iter_chunks(sources, uses):
+                writer.write(select(chunk))
+        dump_json(outputs["stats"].path, final_stats(totals))
+
+    def chunk_step(
+        self, function_inputs: dict[str, Any]
+    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array], dict[str, float]]:
+        """What the task does to each chunk (also run by a fused ``cf.ReduceEvents``).
+
+        Returns:
+            The columns to read, the further sources the selector's setup hooks ask for, the function from a chunk
+            to the columns this task writes, and the statistics, which that function adds each chunk to.
+        """
         inst = self.selector_inst
         is_mc = not self.dataset_inst.is_data
         uses = self.column_origins([inst])
         if is_mc:
             uses.setdefault("genWeight", "the selection statistics (sum of generator weights)")
-        inputs = self.input()
-        sources = [
-            open_source(self.input_file()),
-            open_source(inputs["calib"]["columns"].path),
-            *self.setup_functions([inst], inputs["functions"]),
-        ]
         produces = self.columns_produced([inst])
         totals = dict.fromkeys(STAT_KEYS, 0.0)
-        outputs = self.output()
-        with ParquetWriter(outputs["columns"].path) as writer:
-            for chunk, _, _ in self.iter_chunks(sources, uses):
-                events, result = inst(chunk)
-                if not isinstance(result, SelectionResult):
-                    raise TypeError(
-                        f"selector '{inst.cls_name}' must return (events, SelectionResult), got {type(result)}",
-                    )
-                for key, value in selection_stats(events, result.event, is_mc).items():
-                    totals[key] += value
-                writer.write(self.selection_columns(events, result, produces))
-        totals["n_events"] = int(totals["n_events"])
-        totals["n_events_selected"] = int(totals["n_events_selected"])
-        dump_json(outputs["stats"].path, totals)
+
+        def select(chunk: ak.Array) -> ak.Array:
+            events, result = inst(chunk)
+            if not isinstance(result, SelectionResult):
+                raise TypeError(
+                    f"selector '{inst.cls_name}' must return (events, SelectionResult), got {type(result)}",
+                )
+            for key, value in selection_stats(events, result.event, is_mc).items():
+                totals[key] += value
+            return self.selection_columns(events, result, produces)
+
+        return uses, self.setup_functions([inst], function_inputs), select, totals
 
     @staticmethod
     def selection_columns(events: ak.Array, result: SelectionResult, produces: list[str]) -> ak.Array:
@@ -95,6 +111,9 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
 class MergeSelectionStats(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTask):
     """Sums the selection statistics of all files of a dataset into one json file."""
 
+    #: its run() merges a few small json files (see :func:`cf.tasks.base.is_bookkeeping`)
+    bookkeeping = True
+
     def requires(self) -> Any:
         return SelectEvents.req(self)
 
@@ -106,7 +125,4 @@ class MergeSelectionStats(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTa
         for outputs in self.input()["collection"].targets.values():
             for key, value in load_json(outputs["stats"].path).items():
                 totals[key] += value
-        totals["n_events"] = int(totals["n_events"])
-        totals["n_events_selected"] = int(totals["n_events_selected"])
-        totals["n_files"] = len(self.input()["collection"].targets)
-        dump_json(self.output().path, totals)
+        dump_json(self.output().path, {**final_stats(totals), "n_files": len(self.input()["collection"].targets)})
