@@ -168,6 +168,7 @@ def test_command_line_version_wins_over_the_config_and_law_cfg(
 ) -> None:
     from analysis_template.config.analysis import analysis_template
     from cf.tasks.reduction import ReduceEvents
+    from cf.tasks.selection import SelectEvents
 
     config_inst = analysis_template.get_config(CONFIG)
     monkeypatch.setitem(config_inst.aux, "versions", {"cf.ReduceEvents": "v7", "cf.SelectEvents": "v7"})
@@ -176,8 +177,10 @@ def test_command_line_version_wins_over_the_config_and_law_cfg(
     assert cli_versions() == {"cf.ReduceEvents": "v2"}
     task = ReduceEvents(version="v1", branch=0)
     assert "/v2/events_0.parquet" in task.output()["events"].path
-    assert "/v7/sel_0.parquet" in task.requires()["sel"].output()["columns"].path
-    assert task.requires()["sel"].version == "v1"  # the parameter passed on is unchanged
+    # the selection the reduction requires (unless it fuses it, when the store has no outputs of the file)
+    selection = SelectEvents.req(task)
+    assert "/v7/sel_0.parquet" in selection.output()["columns"].path
+    assert selection.version == "v1"  # the parameter passed on is unchanged
 
 
 def test_batch_jobs_keep_the_task_own_version_flag(

@@ -118,6 +118,7 @@ class RunReport:
         self.tasks: dict[str, Any] = {}
         self.present_ids: set[str] = set()
         self.failed: set[str] = set()
+        self.last_present: Any = None
         descriptor, path = tempfile.mkstemp(prefix="cf_runs_")
         os.close(descriptor)
         self.record = os.open(path, os.O_RDWR | os.O_APPEND)
@@ -135,6 +136,7 @@ class RunReport:
     def present(self, task: Any) -> None:
         self.present_ids.add(task.task_id)
         self.tasks[task.task_id] = task
+        self.last_present = task
 
     def failure(self, task: Any, error: BaseException) -> None:
         self.failed.add(task.task_id)
@@ -157,7 +159,8 @@ class RunReport:
             return ""
         seconds = sum(seconds for _, seconds in runs)
         text = f"summary: {len(ran)} task(s) ran ({seconds:.1f} s), {complete} were complete already"
-        last = self.tasks.get(runs[-1][0]) if runs else None
+        # the task asked for: the last one that ran, or the last found complete when none ran
+        last = self.tasks.get(runs[-1][0]) if runs else self.last_present
         if self.failed:
             text += f", {len(self.failed)} failed"
         elif isinstance(last, AnalysisTask):
