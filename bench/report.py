@@ -341,6 +341,8 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
     """The performance page for a results dict (as ``python -m bench`` writes it to results.json)."""
     settings = results["settings"]
     label = format_count(settings["events"])
+    # an ML-only run (--items none) measured nothing at the main size
+    results = {**results, "sizes": {label: {}, **results.get("sizes", {})}}
     tgts = targets(results)
     values = {
         "machine": _machine(results),
