@@ -251,6 +251,15 @@ class AnalysisTask(law.Task):
         return load_analysis()
 
     @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        # luigi scans dir(cls) on each of the thousands of calls of a law run; a class's parameters are fixed
+        cached = cls.__dict__.get("_cf_params")
+        if cached is None:
+            cached = super().get_params()
+            cls._cf_params = cached
+        return list(cached)
+
+    @classmethod
     def get_param_values(cls, *args: Any, **kwargs: Any) -> Any:
         show_user_errors_as_one_line()  # before any mixin's modify_param_values can raise a UserError
         report_runs()

@@ -449,7 +449,41 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
         return info
 
 
-class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
+#: The local workflows (task ids) that yielded their branches, in a ``law run`` with one worker.
+_YIELDED_WORKFLOWS: set[str] = set()
+
+
+class LocalWorkflowProxy(law.workflow.local.LocalWorkflowProxy):
+    """law's local workflow proxy, remembering in this process which workflows yielded their branches.
+
+    law keeps that record in a multiprocessing manager, a server process that every ``law run`` running a local
+    workflow starts (about 0.2 s), so that the forked processes of ``--workers N > 1`` share it. With one
+    worker, every task runs in the ``law run`` process itself, and a set in it does the same.
+    """
+
+    @property
+    def _local_workflow_has_yielded(self) -> bool:
+        if luigi.interface.core().workers > 1:
+            return bool(super()._local_workflow_has_yielded)
+        return self.live_task_id in _YIELDED_WORKFLOWS
+
+    @_local_workflow_has_yielded.setter
+    def _local_workflow_has_yielded(self, value: bool) -> None:
+        if luigi.interface.core().workers > 1:
+            law.workflow.local.LocalWorkflowProxy._local_workflow_has_yielded.fset(self, value)
+        elif value:
+            _YIELDED_WORKFLOWS.add(self.live_task_id)
+        else:
+            _YIELDED_WORKFLOWS.discard(self.live_task_id)
+
+
+class LocalWorkflow(law.LocalWorkflow):
+    """law's local workflow with :class:`LocalWorkflowProxy`."""
+
+    workflow_proxy_cls = LocalWorkflowProxy
+
+
+class BatchWorkflow(LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
     """A workflow whose branches run locally (default), as Slurm jobs or as HTCondor jobs (``--workflow``).
 
     An unknown ``--workflow`` value and impossible resources are refused before anything runs (law would
@@ -530,6 +564,11 @@ class WorkflowSandboxTask(law.SandboxTask):
     sandbox again. A joined workflow that fails in the shared process is left to its own run, which enters the
     sandbox and reports the error as its own.
 
+    A workflow whose sandbox is empty (the base environment, e.g. ``cf.MLEvaluation`` with ONNX) runs its
+    incomplete branches in the same way, directly in the ``law run`` process: with one worker luigi would run them
+    one after the other there too, at the cost of scheduling each branch as a task (and law's process-shared
+    bookkeeping of the yielded branches). The workflow's ``done:`` line stands for its branches.
+
     With ``--workers N > 1``, each branch enters the sandbox in its own process as usual, ``N`` at a time. A
     single branch (``--branch N``) and batch workflows (each job enters the sandbox for its own branches) are
     unchanged.
@@ -537,6 +576,8 @@ class WorkflowSandboxTask(law.SandboxTask):
 
     def __getattribute__(self, attr: str, proxy: bool | None = None) -> Any:
         if attr == "run" and proxy is not False and runs_branches_in_one_sandbox(self):
+            if self.effective_sandbox == law.NO_STR:
+                return super().__getattribute__("run_own_branches")
             if not self.is_sandboxed():
                 return super().__getattribute__("enter_sandbox_once")
             if self.is_sandboxed_task():
@@ -556,6 +597,10 @@ class WorkflowSandboxTask(law.SandboxTask):
         # always set, so that the sandbox environment law caches from an earlier entry never carries a stale list
         joined = getattr(self, "_joined_workflows", [])
         return {**super().sandbox_env(env), JOINED_WORKFLOWS_VARIABLE: dump_workflows(joined)}
+
+    def run_own_branches(self) -> None:
+        """Without a sandbox: run the incomplete branches in this process, as inside a sandbox."""
+        run_incomplete_branches(self, self)
 
     def run_branches_in_process(self) -> None:
         """Inside the sandbox: run the incomplete branches of this workflow, then those of the joined ones."""
