@@ -645,7 +645,11 @@ def can_join(task: WorkflowSandboxTask, other: law.Task) -> bool:
 
 
 def task_graph(root: law.Task) -> list[law.Task]:
-    """Every task that ``root`` requires, directly or not, and ``root`` itself, each once, in a stable order."""
+    """``root`` and the tasks it requires, directly or not, each once, in a stable order.
+
+    The requirements of a :class:`WorkflowSandboxTask` are not followed: a workflow that one of them needs runs
+    before it, so it is seldom ready when the other is about to run, and the upstream graph can be large.
+    """
     seen: dict[str, law.Task] = {}
     pending = [root]
     while pending:
@@ -653,7 +657,8 @@ def task_graph(root: law.Task) -> list[law.Task]:
         if task.task_id in seen:
             continue
         seen[task.task_id] = task
-        pending.extend(reversed(law.util.flatten(task.deps())))
+        if not isinstance(task, WorkflowSandboxTask):
+            pending.extend(reversed(law.util.flatten(task.deps())))
     return list(seen.values())
 
 
