@@ -135,18 +135,20 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
         out.append(
             Target(
                 "MLTraining fold vs plain `keras.fit`",
-                ">= 0.9x",
+                ">= 0.95x",
                 f"{fit_ratio:.2f}x (whole process: {wall_ratio:.2f}x)",
-                fit_ratio >= 0.9,
+                fit_ratio >= 0.95,
                 f"samples/s of load + fit; fastest runs: {best:.2f}x; the whole process adds law, model export "
                 "and ONNX check",
             )
         )
-    if ml.get("eval_onnx") and ml.get("predict_plain"):
-        ratio = summary(ml["eval_onnx"])["rate"] / summary(ml["predict_plain"])["rate"]
-        best = best_ratio(ml["eval_onnx"], ml["predict_plain"])
-        name = "MLEvaluation (ONNX) vs plain Keras `predict`"
-        out.append(Target(name, ">= 1.5x", f"{ratio:.2f}x", ratio >= 1.5, f"events/s; fastest runs: {best:.2f}x"))
+    for item, backend, goal in (("eval_onnx", "ONNX", 2.5), ("eval_keras", "Keras", 1.0)):
+        if ml.get(item) and ml.get("predict_plain"):
+            ratio = summary(ml[item])["rate"] / summary(ml["predict_plain"])["rate"]
+            best = best_ratio(ml[item], ml["predict_plain"])
+            name = f"MLEvaluation ({backend}) vs plain Keras `predict`"
+            note = f"events/s; fastest runs: {best:.2f}x"
+            out.append(Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, note))
     scaled = [
         n for n in results["settings"]["scaling"] if format_count(n) in sizes and "chain" in sizes[format_count(n)]
     ]
@@ -281,7 +283,7 @@ def _ml_table(results: Mapping[str, Any]) -> str:
     for key, text in (
         ("predict_plain", "plain Keras `model.predict`"),
         ("eval_onnx", "`cf.MLEvaluation`, ONNX (base environment, no sandbox)"),
-        ("eval_keras", "`cf.MLEvaluation`, Keras (TF sandbox, entered once per dataset)"),
+        ("eval_keras", "`cf.MLEvaluation`, Keras (TF sandbox, entered once for all datasets)"),
         ("eval_keras_in_sandbox", "`cf.MLEvaluation`, Keras (`law run` inside the TF sandbox)"),
     ):
         if not ml.get(key):
@@ -341,6 +343,8 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
     """The performance page for a results dict (as ``python -m bench`` writes it to results.json)."""
     settings = results["settings"]
     label = format_count(settings["events"])
+    # an ML-only run (--items none) measured nothing at the main size
+    results = {**results, "sizes": {label: {}, **results.get("sizes", {})}}
     tgts = targets(results)
     values = {
         "machine": _machine(results),

@@ -49,7 +49,7 @@ import numpy as np
 
 from cf.columnar_util import EMPTY_FLOAT, Route
 from cf.folds import event_hash
-from cf.ml import MLModel, combine_fold_outputs, setting
+from cf.ml import MLModel, combine_fold_outputs, held_out_outputs, setting
 from cf.util import lazy_import, maybe_import
 
 # TensorFlow / Keras only exist in the TF sandbox; elsewhere (law index, the base venv, unit tests) they are
@@ -91,19 +91,43 @@ ONNX_TASKS = ("cf.MLEvaluation", "cf.PlotMLImportance")
 
 
 def _route(route: str) -> Callable[[ak.Array], np.ndarray]:
-    def extract(events: ak.Array) -> np.ndarray:
-        return ak.to_numpy(Route(route).apply(events, EMPTY_FLOAT))
+    parsed = Route(route)
+    index = parsed.index
+    if index is not None and len(index) == 2 and index[0] == slice(None) and isinstance(index[1], int):
+        position = index[1]
+        return lambda events: nth_largest_or_empty(events[parsed.fields], position, ranked=False)
+    return lambda events: ak.to_numpy(parsed.apply(events, EMPTY_FLOAT))
 
-    return extract
+
+def _ranked_btag(rank: int) -> Callable[[ak.Array], np.ndarray]:
+    return lambda events: nth_largest_or_empty(events.Jet.btagDeepFlavB, rank, ranked=True)
 
 
-def _ranked_btag(index: int) -> Callable[[ak.Array], np.ndarray]:
-    def extract(events: ak.Array) -> np.ndarray:
-        scores = ak.sort(events.Jet.btagDeepFlavB, axis=1, ascending=False)
-        ranked = ak.pad_none(scores, index + 1, axis=1)[:, index]
-        return ak.to_numpy(ak.fill_none(ranked, EMPTY_FLOAT))
+def nth_largest_or_empty(values: ak.Array, n: int, ranked: bool) -> np.ndarray:
+    """The ``n``-th object's value of each event (by position, or by size with ``ranked``); ``EMPTY_FLOAT`` if none.
 
-    return extract
+    Works on the flat content of the jagged column (no padded or sorted copy of it): the same values as
+    ``Route("...[:,n]").apply(events, EMPTY_FLOAT)`` and ``ak.sort(values, ascending=False)[:, n]``, as float64.
+    """
+    counts = ak.to_numpy(ak.num(values, axis=1))
+    flat = ak.to_numpy(ak.flatten(values)).astype(np.float64)
+    result = np.full(len(counts), EMPTY_FLOAT)
+    starts = np.cumsum(counts) - counts
+    enough = counts > n
+    if not ranked:
+        result[enough] = flat[starts[enough] + n]
+        return result
+    filled = counts > 0
+    if not filled.any():
+        return result
+    segments = starts[filled]
+    for _ in range(n):
+        # remove the largest value of each event (its first occurrence), n times
+        largest = np.repeat(np.maximum.reduceat(flat, segments), counts[filled])
+        positions = np.where(flat == largest, np.arange(len(flat)), len(flat))
+        flat[np.minimum.reduceat(positions, segments)] = -np.inf
+    result[enough] = np.maximum.reduceat(flat, segments)[enough[filled]]
+    return result
 
 
 def _leading_lepton_pt(events: ak.Array) -> np.ndarray:
@@ -713,7 +737,11 @@ class DNNClassifier(MLModel):
         events_used_in_training: bool = False,
     ) -> ak.Array:
         x = self.feature_matrix(events)
-        if len(x):
+        if len(x) and self.evaluation_backend == "onnx":
+            # ONNX Runtime scores an event the same whatever other events are in the batch: no wasted predictions
+            scores = held_out_outputs([model.predict for model in models], x, fold_indices, events_used_in_training)
+        elif len(x):
+            # TensorFlow's results depend on the batch's length in the last bits: every model sees the whole chunk
             scores = combine_fold_outputs([model.predict(x) for model in models], fold_indices, events_used_in_training)
         else:
             scores = np.zeros((0, len(self.classes)), dtype=np.float32)

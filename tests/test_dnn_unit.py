@@ -31,6 +31,7 @@ from ml.dnn import (
     dnn,
     fill_missing,
     fit_standardization,
+    nth_largest_or_empty,
     signal_vs_rest_auc,
     validation_mask,
 )
@@ -325,6 +326,20 @@ def test_setup_adds_the_score_variables_once() -> None:
     dnn(analysis, requested_configs=["dnn_unit_config"])  # the variables exist already: no error
     assert sorted(variable.name for variable in config.variables) == ["dnn.score_dy", "dnn.score_hh", "dnn.score_tt"]
     assert config.get_variable("dnn.score_hh").binning == (20, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_nth_object_and_nth_largest_match_padding_and_sorting(n: int) -> None:
+    rng = np.random.default_rng(n)
+    counts = rng.integers(0, 5, size=200)
+    # few distinct values, so that events have ties
+    values = ak.unflatten(rng.integers(0, 4, size=counts.sum()).astype(np.float32) / 4, counts)
+    padded = ak.fill_none(ak.pad_none(values, n + 1, axis=1)[:, n], EMPTY_FLOAT)
+    np.testing.assert_array_equal(nth_largest_or_empty(values, n, ranked=False), ak.to_numpy(padded))
+    ranked = ak.sort(values, axis=1, ascending=False)
+    expected = ak.to_numpy(ak.fill_none(ak.pad_none(ranked, n + 1, axis=1)[:, n], EMPTY_FLOAT))
+    np.testing.assert_array_equal(nth_largest_or_empty(values, n, ranked=True), expected)
+    assert nth_largest_or_empty(values[:0], n, ranked=True).shape == (0,)
 
 
 # evaluation

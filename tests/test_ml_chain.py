@@ -171,6 +171,28 @@ def test_a_local_evaluation_enters_the_sandbox_once_for_all_files(
         assert "the outputs of cf.MLEvaluation are in " in summary[-1]
 
 
+def test_the_evaluations_of_several_datasets_enter_the_sandbox_once(
+    trained: LawEnv,
+    law_run: LawRun,
+    law_outputs: LawOutputs,
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(trained.store, tmp_path / "store")
+    copy = trained.with_paths(store=tmp_path / "store")
+    files = [
+        path for dataset in TRAINING_DATASETS for path in evaluation_files(copy, law_outputs, "--dataset", dataset)
+    ]
+    expected = [pq.read_table(path) for path in files]
+    for path in files:
+        path.unlink()
+    for family in ("cf.CreateHistograms", "cf.MergeHistograms", "cf.PlotVariables1D"):
+        shutil.rmtree(copy.store / "analysis_template" / family, ignore_errors=True)
+    # the plot needs the evaluation of both datasets: the first evaluation's sandbox process runs the other too
+    result = law_run(*PLOT_SCORE, env={**copy.env, "CF_VERBOSE": "1"}, timeout=600)
+    assert result.stdout.count("entering sandbox") == 1, result.stdout[-3000:]
+    assert all(pq.read_table(path).equals(table) for path, table in zip(files, expected, strict=True))
+
+
 def test_a_failing_file_keeps_the_files_evaluated_before_it(
     trained: LawEnv,
     law_run: LawRun,

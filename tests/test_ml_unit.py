@@ -13,7 +13,7 @@ import pytest
 
 from analysis_template.config.analysis import analysis_template
 from cf.folds import fold_indices
-from cf.ml import MLModel, combine_fold_outputs, parse_settings, setting
+from cf.ml import MLModel, combine_fold_outputs, held_out_outputs, parse_settings, setting
 from cf.tasks.ml import open_fold_models
 from cf.util import UserError
 
@@ -316,6 +316,29 @@ def test_combine_fold_outputs_uses_the_own_fold_model_for_training_datasets() ->
     folds = np.array([2, 0, 1, 2])
     np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, True)[:, 0], [2.0, 0.0, 1.0, 2.0])
     np.testing.assert_array_equal(combine_fold_outputs(outputs, folds, False), np.full((4, 2), 1.0))
+
+
+def test_held_out_outputs_run_each_fold_model_on_its_own_fold_only() -> None:
+    inputs = np.arange(12.0).reshape(6, 2)
+    folds = np.array([2, 0, 1, 2, 0, 2])
+    seen: list[list[float]] = [[], [], []]
+
+    def predictor(fold: int) -> Any:
+        def predict(x: np.ndarray) -> np.ndarray:
+            seen[fold].extend(x[:, 0])
+            return x * 10 + fold
+
+        return predict
+
+    predictors = [predictor(fold) for fold in range(3)]
+    outputs = [np.asarray(inputs * 10 + fold) for fold in range(3)]
+    np.testing.assert_array_equal(
+        held_out_outputs(predictors, inputs, folds, True), combine_fold_outputs(outputs, folds, True)
+    )
+    assert seen == [[2.0, 8.0], [4.0], [0.0, 6.0, 10.0]]
+    np.testing.assert_array_equal(
+        held_out_outputs(predictors, inputs, folds, False), combine_fold_outputs(outputs, folds, False)
+    )
 
 
 class _CountingOpener:

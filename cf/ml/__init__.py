@@ -13,7 +13,7 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +29,7 @@ __all__ = [
     "MLModel",
     "OutputClass",
     "combine_fold_outputs",
+    "held_out_outputs",
     "expand_model_groups",
     "join_model_specs",
     "model_instance",
@@ -61,6 +62,40 @@ def combine_fold_outputs(
     if not events_used_in_training:
         return stacked.mean(axis=0)
     return stacked[np.asarray(fold_indices), np.arange(stacked.shape[1])]
+
+
+def held_out_outputs(
+    predictors: Sequence[Callable[[np.ndarray], np.ndarray]],
+    inputs: np.ndarray,
+    fold_indices: np.ndarray,
+    events_used_in_training: bool,
+) -> np.ndarray:
+    """What :func:`combine_fold_outputs` gives, running each fold model only on the events it scores.
+
+    For training datasets, fold model ``i`` predicts only the events of fold ``i`` (a ``1 / folds`` share of
+    the work); for other datasets every model predicts every event and the outputs are averaged.
+
+    Args:
+        predictors: One function per fold model, mapping inputs (rows are events) to its outputs.
+        inputs: The inputs of at least one event.
+        fold_indices: The fold of each event.
+        events_used_in_training: Whether the events belong to a dataset the model trained on.
+    """
+    if not events_used_in_training:
+        return combine_fold_outputs([predict(inputs) for predict in predictors], fold_indices, False)
+    fold_indices = np.asarray(fold_indices)
+    outputs: np.ndarray | None = None
+    for fold, predict in enumerate(predictors):
+        in_fold = fold_indices == fold
+        if not in_fold.any():
+            continue
+        predicted = np.asarray(predict(inputs[in_fold]))
+        if outputs is None:
+            outputs = np.empty((len(inputs), *predicted.shape[1:]), dtype=predicted.dtype)
+        outputs[in_fold] = predicted
+    if outputs is None:
+        raise ValueError("held_out_outputs needs the inputs of at least one event")
+    return outputs
 
 
 @dataclass(frozen=True)

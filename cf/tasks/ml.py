@@ -535,9 +535,9 @@ class MLEvaluation(
 ):
     """Evaluates the fold models on the events of one file; writes only the model's ``produces`` columns.
 
-    Runs in the model's sandbox, entered once for all files of a local workflow (:class:`WorkflowSandboxTask`);
-    the fold models are opened once per process. ``events_used_in_training`` is whether the dataset is one of
-    the model's training datasets in this config.
+    Runs in the model's sandbox, entered once for all files of a local workflow and the other ready workflows of
+    the ``law run`` in that sandbox (:class:`WorkflowSandboxTask`); the fold models are opened once per process.
+    ``events_used_in_training`` is whether the dataset is one of the model's training datasets in this config.
     """
 
     def training_requirement(self) -> MLTraining:

@@ -20,7 +20,11 @@ GPU, else 0). Slurm also takes ``--slurm-partition``; HTCondor takes
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import importlib
+import json
+import logging
 import math
 import os
 import re
@@ -42,6 +46,7 @@ law.contrib.load("slurm", "htcondor")
 __all__ = [
     "BOOTSTRAP_FILE",
     "BOOTSTRAP_VARIABLES",
+    "JOINED_WORKFLOWS_VARIABLE",
     "WORKFLOW_TYPES",
     "BatchJobMixin",
     "BatchWorkflow",
@@ -60,6 +65,8 @@ __all__ = [
     "slurm_time",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: The bootstrap file that every job sources before running its branches.
 BOOTSTRAP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remote_bootstrap.sh")
 
@@ -75,6 +82,9 @@ BOOTSTRAP_VARIABLES = (
     "LAW_HOME",
     "LAW_CONFIG_FILE",
 )
+
+#: The joined workflows of a sandbox entry (:class:`WorkflowSandboxTask`), passed into the sandbox process.
+JOINED_WORKFLOWS_VARIABLE = "CF_SANDBOX_JOINED_WORKFLOWS"
 
 #: The values of ``--workflow``.
 WORKFLOW_TYPES = ("local", "slurm", "htcondor")
@@ -439,7 +449,41 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
         return info
 
 
-class BatchWorkflow(law.LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
+#: The local workflows (task ids) that yielded their branches, in a ``law run`` with one worker.
+_YIELDED_WORKFLOWS: set[str] = set()
+
+
+class LocalWorkflowProxy(law.workflow.local.LocalWorkflowProxy):
+    """law's local workflow proxy, remembering in this process which workflows yielded their branches.
+
+    law keeps that record in a multiprocessing manager, a server process that every ``law run`` running a local
+    workflow starts (about 0.2 s), so that the forked processes of ``--workers N > 1`` share it. With one
+    worker, every task runs in the ``law run`` process itself, and a set in it does the same.
+    """
+
+    @property
+    def _local_workflow_has_yielded(self) -> bool:
+        if luigi.interface.core().workers > 1:
+            return bool(super()._local_workflow_has_yielded)
+        return self.live_task_id in _YIELDED_WORKFLOWS
+
+    @_local_workflow_has_yielded.setter
+    def _local_workflow_has_yielded(self, value: bool) -> None:
+        if luigi.interface.core().workers > 1:
+            law.workflow.local.LocalWorkflowProxy._local_workflow_has_yielded.fset(self, value)
+        elif value:
+            _YIELDED_WORKFLOWS.add(self.live_task_id)
+        else:
+            _YIELDED_WORKFLOWS.discard(self.live_task_id)
+
+
+class LocalWorkflow(law.LocalWorkflow):
+    """law's local workflow with :class:`LocalWorkflowProxy`."""
+
+    workflow_proxy_cls = LocalWorkflowProxy
+
+
+class BatchWorkflow(LocalWorkflow, SlurmWorkflow, HTCondorWorkflow):
     """A workflow whose branches run locally (default), as Slurm jobs or as HTCondor jobs (``--workflow``).
 
     An unknown ``--workflow`` value and impossible resources are refused before anything runs (law would
@@ -518,35 +562,136 @@ def create_job_file(
 
 
 class WorkflowSandboxTask(law.SandboxTask):
-    """A sandboxed workflow whose local branches run in one sandbox process.
+    """A sandboxed workflow whose local branches run in one sandbox process, shared with its sibling workflows.
 
     law enters a task's sandbox once per branch: a new process that imports the sandbox's software and
     resolves the task's parameters again, about 2 s per branch with TensorFlow or ONNX Runtime, often more than
     the work of the branch (one file's evaluation). With one worker (the default), a local workflow of this
     class enters its sandbox once instead and runs its incomplete branches there, one after the other, in that
-    process (law's sandbox runs exactly one task, so the branches are run directly, not scheduled). With
-    ``--workers N > 1``, each branch enters the sandbox in its own process as usual, ``N`` at a time. A single
-    branch (``--branch N``) and batch workflows (each job enters the sandbox for its own branches) are
+    process (law's sandbox runs exactly one task, so the branches are run directly, not scheduled).
+
+    The same process also runs the *joined* workflows: the other local workflows of this kind in the same
+    sandbox that the ``law run`` needs (found in its task graph), are incomplete and whose requirements are
+    complete, e.g. the evaluations of every dataset of a plot. Each branch still writes its own output
+    atomically; when luigi later runs a joined workflow, it finds its branches complete and does not enter the
+    sandbox again. A joined workflow that fails in the shared process is left to its own run, which enters the
+    sandbox and reports the error as its own.
+
+    A workflow whose sandbox is empty (the base environment, e.g. ``cf.MLEvaluation`` with ONNX) runs its
+    incomplete branches in the same way, directly in the ``law run`` process: with one worker luigi would run them
+    one after the other there too, at the cost of scheduling each branch as a task (and law's process-shared
+    bookkeeping of the yielded branches). The workflow's ``done:`` line stands for its branches.
+
+    With ``--workers N > 1``, each branch enters the sandbox in its own process as usual, ``N`` at a time. A
+    single branch (``--branch N``) and batch workflows (each job enters the sandbox for its own branches) are
     unchanged.
     """
 
     def __getattribute__(self, attr: str, proxy: bool | None = None) -> Any:
         if attr == "run" and proxy is not False and runs_branches_in_one_sandbox(self):
+            if self.effective_sandbox == law.NO_STR:
+                return super().__getattribute__("run_own_branches")
             if not self.is_sandboxed():
-                return self.sandbox_proxy.run
+                return super().__getattribute__("enter_sandbox_once")
             if self.is_sandboxed_task():
                 return super().__getattribute__("run_branches_in_process")
         return super().__getattribute__(attr, proxy=proxy)
 
+    def enter_sandbox_once(self) -> None:
+        """Outside the sandbox: enter it for this workflow and the joined ones, unless a sibling already ran it."""
+        if self.complete():
+            return
+        self._joined_workflows = joinable_workflows(self)
+        for workflow in self._joined_workflows:
+            workflow.sandbox_pre_run()
+        self.sandbox_proxy.run()
+
+    def sandbox_env(self, env: dict[str, str]) -> dict[str, str]:
+        # always set, so that the sandbox environment law caches from an earlier entry never carries a stale list
+        joined = getattr(self, "_joined_workflows", [])
+        return {**super().sandbox_env(env), JOINED_WORKFLOWS_VARIABLE: dump_workflows(joined)}
+
+    def run_own_branches(self) -> None:
+        """Without a sandbox: run the incomplete branches in this process, as inside a sandbox."""
+        run_incomplete_branches(self, self)
+
     def run_branches_in_process(self) -> None:
-        """Run the incomplete branches one after the other in this process (inside the sandbox)."""
-        branch_tasks = [task for task in self.get_branch_tasks().values() if not task.complete()]
-        for done, branch_task in enumerate(branch_tasks):
-            # the branches report to the scheduler through the workflow, which is the task luigi runs
-            branch_task.set_status_message = self.set_status_message
-            branch_task.set_progress_percentage = lambda _: None
-            branch_task.run()
-            self.publish_progress(100.0 * (done + 1) / len(branch_tasks))
+        """Inside the sandbox: run the incomplete branches of this workflow, then those of the joined ones."""
+        run_incomplete_branches(self, self)
+        for workflow in load_workflows(os.environ.get(JOINED_WORKFLOWS_VARIABLE, "")):
+            try:
+                run_incomplete_branches(workflow, self)
+            except Exception as error:  # noqa: BLE001 - the joined workflow's own run reports it
+                logger.warning(f"{workflow.task_id} failed in the shared sandbox, left to its own run: {error}")
+
+
+def run_incomplete_branches(workflow: WorkflowSandboxTask, reporter: law.Task) -> None:
+    """Run the incomplete branches of ``workflow`` in this process; progress goes to ``reporter``'s scheduler."""
+    branch_tasks = [task for task in workflow.get_branch_tasks().values() if not task.complete()]
+    for done, branch_task in enumerate(branch_tasks):
+        # the branches report to the scheduler through the workflow that luigi runs
+        branch_task.set_status_message = reporter.set_status_message
+        branch_task.set_progress_percentage = lambda _: None
+        branch_task.run()
+        reporter.publish_progress(100.0 * (done + 1) / len(branch_tasks))
+
+
+def joinable_workflows(task: WorkflowSandboxTask) -> list[WorkflowSandboxTask]:
+    """The other workflows that ``task``'s sandbox process can run: in the graph of the ``law run``, ready.
+
+    They are local :class:`WorkflowSandboxTask` workflows run by one worker, in the same sandbox, incomplete,
+    and their requirements are complete. Without a command-line root task (e.g. ``luigi.build``) there are none.
+    """
+    root = law.parser.root_task()
+    if root is None:
+        return []
+    return [other for other in task_graph(root) if other.task_id != task.task_id and can_join(task, other)]
+
+
+def can_join(task: WorkflowSandboxTask, other: law.Task) -> bool:
+    """Whether ``other`` is a local sandbox workflow like ``task``, incomplete and ready to run."""
+    if not isinstance(other, WorkflowSandboxTask) or not runs_branches_in_one_sandbox(other):
+        return False
+    if other.effective_sandbox != task.effective_sandbox or other.complete():
+        return False
+    return all(requirement.complete() for requirement in law.util.flatten(other.deps()))
+
+
+def task_graph(root: law.Task) -> list[law.Task]:
+    """``root`` and the tasks it requires, directly or not, each once, in a stable order.
+
+    The requirements of a :class:`WorkflowSandboxTask` are not followed: a workflow that one of them needs runs
+    before it, so it is seldom ready when the other is about to run, and the upstream graph can be large.
+    """
+    seen: dict[str, law.Task] = {}
+    pending = [root]
+    while pending:
+        task = pending.pop()
+        if task.task_id in seen:
+            continue
+        seen[task.task_id] = task
+        if not isinstance(task, WorkflowSandboxTask):
+            pending.extend(reversed(law.util.flatten(task.deps())))
+    return list(seen.values())
+
+
+def dump_workflows(workflows: list[law.Task]) -> str:
+    """The workflows as base64 of json: each one's module, class and string parameters (empty for none).
+
+    base64, because law exports the value in double quotes without escaping it.
+    """
+    if not workflows:
+        return ""
+    entries = [[type(task).__module__, type(task).__name__, task.to_str_params()] for task in workflows]
+    return base64.urlsafe_b64encode(json.dumps(entries).encode()).decode()
+
+
+def load_workflows(text: str) -> list[law.Task]:
+    """The workflows of :func:`dump_workflows`, created again in this process."""
+    if not text:
+        return []
+    entries = json.loads(base64.urlsafe_b64decode(text))
+    return [getattr(importlib.import_module(module), name).from_str_params(params) for module, name, params in entries]
 
 
 def runs_branches_in_one_sandbox(task: law.SandboxTask) -> bool:
