@@ -8,7 +8,7 @@ columnflow's ``InferenceModel.model``::
         config_data:
           run2_2017_nano_uhh_v11_limited: {category: sr, variable: dnn.score_hh, data_datasets: [...]}
         data_from_processes: []        # processes summed into pseudo data (no real data)
-        data_toy_seed: null            # with data_from_processes: a seeded Poisson toy of the sum, else the sum
+        data_toy_seed: null            # seed of a Poisson toy of that sum (null: the sum itself)
         mc_stats: 10                   # None: no MC statistical uncertainties; True: threshold 10
         processes:
           - name: HH
