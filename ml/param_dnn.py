@@ -132,8 +132,9 @@ class ParametrizedDNN(DNNClassifier):
             inputs = np.column_stack([x, np.full(len(x), float(mass))])
             scores = np.zeros(0, dtype=np.float32)
             if len(x) and self.evaluation_backend == "onnx":
-                # as dnn: ONNX Runtime scores an event alike in any batch, so each fold model scores its fold only
-                scores = held_out_outputs(predictors, inputs, fold_indices, events_used_in_training)[:, 0]
+                # as in dnn: ONNX scores an event alike in any batch, each model scores its fold only
+                held_out = held_out_outputs(predictors, inputs, fold_indices, events_used_in_training)
+                scores = held_out[:, 0]
             elif len(x):
                 outputs = [predict(inputs)[:, 0] for predict in predictors]
                 scores = combine_fold_outputs(outputs, fold_indices, events_used_in_training)
