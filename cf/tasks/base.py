@@ -9,6 +9,7 @@ names the value and lists the allowed ones.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import functools
 import logging
 import math
@@ -40,6 +41,7 @@ from cf.io import (
     storage_errno,
 )
 from cf.ml import model_spec_store_name
+from cf.tasks.workers import use_task_processes
 from cf.util import UserError, expand_path
 
 __all__ = [
@@ -228,6 +230,30 @@ def check_store_writable(base: str) -> None:
         ) from None
 
 
+#: glibc's ``mallopt`` parameters (malloc.h) and the values set by :func:`reuse_freed_memory`.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+TRIM_THRESHOLD_BYTES = 1 << 30
+MMAP_THRESHOLD_BYTES = 32 << 20  # the largest glibc accepts on 64-bit systems
+
+
+@functools.cache
+def reuse_freed_memory() -> None:
+    """Let glibc's malloc keep freed memory for the next chunk instead of returning it to the system.
+
+    Every chunk allocates its arrays anew. By default, blocks above a (growing) threshold are separate mappings
+    and freed memory at the top of the heap goes back to the system, so the next chunk's arrays touch fresh pages,
+    each a page fault (~8 µs here): ~230k of them in a chain over 1M events. With freed memory kept in the heap
+    (released above 1 GiB) and arrays up to 32 MiB taken from it, the chunks reuse the same pages (~60k faults,
+    0.6 s less system time); peak RSS stays as it is, since a chunk needs that memory anyway. Without glibc (macOS,
+    musl) nothing changes. Once per process; forked task processes inherit it.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+
+
 @functools.cache
 def check_workers() -> None:
     """Refuse ``--workers`` below 1 (once per process: luigi's core config is the same for every task).
@@ -240,46 +266,7 @@ def check_workers() -> None:
         raise UserError(f"--workers must be at least 1, got {workers}")
     if workers > 1:
         import_before_forking()
-        run_bookkeeping_tasks_unforked()
-
-
-def run_bookkeeping_tasks_unforked() -> None:
-    """With ``--workers N > 1``, let luigi run the tasks whose ``run()`` only does bookkeeping in its own process.
-
-    luigi runs every task of a parallel run in a new forked process, whose copy-on-write memory costs it thousands
-    of page faults (~8 µs each here) before it does anything. For a task that only yields its branches (a local
-    workflow), wraps others or merges small files (:func:`is_bookkeeping`), that costs more than the task; such a
-    task runs in the scheduling process instead, as every task does with one worker. Installed once per process.
-    """
-    import luigi.worker
-
-    create_task_process = luigi.worker.Worker._create_task_process
-    if getattr(create_task_process, "cf_unforked", False):
-        return
-
-    def create(worker: Any, task: Any) -> Any:
-        process = create_task_process(worker, task)
-        if is_bookkeeping(task):
-            process.use_multiprocessing = False
-        return process
-
-    create.cf_unforked = True  # type: ignore[attr-defined]
-    luigi.worker.Worker._create_task_process = create  # type: ignore[method-assign]
-
-
-def is_bookkeeping(task: Any) -> bool:
-    """Whether ``task``'s ``run()`` only does bookkeeping.
-
-    That is a wrapper, a local workflow that is not sandboxed (it yields its branches), and a task whose class says
-    so (``bookkeeping = True``).
-    """
-    if isinstance(task, law.SandboxTask):
-        return False
-    if isinstance(task, luigi.WrapperTask):
-        return True
-    if isinstance(task, law.BaseWorkflow) and task.is_workflow():
-        return bool(task.effective_workflow == "local")
-    return bool(getattr(task, "bookkeeping", False))
+        use_task_processes()
 
 
 def import_before_forking() -> None:
@@ -349,6 +336,7 @@ class AnalysisTask(law.Task):
         if params.get("chunk_size", 0) == 0:
             params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
         check_store_writable(store_base())
+        reuse_freed_memory()
         check_workers()
         cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params

@@ -70,7 +70,7 @@ class GetDatasetLFNs(DatasetTask):
     have their environment variables expanded and are checked when a task opens them.
     """
 
-    #: its run() writes a short json file (see :func:`cf.tasks.base.is_bookkeeping`)
+    #: its run() writes a short json file (see :func:`cf.tasks.workers.is_bookkeeping`)
     bookkeeping = True
 
     def requires(self) -> Any:

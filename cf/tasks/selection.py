@@ -111,7 +111,7 @@ class SelectEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
 class MergeSelectionStats(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetTask):
     """Sums the selection statistics of all files of a dataset into one json file."""
 
-    #: its run() merges a few small json files (see :func:`cf.tasks.base.is_bookkeeping`)
+    #: its run() merges a few small json files (see :func:`cf.tasks.workers.is_bookkeeping`)
     bookkeeping = True
 
     def requires(self) -> Any:

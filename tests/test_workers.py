@@ -1,0 +1,90 @@
+"""Tests of where the tasks of a parallel run execute (cf.tasks.workers): persistent processes, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import luigi
+import pytest
+
+from cf.tasks.workers import use_task_processes
+
+
+class RecordProcess(luigi.Task):
+    """Writes the id of the process that ran it."""
+
+    directory = luigi.Parameter()
+    index = luigi.IntParameter()
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(f"{self.directory}/task_{self.index}.json")
+
+    def run(self) -> None:
+        Path(self.output().path).write_text(json.dumps({"pid": os.getpid()}))
+
+
+class DieHard(RecordProcess):
+    """Kills the process that runs it (as the system's OOM killer would)."""
+
+    def run(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Fail(RecordProcess):
+    """Raises."""
+
+    def run(self) -> None:
+        raise RuntimeError("this task fails on purpose")
+
+
+class Several(luigi.WrapperTask):
+    """Six RecordProcess tasks and, optionally, one task of another class first."""
+
+    directory = luigi.Parameter()
+    first = luigi.Parameter(default="")
+
+    def requires(self) -> list[luigi.Task]:
+        tasks: list[luigi.Task] = [RecordProcess(directory=self.directory, index=index) for index in range(6)]
+        if self.first:
+            tasks.insert(0, {"die": DieHard, "fail": Fail}[self.first](directory=self.directory, index=99))
+        return tasks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def task_processes() -> None:
+    use_task_processes()
+
+
+def run(directory: Path, first: str = "") -> tuple[bool, list[int]]:
+    succeeded = luigi.build(
+        [Several(directory=str(directory), first=first)], workers=2, local_scheduler=True, log_level="WARNING"
+    )
+    pids = [json.loads(path.read_text())["pid"] for path in sorted(directory.glob("task_*.json"))]
+    return succeeded, pids
+
+
+def test_two_workers_run_many_tasks_in_two_persistent_processes(tmp_path: Path) -> None:
+    succeeded, pids = run(tmp_path)
+    assert succeeded
+    assert len(pids) == 6
+    # luigi alone forks one process per task: six pids
+    assert len(set(pids)) <= 2
+    assert os.getpid() not in pids
+
+
+def test_a_killed_task_process_fails_only_its_task_and_is_replaced(tmp_path: Path) -> None:
+    succeeded, pids = run(tmp_path, first="die")
+    assert not succeeded
+    assert not (tmp_path / "task_99.json").exists()
+    assert len(pids) == 6
+    assert len(set(pids)) <= 3
+
+
+def test_a_failing_task_keeps_its_process_for_the_next_tasks(tmp_path: Path) -> None:
+    succeeded, pids = run(tmp_path, first="fail")
+    assert not succeeded
+    assert len(pids) == 6
+    assert len(set(pids)) <= 2
