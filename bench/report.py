@@ -117,6 +117,7 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
         ("chain_w2", "baseline", "chain (`--workers 2`) vs hand-written", 0.8),
         ("chain", "raw", "chain vs raw read", 0.5),
         ("chain", PEER, "chain, 1 worker vs coffea peer", 1.2),
+        ("chain_w2", "chain", "chain, 2 workers vs 1 worker", 1.7),
     ):
         if item in main and reference in main:
             ratio = main[item]["rate"] / main[reference]["rate"]
@@ -154,6 +155,11 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
     ]
     if scaled and chain:
         largest = format_count(max(scaled))
+        if "chain_w2" in sizes[largest]:
+            ratio = summary(sizes[largest]["chain_w2"])["rate"] / summary(sizes[largest]["chain"])["rate"]
+            best = best_ratio(sizes[largest]["chain_w2"], sizes[largest]["chain"])
+            note = f"events/s; fastest runs: {best:.2f}x"
+            out.append(Target(f"chain, 2 workers vs 1 worker at {largest}", ">= 1.7x", f"{ratio:.2f}x", ratio >= 1.7, note))
         rss = max(run["max_rss_mb"] for run in sizes[largest]["chain"]) / chain["max_rss_mb"] - 1.0
         out.append(
             Target(
@@ -301,7 +307,7 @@ def _scaling_table(results: Mapping[str, Any]) -> str:
     if len(sizes) < 2:
         return "*No scaling sizes in this run.*"
     rows = []
-    for item in ("raw", "baseline", "chain"):
+    for item in ("raw", "baseline", "chain", "chain_w2"):
         measured = [(n, results["sizes"][format_count(n)].get(item)) for n in sizes]
         measured = [(n, runs) for n, runs in measured if runs]
         if len(measured) < 2 or measured[0][0] != sizes[0]:

@@ -41,7 +41,7 @@ from bench.measure import BenchError, Run, run_measured
 __all__ = ["main"]
 
 #: Items measured at every size, and those only at the main size.
-SCALING_ITEMS = ("raw", "baseline", "chain")
+SCALING_ITEMS = ("raw", "baseline", "chain", "chain_w2")
 MAIN_ITEMS = ("raw", "baseline", "chain", "chain_w2", "coffea")
 ML_ITEMS = (
     "train",

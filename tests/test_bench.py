@@ -177,7 +177,11 @@ def test_report_renders_every_table_and_target() -> None:
                 "coffea": [_run(8.0, events=1e6), _run(8.2, events=1e6)],
                 "chain_complete": [_run(1.5), _run(1.4)],
             },
-            "8M": {"raw": [_run(16.0, events=8e6)], "chain": [_run(100.0, 330, events=8e6)]},
+            "8M": {
+                "raw": [_run(16.0, events=8e6)],
+                "chain": [_run(100.0, 330, events=8e6)],
+                "chain_w2": [_run(55.0, 200, events=8e6)],
+            },
         },
         "setup_sh": [_run(0.2), _run(0.3), _run(0.2)],
         "checks": {
@@ -221,6 +225,10 @@ def test_report_renders_every_table_and_target() -> None:
     assert "| 0.81x: **coffea** ahead |" in page  # the hand-written script
     assert "| 0.26x raw | — |" in page  # the peer itself
     assert "chain, 1 worker vs coffea peer | >= 1.2x | 0.65x | **not met**" in page
+    # two workers: 12.5 s / 11.25 s at 1M, 100 s / 55 s at 8M
+    assert "chain, 2 workers vs 1 worker | >= 1.7x | 1.11x | **not met**" in page
+    assert "chain, 2 workers vs 1 worker at 8M | >= 1.7x | 1.82x | **met**" in page
+    assert "| 8M | 55.0 | 145k | 4.9x (events 8x) | 200 |" in page
     assert "`coffea` vs `chain`: the same 650,000 selected events" in page
     assert "49 columns bit-identical, 1 within float rounding (largest relative difference 6e-08, `m_bb`)" in page
 
