@@ -249,38 +249,43 @@ class Bench:
         _log(f"ML inputs in {store} (not timed)")
         inputs = ["law", "run", "bench.tasks.BenchTrainingInputs", "--version", "v1", "--ml-model-settings", settings]
         self.measure(f"{label}_ml_inputs", inputs, env)
-        train = ["law", "run", "cf.MLTraining", *self.ml_common(), "--ml-model-settings", settings]
+        train = ["law", "run", "cf.MLTraining", *self.ml_common(), "--ml-model-settings"]
+        # like plain keras.fit, without TensorFlow's op determinism; and the default, bit-identical re-training
+        variants = {"train_cf": [f"{settings},deterministic=false"], "train_cf_deterministic": [settings]}
         plain_train = ["cf_sandbox", "venv_ml_tf", "python", "-m", "bench.train_plain", str(store)]
         plain_train += ["--epochs", str(self.epochs)]
 
-        def cf_training(rep: int) -> None:
-            for path in glob.glob(str(store / "**" / "cf.MLTraining" / "**" / "mlmodel_f0of*"), recursive=True):
-                shutil.rmtree(path)
-            run = self.measure(f"{label}_train_cf_{rep}", [*train, "--branch", "0"], env)
-            (metrics_path,) = glob.glob(
-                str(store / "**" / "cf.MLTraining" / "**" / "mlmodel_f0of*" / "metrics.json"), recursive=True
-            )
-            metrics = json.loads(Path(metrics_path).read_text())
-            run.output = {
-                "n_fit": sum(metrics["n_events_fit"].values()),
-                "epochs": metrics["epochs_run"],
-                "load_fit_seconds": metrics["fit_seconds"],
-                "total_seconds": metrics["total_seconds"],
-            }
-            self.record("ml", "train_cf").append(run.to_dict())
+        def cf_training(key: str, extra: list[str]) -> Callable[[int], None]:
+            # each run trains fold 0 anew: every cf.MLTraining output is removed (the variants have other paths)
+            def run_it(rep: int) -> None:
+                shutil.rmtree(store / "analysis_template" / "cf.MLTraining", ignore_errors=True)
+                run = self.measure(f"{label}_{key}_{rep}", [*train, *extra, "--branch", "0"], env)
+                (metrics_path,) = glob.glob(
+                    str(store / "**" / "cf.MLTraining" / "**" / "mlmodel_f0of*" / "metrics.json"), recursive=True
+                )
+                metrics = json.loads(Path(metrics_path).read_text())
+                run.output = {
+                    "n_fit": sum(metrics["n_events_fit"].values()),
+                    "epochs": metrics["epochs_run"],
+                    "load_fit_seconds": metrics["fit_seconds"],
+                    "total_seconds": metrics["total_seconds"],
+                }
+                self.record("ml", key).append(run.to_dict())
+
+            return run_it
 
         def plain_training(rep: int) -> None:
             run = self.measure(f"{label}_train_plain_{rep}", plain_train, env)
             self.record("ml", "train_plain").append(run.to_dict())
 
         if "train" in items:
-            self.interleave([cf_training, plain_training])
+            self.interleave([*(cf_training(key, extra) for key, extra in variants.items()), plain_training])
         evaluations = [item for item in items if item.startswith(("eval_", "predict_"))]
         if not evaluations:
             shutil.rmtree(store, ignore_errors=True)
             return
         _log("training the (other) folds for the evaluation (not timed)")
-        self.measure(f"{label}_train_rest", train, env)
+        self.measure(f"{label}_train_rest", [*train, settings], env)
         evaluation = ["law", "run", "bench.tasks.BenchEvaluation", "--version", "v1"]
         predict = ["cf_sandbox", "venv_ml_tf", "python", "-m", "bench.predict_plain", str(store)]
 

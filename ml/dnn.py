@@ -18,7 +18,8 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
   identity (independent of the fold hash); early stopping on the weighted validation loss, best weights
   restored.
 * **Determinism**: the Keras seed is ``seed + fold`` and TensorFlow's op determinism is on, so re-training
-  gives bit-identical weights.
+  gives bit-identical weights (``deterministic=false`` switches op determinism off: about 15% faster on a CPU,
+  e.g. for the points of a scan).
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
   on the validation inputs), ``history.json``, ``metrics.json`` (validation loss, AUC of HH against the
   rest and of each class against the rest, the device the training ran on) and ``standardization.json``.
@@ -468,6 +469,9 @@ class DNNClassifier(MLModel):
         0.2, "fraction of the training folds used for validation and early stopping", above=0.0, below=1.0
     )
     seed: int = setting(1, "base seed; fold i trains with seed + i")
+    deterministic: bool = setting(
+        True, "deterministic ops: bit-identical re-training; false trains about 15% faster on a CPU"
+    )
     evaluation_backend: str = setting(
         "onnx", "onnx (ONNX Runtime in the base environment) or keras (the TF sandbox)", choices=EVALUATION_BACKENDS
     )
@@ -477,7 +481,7 @@ class DNNClassifier(MLModel):
     # these change only the fit: trainings (e.g. the points of a scan) that differ in them share the prepared events
     training_only_settings = frozenset(
         {"layers", "activation", "dropout", "learning_rate", "batch_size", "epochs", "patience", "min_epochs"}
-        | {"validation_fraction", "seed"}
+        | {"validation_fraction", "seed", "deterministic"}
     )
 
     def setup(self) -> None:
@@ -665,7 +669,10 @@ class DNNClassifier(MLModel):
         print(f"fold {fold}: training on {device}", flush=True)
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed + fold)
-        tf.config.experimental.enable_op_determinism()
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            tf.config.experimental.disable_op_determinism()
 
         data = self.prepare_training_data(input)
         x, labels, is_fit, is_val = data.x, data.labels, data.is_fit, data.is_val

@@ -5,8 +5,8 @@ standardization, balanced weights, validation split, early stopping, k-fold outp
 network is a ``torch.nn.Sequential`` trained in the torch sandbox (``sandboxes/venv_ml_torch.sh``).
 
 * **Determinism**: fold ``i`` seeds torch with ``seed + i`` (weights, dropout and the batch order), torch's
-  deterministic algorithms are on and it runs with ``threads`` threads, so a re-training gives byte-identical
-  weights and ONNX files.
+  deterministic algorithms are on (``deterministic``, as for ``dnn``) and it runs with ``threads`` threads, so
+  a re-training gives byte-identical weights and ONNX files.
 * **Loss**: the cross entropy of the softmax, weighted per event and averaged over the batch (as Keras'
   ``sample_weight``). The history has Keras' keys (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``),
   computed after each epoch on all fit and validation events without dropout (Keras' ``loss`` is the mean over
@@ -116,7 +116,7 @@ class TorchDNNClassifier(DNNClassifier):
         start = time.perf_counter()
         fold = task.branch
         torch.manual_seed(self.seed + fold)
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(self.deterministic)
         torch.set_num_threads(self.threads)
         device = training_device()
         print(f"fold {fold}: training on {device_name(device)}", flush=True)

@@ -201,6 +201,7 @@ def test_report_renders_every_table_and_target() -> None:
         },
         "ml": {
             "train_cf": [_run(30.0, n_fit=1000, epochs=5, load_fit_seconds=20.0)],
+            "train_cf_deterministic": [_run(33.0, n_fit=1000, epochs=5, load_fit_seconds=23.1)],
             "train_plain": [_run(25.0, n_fit=1000, epochs=5, load_fit_seconds=21.0)],
             "eval_onnx": [_run(5.0, events=5e5)],
             "eval_keras": [_run(12.5, events=5e5)],
@@ -215,7 +216,12 @@ def test_report_renders_every_table_and_target() -> None:
     assert "chain peak RSS flat 1M → 8M | within ±20% | +10%" in page
     assert "MLEvaluation (ONNX) vs plain Keras `predict` | >= 2.5x | 2.00x | **not met**" in page
     assert "MLEvaluation (Keras) vs plain Keras `predict` | >= 1.0x | 0.80x | **not met**" in page
-    assert "MLTraining fold vs plain `keras.fit` | >= 0.95x | 1.05x" in page
+    assert "MLTraining fold (`deterministic=false`) vs plain `keras.fit` | >= 0.95x | 1.05x" in page
+    assert "default (op determinism): 0.91x" in page
+    assert (
+        "| `cf.MLTraining` fold 0, default: TensorFlow's op determinism | 216 (152) | 23.1 / 33.0 | 0.91x (0.76x) |"
+        in page
+    )
     # an ML-only run (--items none) has no chain lines
     ml_only = render({**results, "sizes": {}})
     assert "MLEvaluation (Keras) vs plain Keras `predict` | >= 1.0x | 0.80x" in ml_only
@@ -325,7 +331,7 @@ def test_bench_smoke_run_of_training_and_evaluation(tmp_path: Path) -> None:
     ml_items = "train,eval_onnx,eval_keras,predict_plain"
     page, results = _smoke(tmp_path, "--items", "chain", "--ml-items", ml_items, "--epochs", "1")
     ml = results["ml"]  # type: ignore[index]
-    assert set(ml) == {"train_cf", "train_plain", "eval_onnx", "eval_keras", "predict_plain"}
+    assert set(ml) == {"train_cf", "train_cf_deterministic", "train_plain", "eval_onnx", "eval_keras", "predict_plain"}
     assert ml["train_cf"][0]["output"]["epochs"] == 1
     assert ml["train_plain"][0]["output"]["n_fit"] == ml["train_cf"][0]["output"]["n_fit"]
     events = ml["predict_plain"][0]["output"]["events"]
