@@ -21,6 +21,7 @@ import zlib
 import awkward as ak
 import numpy as np
 
+from sample.counts import check_processes, draw_counts
 from sample.layouts import DEFAULT_LAYOUT, apply_layout, get_layout
 from sample.physics import GEN_WEIGHTS
 from sample.processes import PROCESS_GENERATORS
@@ -44,39 +45,9 @@ LUMI_BLOCKS_PER_FILE = 1000
 EVENTS_PER_FILE_MAX = 10**8
 
 
-def _validate_processes(processes: dict[str, float]) -> None:
-    """Raises ValueError for unknown process names and negative counts."""
-    if not processes:
-        raise ValueError("no processes given; known processes: " + ", ".join(PROCESS_GENERATORS))
-    for name, count in processes.items():
-        if name not in PROCESS_GENERATORS:
-            raise ValueError(f"unknown process '{name}'; known processes: {', '.join(PROCESS_GENERATORS)}")
-        if count < 0:
-            raise ValueError(f"negative number of events {count} for process '{name}'")
-
-
 def _process_rng(seed: int, file_index: int, is_data: bool, process: str) -> np.random.Generator:
     """Independent random stream per (seed, file, data/MC, process)."""
     return np.random.default_rng([seed, file_index, int(is_data), zlib.crc32(process.encode())])
-
-
-def draw_counts(processes: dict[str, float], seed: int, file_index: int) -> dict[str, int]:
-    """Draws the number of events of each process in one data file.
-
-    Args:
-        processes: Process name to the expected number of events per file.
-        seed: Dataset seed.
-        file_index: Index of the file within the dataset.
-
-    Returns:
-        Process name to a Poisson-distributed number of events, deterministic in (seed, file_index).
-
-    Raises:
-        ValueError: For unknown processes or negative expectations.
-    """
-    _validate_processes(processes)
-    rng = np.random.default_rng([seed, file_index])
-    return {name: int(rng.poisson(processes[name])) for name in sorted(processes)}
 
 
 def _gen_weights(rng: np.random.Generator, process: str, n: int) -> np.ndarray:
@@ -124,7 +95,7 @@ def generate_events(processes: dict[str, float], seed: int, file_index: int, is_
     Raises:
         ValueError: For unknown processes, negative counts or a negative file index.
     """
-    _validate_processes(processes)
+    check_processes(processes)
     if file_index < 0:
         raise ValueError(f"file_index must be non-negative, got {file_index}")
     counts = draw_counts(processes, seed, file_index) if is_data else {k: int(v) for k, v in processes.items()}

@@ -243,8 +243,8 @@ def _add_embedded_datasets(campaign: od.Campaign, spec: CampaignSpec, scale: flo
     resonant = _add_mc_datasets(campaign, spec, RESONANT_MC, max(1, round(RESONANT_EVENTS_PER_FILE * scale)))
     for dataset in resonant:
         dataset.x.on_request = True
-    # imported here: only the pseudo-data needs the generator (and its awkward / uproot imports)
-    from sample.generate import draw_counts
+    # imported here: only the pseudo-data needs the generator's processes (and awkward)
+    from sample.counts import draw_counts
 
     lumi = spec.pseudo_data_luminosity.nominal
     expected = {p.name: p.get_xsec(spec.ecm).nominal * lumi * scale / N_FILES for p in DATA_PROCESSES}
