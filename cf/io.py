@@ -546,6 +546,12 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         return json.load(f)
 
 
+#: The codec of every parquet file written. On the chain's outputs (written, and read as often as the chain reads
+#: them), snappy takes 18% less CPU time than zstd (level 1) and writes 18% larger files; no compression saves
+#: another 6% with files 50% larger than zstd's (see the performance page).
+PARQUET_COMPRESSION = "snappy"
+
+
 class ParquetWriter:
     """Streams chunks into one parquet file (one row group per chunk), renamed into place on close.
 
@@ -566,7 +572,9 @@ class ParquetWriter:
     def write(self, events: ak.Array) -> None:
         table = ak.to_arrow_table(events, extensionarray=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd", use_dictionary=False)
+            self._writer = pq.ParquetWriter(
+                self._tmp_path, table.schema, compression=PARQUET_COMPRESSION, use_dictionary=False
+            )
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)
