@@ -7,8 +7,9 @@ ML models port by changing imports.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import awkward as ak
@@ -284,15 +285,18 @@ def get_ak_routes(array_or_form: ak.Array | ak.forms.Form) -> list[Route]:
 
 def filter_routes(available: Iterable[Route], patterns: Iterable[RouteLike]) -> list[Route]:
     """The available routes matching any pattern; a pattern may use ``*`` (``"Jet.*"``) or name a parent."""
-    pattern_texts = [Route(p).column if not isinstance(p, str) else p for p in patterns]
-    selected = []
-    for route in available:
-        column = route.column
-        for pattern in pattern_texts:
-            if fnmatch.fnmatchcase(column, pattern) or column.startswith(pattern + "."):
-                selected.append(route)
-                break
-    return selected
+    pattern_texts = tuple(Route(p).column if not isinstance(p, str) else p for p in patterns)
+    if not pattern_texts:
+        return []
+    matches = _pattern_matcher(pattern_texts)
+    parents = tuple(pattern + "." for pattern in pattern_texts)
+    return [route for route in available if matches(route.column) or route.column.startswith(parents)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern_matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """One compiled expression matching a column against any of the fnmatch patterns (as ``fnmatchcase``)."""
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns)).match
 
 
 def strip_unused_options(array: ak.Array) -> ak.Array:

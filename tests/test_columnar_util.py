@@ -329,6 +329,11 @@ def test_get_routes_lists_leaves(events: ak.Array) -> None:
         ([Route("Muon.pt")], ["Muon.pt"]),
         (["nothing*"], []),
         (["Je"], []),
+        ([], []),
+        (["Jet.?t", "*X"], ["Jet.pt", "JetX"]),
+        (["[JM]*.pt"], ["Jet.pt", "Muon.pt"]),
+        (["*e*.*t*"], ["Jet.pt", "Jet.eta", "Jet.pt_raw"]),
+        (["Jet.pt", "*.pt", "Jet"], ["Jet.pt", "Jet.eta", "Jet.pt_raw", "Muon.pt"]),
     ],
 )
 def test_filter_routes_wildcards(patterns: list[str | Route], expected: list[str]) -> None:
