@@ -1,7 +1,7 @@
 """What the plain scripts of the bench (the baseline and the coffea peer) share: column selection and their outputs.
 
 Light on purpose: awkward, numpy, uproot and the framework's parquet writer (``cf.io.ParquetWriter``, the chain's
-settings: zstd, no dictionary, one row group per chunk), so that the coffea peer imports no task machinery.
+settings: snappy, no dictionary, one row group per chunk), so that the coffea peer imports no task machinery.
 """
 
 from __future__ import annotations

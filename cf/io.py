@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import awkward as ak
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -207,8 +208,38 @@ class RootSource:
             else:
                 grouped.setdefault(route.fields[0], {})[route.fields[1]] = data[branch]
         for name, columns in grouped.items():
-            flat[name] = ak.zip(columns)
+            flat[name] = _zip_branches(columns)
         return ak.Array(flat) if flat else ak.Array(ak.contents.RecordArray([], [], length=stop - start))
+
+
+def _zip_branches(columns: dict[str, ak.Array]) -> ak.Array:
+    """``ak.zip(columns)`` of one collection's branches, built directly where that gives the same array.
+
+    ``ak.zip`` broadcasts the branches against each other; a NanoAOD collection's branches need none: lists with
+    the same offsets (``nJet``) or flat arrays of one length. Anything else goes to ``ak.zip``.
+    """
+    layouts = [column.layout for column in columns.values()]
+    first = layouts[0]
+    if all(_is_flat_numbers(layout) and layout.length == first.length for layout in layouts):
+        return ak.Array(ak.contents.RecordArray(layouts, list(columns), first.length))
+    if isinstance(first, ak.contents.ListOffsetArray) and all(
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and not layout._parameters
+        and _is_flat_numbers(layout.content)
+        and np.array_equal(layout.offsets.data, first.offsets.data)
+        for layout in layouts
+    ):
+        # as broadcasting does: offsets from zero (those of a chunk inside a basket do not start there)
+        start, stop = int(first.offsets[0]), int(first.offsets[-1])
+        offsets = first.offsets if start == 0 else ak.index.Index64(first.offsets.data - start)
+        contents = [layout.content[start:stop] for layout in layouts]
+        records = ak.contents.RecordArray(contents, list(columns), stop - start)
+        return ak.Array(ak.contents.ListOffsetArray(offsets, records))
+    return ak.zip(columns)
+
+
+def _is_flat_numbers(layout: ak.contents.Content) -> bool:
+    return isinstance(layout, ak.contents.NumpyArray) and layout.data.ndim == 1
 
 
 def _one_line(error: BaseException) -> str:
@@ -434,7 +465,8 @@ def resolve_columns(
         for source in sources
     ]
     for pattern in patterns:
-        if not any(filter_routes(source.routes(), [pattern]) for source in sources):
+        # the routes a pattern matches are among those selected above: no second pass over all routes of the files
+        if not any(filter_routes(routes, [pattern]) for routes in per_source):
             raise MissingColumnError(missing_column_message(pattern, origins.get(pattern), sources))
     return per_source
 
@@ -546,6 +578,12 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         return json.load(f)
 
 
+#: The codec of every parquet file written. On the chain's outputs (written, and read as often as the chain reads
+#: them), snappy takes 18% less CPU time than zstd (level 1) and writes 18% larger files; no compression saves
+#: another 6% with files 50% larger than zstd's (see the performance page).
+PARQUET_COMPRESSION = "snappy"
+
+
 class ParquetWriter:
     """Streams chunks into one parquet file (one row group per chunk), renamed into place on close.
 
@@ -566,7 +604,9 @@ class ParquetWriter:
     def write(self, events: ak.Array) -> None:
         table = ak.to_arrow_table(events, extensionarray=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp_path, table.schema, compression="zstd", use_dictionary=False)
+            self._writer = pq.ParquetWriter(
+                self._tmp_path, table.schema, compression=PARQUET_COMPRESSION, use_dictionary=False
+            )
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)

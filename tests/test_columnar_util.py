@@ -171,6 +171,104 @@ def test_set_column_value_type(events: ak.Array) -> None:
     assert ak.flatten(result.Jet.pt).type.content.primitive == "float32"
 
 
+class _Jet(ak.Record):
+    """A record behaviour, to check that set columns keep the collection's behaviour and parameters."""
+
+
+_BEHAVIOR: dict = {"Jet": _Jet}
+
+
+def _with_field_reference(array: ak.Array, route: str, value: object) -> ak.Array:
+    """What ``set_ak_column`` returned before its direct paths: ``ak.with_field`` at every level of the route."""
+    return ak.with_field(array, value, route.split("."))
+
+
+def _value_cases(events: ak.Array) -> list[tuple[str, object]]:
+    """(route, value) pairs covering the direct paths and the cases that broadcast."""
+    jet_pt = events.Jet.pt
+    return [
+        ("ht", ak.sum(jet_pt, axis=1)),  # new flat column, awkward value
+        ("weight", np.array([0.5, 1.5, 2.5])),  # new flat column, numpy value
+        ("event", np.array([7, 8, 9], dtype=np.int32)),  # replaced flat column, other dtype
+        ("first_pt", ak.firsts(jet_pt)),  # option type
+        ("label", ak.Array(["a", "bb", "ccc"])),  # strings
+        ("MET.pt", events.MET.pt * 2),  # replaced field of a record per event
+        ("MET.sumet", np.array([1.0, 2.0, 3.0])),  # new field of a record per event
+        ("Jet.pt_raw", jet_pt),  # new field of a collection, the collection's own offsets
+        ("Jet.pt", ak.Array([[1.0, 2.0], [3.0], []])),  # replaced field, equal offsets of another array
+        ("Jet.pt", ak.mask(jet_pt, jet_pt > 35)),  # option type inside the lists
+        ("Jet.pt", ak.values_astype(jet_pt, np.float32)),
+        ("Jet.tag", ak.Array([["x", "y"], ["z"], []])),  # lists of strings
+        ("Jet.event_weight", np.array([1.0, 2.0, 3.0])),  # broadcast into the collection
+        ("Jet.pt", ak.Array([[1.0], [2.0, 3.0], []])),  # other list lengths: an error either way
+        ("Jet.shifted", ak.Array([[0.0, 1.0, 2.0], [3.0, 4.0], []])[:, 1:]),  # offsets not from zero
+        ("nested", ak.zip({"a": jet_pt, "b": jet_pt * 2})),  # a new record field holding lists of records
+    ]
+
+
+def _check_same_as_reference(array: ak.Array, route: str, value: object) -> ak.Array | None:
+    """``set_ak_column``'s result if it is the reference's (None if both fail to broadcast).
+
+    ``set_ak_column`` runs first: reading a layout's ``parameters`` (as ``ak.with_field`` does) turns its missing
+    parameters into an empty dict.
+    """
+    try:
+        result = set_ak_column(array, route, value)
+    except ValueError:
+        with pytest.raises(ValueError, match="broadcast"):
+            _with_field_reference(array, route, value)
+        return None
+    expected = _with_field_reference(array, route, value)
+    assert result.layout.form.to_dict() == expected.layout.form.to_dict(), route  # with all parameters
+    assert ak.to_list(result) == ak.to_list(expected), route
+    assert result.behavior == expected.behavior
+    assert result.attrs == expected.attrs
+    # the parquet schema, with awkward's metadata: it tells an empty parameter dict from none
+    assert ak.to_arrow_table(result).schema.equals(ak.to_arrow_table(expected).schema, check_metadata=True), route
+    return result
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_set_column_is_the_same_as_with_field(events: ak.Array, case: int) -> None:
+    route, value = _value_cases(events)[case]
+    _check_same_as_reference(events, route, value)
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_set_column_keeps_behaviours_and_parameters(events: ak.Array, case: int) -> None:
+    jets = ak.with_name(events.Jet, "Jet")
+    with_behavior = ak.Array(ak.with_field(events, jets, "Jet"), behavior=_BEHAVIOR)
+    route, value = _value_cases(with_behavior)[case]
+    result = _check_same_as_reference(with_behavior, route, value)
+    if result is not None:
+        assert isinstance(result.Jet[0, 0], _Jet)
+    documented = ak.with_field(events, ak.with_parameter(events.Jet, "__doc__", "jets"), "Jet")
+    _check_same_as_reference(documented, route, value)  # lists with parameters: the value's are the same or not
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        lambda events: events[1:],  # lists whose offsets do not start at zero
+        lambda events: events[np.array([True, False, True])],  # an indexed record array
+        lambda events: events[:1],  # one event
+        lambda events: events[:0],  # no events
+        lambda events: ak.Array(ak.contents.RecordArray(events.layout.contents, events.fields)),  # no parameters
+    ],
+)
+def test_set_column_on_selected_events_is_the_same_as_with_field(events: ak.Array, select: object) -> None:
+    selected = select(events)  # type: ignore[operator]
+    _check_same_as_reference(selected, "Jet.pt_raw", selected.Jet.pt)
+    _check_same_as_reference(selected, "ht", ak.sum(selected.Jet.pt, axis=1))
+
+
+def test_set_column_value_with_its_own_behavior_is_the_same_as_with_field(events: ak.Array) -> None:
+    value = ak.Array(events.Jet.pt, behavior=_BEHAVIOR)
+    _check_same_as_reference(events, "Jet.pt_raw", value)
+    named = ak.with_name(ak.zip({"x": events.MET.pt}), "Jet", behavior=_BEHAVIOR)
+    _check_same_as_reference(events, "MET.vector", named)
+
+
 def test_has_ak_column(events: ak.Array) -> None:
     assert has_ak_column(events, "Jet.pt")
     assert has_ak_column(events, "Jet")
@@ -231,6 +329,11 @@ def test_get_routes_lists_leaves(events: ak.Array) -> None:
         ([Route("Muon.pt")], ["Muon.pt"]),
         (["nothing*"], []),
         (["Je"], []),
+        ([], []),
+        (["Jet.?t", "*X"], ["Jet.pt", "JetX"]),
+        (["[JM]*.pt"], ["Jet.pt", "Muon.pt"]),
+        (["*e*.*t*"], ["Jet.pt", "Jet.eta", "Jet.pt_raw"]),
+        (["Jet.pt", "*.pt", "Jet"], ["Jet.pt", "Jet.eta", "Jet.pt_raw", "Muon.pt"]),
     ],
 )
 def test_filter_routes_wildcards(patterns: list[str | Route], expected: list[str]) -> None:

@@ -102,6 +102,47 @@ def test_root_source_hides_per_branch_counters(tmp_path: Path) -> None:
     assert ak.to_list(source.read(source.routes(), 0, 3).Jet.pt) == [[1.0, 2.0], [3.0], []]
 
 
+def _same_arrays(result: ak.Array, expected: ak.Array) -> None:
+    """The same layout types with all parameters, values and parquet schema (with awkward's metadata)."""
+    assert result.layout.form.to_dict() == expected.layout.form.to_dict()
+    assert ak.to_list(result) == ak.to_list(expected)
+    assert ak.to_arrow_table(result).schema.equals(ak.to_arrow_table(expected).schema, check_metadata=True)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, N_EVENTS), (10, 60), (300, 600), (999, 1000), (5, 5)])
+def test_root_source_builds_collections_as_ak_zip(
+    nano_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start: int,
+    stop: int,
+) -> None:
+    """The collections' records, built from the branches directly, are those of ``ak.zip``."""
+    routes = RootSource(str(nano_file)).routes()
+    result = RootSource(str(nano_file)).read(routes, start, stop)
+    monkeypatch.setattr("cf.io._zip_branches", ak.zip)
+    _same_arrays(result, RootSource(str(nano_file)).read(routes, start, stop))
+
+
+def test_root_source_collection_of_lists_and_flat_branches_is_broadcast(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A collection whose branches are not all lists of the same lengths is zipped by ``ak.zip`` (broadcast)."""
+    path = tmp_path / "mixed.root"
+    with uproot.recreate(path) as output:
+        output["Events"] = {
+            "Jet_pt": ak.Array([[1.0, 2.0], [3.0], []]),
+            "Jet_area": np.array([0.5, 0.6, 0.7]),
+            "Muon_pt": ak.Array([[1.0], [], [2.0, 3.0]]),
+            "Muon_eta": ak.Array([[0.1], [], [0.2, 0.3]]),
+        }
+    source = RootSource(str(path))
+    result = source.read(source.routes(), 0, 3)
+    assert ak.to_list(result.Jet.area) == [[0.5, 0.5], [0.6], []]
+    monkeypatch.setattr("cf.io._zip_branches", ak.zip)
+    _same_arrays(result, RootSource(str(path)).read(source.routes(), 0, 3))
+
+
 def test_chunked_root_reads_equal_a_full_read(nano_file: Path) -> None:
     source = RootSource(str(nano_file))
     uses = ["Jet.*", "MET.pt", "event", "genWeight"]
