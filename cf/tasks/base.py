@@ -283,6 +283,27 @@ def import_before_forking() -> None:
     nanoaod_behavior()
 
 
+@functools.cache
+def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
+    return bool(law.util.multi_match(name, patterns, any))
+
+
+def cached_multi_match(name: Any, patterns: Any, mode: Any = any, *args: Any, **kwargs: Any) -> bool:
+    """The result of law's ``multi_match`` for a name and any of a set of patterns, remembered.
+
+    law's ``req_params`` matches every parameter of a task against the exclusion patterns of the two task classes
+    whenever one task requires another: ~15k fnmatch calls in a chain run (0.7 s of 20 s profiled), always with the
+    same few names and patterns. Installed as ``law.task.base.multi_match`` when this module is imported.
+    """
+    items = law.util.make_list(patterns)
+    if mode is any and not args and not kwargs and isinstance(name, str) and all(isinstance(p, str) for p in items):
+        return _matches_any(name, tuple(sorted(set(items))))
+    return bool(law.util.multi_match(name, items, mode, *args, **kwargs))
+
+
+law.task.base.multi_match = cached_multi_match
+
+
 class AnalysisTask(law.Task):
     """A task of the analysis named in law.cfg; its outputs live under ``$CF_STORE_LOCAL``."""
 
