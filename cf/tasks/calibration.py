@@ -8,11 +8,10 @@ from typing import Any
 import awkward as ak
 import law
 
-from cf.columnar_util import take_ak_columns
-from cf.functions import apply_functions
 from cf.io import EventSource, ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import column_function_step
 
 __all__ = ["CalibrateEvents"]
 
@@ -41,10 +40,4 @@ class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
             The columns to read, the further sources the calibrators' setup hooks ask for, and the function from a
             chunk to the columns this task writes.
         """
-        insts = self.calibrator_insts
-        produces = self.columns_produced(insts)
-
-        def calibrate(chunk: ak.Array) -> ak.Array:
-            return take_ak_columns(apply_functions(insts, chunk), produces)
-
-        return self.column_origins(insts), self.setup_functions(insts, function_inputs), calibrate
+        return column_function_step(self, self.calibrator_insts, function_inputs)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import awkward as ak
 import law
 
-from cf.columnar_util import take_ak_columns
-from cf.functions import apply_functions
-from cf.io import ParquetWriter, open_source
+from cf.io import EventSource, ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ProducersMixin, SelectorMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import column_function_step
 from cf.tasks.reduction import ReduceEvents
 
 __all__ = ["ProduceColumns"]
@@ -30,11 +31,20 @@ class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin
         return {"columns": self.target(f"prod_{self.branch}.parquet")}
 
     def run(self) -> None:
-        insts = self.producer_insts
-        uses = self.column_origins(insts)
-        produces = self.columns_produced(insts)
         inputs = self.input()
-        sources = [open_source(inputs["events"]["events"].path), *self.setup_functions(insts, inputs["functions"])]
+        uses, sources, produce = self.chunk_step(inputs["functions"])
+        sources = [open_source(inputs["events"]["events"].path), *sources]
         with ParquetWriter(self.output()["columns"].path) as writer:
             for chunk, _, _ in self.iter_chunks(sources, uses):
-                writer.write(take_ak_columns(apply_functions(insts, chunk), produces))
+                writer.write(produce(chunk))
+
+    def chunk_step(
+        self, function_inputs: dict[str, Any]
+    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
+        """What the task does to each chunk (also run by a fused ``cf.PrepareMLEvents``).
+
+        Returns:
+            The columns to read, the further sources the producers' setup hooks ask for, and the function from a
+            chunk to the columns this task writes.
+        """
+        return column_function_step(self, self.producer_insts, function_inputs)
