@@ -29,7 +29,7 @@ from cf.columnar_util import take_ak_columns
 from cf.functions import ColumnFunction, apply_functions
 from cf.io import EventSource
 
-__all__ = ["FusingWorkflow", "column_function_step"]
+__all__ = ["ColumnFunctionStep", "FusingWorkflow"]
 
 
 class FusingWorkflow:
@@ -73,23 +73,30 @@ class FusingWorkflow:
         return bool(fused)
 
 
-def column_function_step(
-    task: Any, insts: list[ColumnFunction], function_inputs: dict[str, Any]
-) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
-    """The chunk step of a task that runs column functions and writes the columns they produce.
+class ColumnFunctionStep:
+    """A per-file task (``DatasetTask``) that runs column functions on each chunk and writes what they produce."""
 
-    Args:
-        task: The task (a ``DatasetTask``) whose functions ``insts`` are.
-        insts: The functions, applied in this order.
-        function_inputs: The outputs of the tasks their ``requires`` hooks ask for.
+    def step_functions(self) -> list[ColumnFunction]:
+        """The functions, applied in this order (e.g. the calibrators)."""
+        raise NotImplementedError
 
-    Returns:
-        The columns to read, the further sources the functions' setup hooks ask for, and the function from a chunk
-        to the produced columns.
-    """
-    produces = task.columns_produced(insts)
+    def chunk_step(
+        self, function_inputs: dict[str, Any]
+    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
+        """What the task does to each chunk (also run by a fused task after it).
 
-    def step(chunk: ak.Array) -> ak.Array:
-        return take_ak_columns(apply_functions(insts, chunk), produces)
+        Args:
+            function_inputs: The outputs of the tasks the functions' ``requires`` hooks ask for.
 
-    return task.column_origins(insts), task.setup_functions(insts, function_inputs), step
+        Returns:
+            The columns to read, the further sources the functions' setup hooks ask for, and the function from a
+            chunk to the columns this task writes.
+        """
+        task: Any = self
+        insts = self.step_functions()
+        produces = task.columns_produced(insts)
+
+        def step(chunk: ak.Array) -> ak.Array:
+            return take_ak_columns(apply_functions(insts, chunk), produces)
+
+        return task.column_origins(insts), task.setup_functions(insts, function_inputs), step

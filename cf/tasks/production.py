@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import awkward as ak
 import law
 
-from cf.io import EventSource, ParquetWriter, open_source
+from cf.functions import ColumnFunction
+from cf.io import ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ProducersMixin, SelectorMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
-from cf.tasks.fusion import column_function_step
+from cf.tasks.fusion import ColumnFunctionStep
 from cf.tasks.reduction import ReduceEvents
 
 __all__ = ["ProduceColumns"]
 
 
-class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
+class ProduceColumns(ColumnFunctionStep, ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the producers on the reduced events of one file; writes the columns they declare in ``produces``.
 
     What producers need besides the events (e.g. the dataset's merged selection statistics for the normalization
@@ -38,13 +37,5 @@ class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin
             for chunk, _, _ in self.iter_chunks(sources, uses):
                 writer.write(produce(chunk))
 
-    def chunk_step(
-        self, function_inputs: dict[str, Any]
-    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
-        """What the task does to each chunk (also run by a fused ``cf.PrepareMLEvents``).
-
-        Returns:
-            The columns to read, the further sources the producers' setup hooks ask for, and the function from a
-            chunk to the columns this task writes.
-        """
-        return column_function_step(self, self.producer_insts, function_inputs)
+    def step_functions(self) -> list[ColumnFunction]:
+        return self.producer_insts
