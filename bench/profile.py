@@ -2,10 +2,10 @@
 
 Makes sure the chain of one dataset is complete in a profiling store (not timed), then re-runs the
 ``run()`` of each chain task of one branch (one input file) in this process, overwriting its outputs, and
-prints the seconds per task (best of ``--repeat``), and those of the fused ``ReduceEvents`` that a fresh chain
-runs instead of the first three. With ``--cprofile FILE`` the runs are profiled and
-the time is split into categories (ROOT reading, parquet reading and writing, physics, awkward glue).
-Run it once per code version to compare them (e.g. with another checkout first on ``PYTHONPATH``).
+prints the seconds per task (best of ``--repeat``), and those of the fused ``ReduceEvents`` and
+``PrepareMLEvents`` that a fresh chain runs instead of the first three and the last two. With ``--cprofile FILE``
+the runs are profiled and the time is split into categories (ROOT reading, parquet reading and writing, physics,
+awkward glue). Run it once per code version to compare them (e.g. with another checkout first on ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pstats
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import CONFIG, DEFAULT_BASKET_SIZE, ML_MODEL, data_dir, parse_count, sample_scale
@@ -50,26 +51,34 @@ def _task(name: str, dataset: str, branch: int, chunk_size: int) -> object:
     return getattr(module, name)(**params)
 
 
-def _fused_reduction(dataset: str, branch: int, chunk_size: int) -> object:
-    """The ReduceEvents of the branch as a fresh chain runs it: fused with the calibration and the selection.
+def _remove_fused_outputs(task: object) -> None:
+    """Remove the outputs of the task's file of the tasks it fuses and its own (``cf.tasks.fusion``)."""
+    for target in task.fused_outputs():  # type: ignore[attr-defined]
+        target.remove()
 
-    Its file's outputs of the three tasks are removed first, so that the task decides to fuse (and keeps deciding
-    so for the repetitions, which write them again).
+
+def _fused_task(name: str, dataset: str, branch: int, chunk_size: int) -> object:
+    """The task of the branch as a fresh chain runs it: fused with the tasks before it (``cf.tasks.fusion``).
+
+    Its file's outputs of the fused tasks are removed first, so that the task decides to fuse; they are removed again
+    before each repetition (a fused task whose fused outputs exist when it runs reads them instead).
     """
     from luigi.task_register import Register
 
-    task = _task("ReduceEvents", dataset, branch, chunk_size)
-    for target in [*task.output().values(), *task.upstream_outputs()]:  # type: ignore[attr-defined]
-        target.remove()
+    _remove_fused_outputs(_task(name, dataset, branch, chunk_size))
     Register.clear_instance_cache()  # a new instance, which decides again
-    return _task("ReduceEvents", dataset, branch, chunk_size)
+    return _task(name, dataset, branch, chunk_size)
 
 
-def _timed_runs(task: object, repeat: int, profiler: cProfile.Profile | None) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds of ``repeat`` runs of the task's ``run()`` in this process."""
+def _timed_runs(
+    task: object, repeat: int, profiler: cProfile.Profile | None, before: Callable[[object], None] | None = None
+) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``repeat`` runs of the task's ``run()`` in this process (``before`` each untimed)."""
     task.publish_progress = lambda *_: None  # type: ignore[attr-defined]  # no scheduler to report to
     times, cpu_times = [], []
     for _ in range(repeat):
+        if before:
+            before(task)
         start, start_cpu = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
@@ -136,9 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         total_cpu += min(cpu_times)
         _print_line(name, times, cpu_times)
     print(f"{'total':22s} best {total:6.2f} s wall {total_cpu:6.2f} s CPU")
-    # what a fresh chain runs instead of the first three tasks (not profiled: the split above is per task)
-    fused = _fused_reduction(args.dataset, args.branch, args.chunk_size)
-    _print_line("fused Calib+Sel+Reduce", *_timed_runs(fused, args.repeat, None))
+    # what a fresh chain runs instead of the first three and the last two (not profiled: the split above is per task)
+    for name, label in (("ReduceEvents", "fused Calib+Sel+Reduce"), ("PrepareMLEvents", "fused Produce+PrepareML")):
+        fused = _fused_task(name, args.dataset, args.branch, args.chunk_size)
+        _print_line(label, *_timed_runs(fused, args.repeat, None, before=_remove_fused_outputs))
     if profiler and args.cprofile:
         profiler.dump_stats(args.cprofile)
         stats = pstats.Stats(args.cprofile)

@@ -160,6 +160,22 @@ def test_rerun_of_complete_chain_does_nothing(chain: ChainOutputs, law_env: LawE
     assert "generating" not in result.stdout + result.stderr
 
 
+def _stored_files(store: Path) -> list[Path]:
+    """The parquet and json files of a store, relative to it."""
+    return sorted(p.relative_to(store) for p in _all_files(store) if p.suffix in {".parquet", ".json"})
+
+
+def _assert_same_files(store: Path, reference: Path) -> None:
+    """The two stores hold the same parquet and json files with the same content (tables equal, json equal)."""
+    files = _stored_files(store)
+    assert files == _stored_files(reference)
+    for path in files:
+        if path.suffix == ".parquet":
+            assert pq.read_table(store / path).equals(pq.read_table(reference / path)), path
+        else:
+            assert load_json(store / path) == load_json(reference / path), path
+
+
 def test_fused_reduction_writes_what_the_tasks_one_by_one_write(
     chain: ChainOutputs, fresh_law_env: LawEnv, law_run: LawRun, tmp_path: Path
 ) -> None:
@@ -169,6 +185,8 @@ def test_fused_reduction_writes_what_the_tasks_one_by_one_write(
     fused_run = law_run(*reduce, env=fused_env.env)
     assert "done: cf.CalibrateEvents" not in fused_run.stdout
     assert f"done: cf.ReduceEvents {CONFIG} {DATASET} branch 0" in fused_run.stdout
+    # what the run did not ask for is not fused: no produced columns
+    assert not any(fused_env.store.rglob("prod_*.parquet"))
     # afterwards every task of the chain is complete: nothing runs again
     rerun = law_run("cf.SelectEvents", *SELECTED, env=fused_env.env)
     assert "done:" not in rerun.stdout
@@ -176,16 +194,49 @@ def test_fused_reduction_writes_what_the_tasks_one_by_one_write(
     law_run("cf.SelectEvents", *SELECTED, env=fresh_law_env.env)
     separate_run = law_run(*reduce, env=fresh_law_env.env)
     assert "done: cf.CalibrateEvents" not in separate_run.stdout
-    fused, separate = fused_env.store, fresh_law_env.store
-    files = sorted(p.relative_to(fused) for p in _all_files(fused) if p.suffix in {".parquet", ".json"})
+    files = _stored_files(fused_env.store)
     assert any(p.name == "calib_0.parquet" for p in files)
     assert any(p.name == "stats_1.json" for p in files)
-    assert files == sorted(p.relative_to(separate) for p in _all_files(separate) if p.suffix in {".parquet", ".json"})
-    for path in files:
-        if path.suffix == ".parquet":
-            assert pq.read_table(fused / path).equals(pq.read_table(separate / path)), path
-        else:
-            assert load_json(fused / path) == load_json(separate / path), path
+    _assert_same_files(fused_env.store, fresh_law_env.store)
+
+
+#: The ML inputs of test_model (whose training calibrators, selector and producers are those of PRODUCE).
+PREPARE = ("cf.PrepareMLEvents", "--version", "v1", "--config", CONFIG, "--dataset", DATASET, "--ml-model",
+           "test_model")  # fmt: skip
+
+
+def test_fused_production_writes_what_the_tasks_one_by_one_write(
+    chain: ChainOutputs, fresh_law_env: LawEnv, law_run: LawRun, tmp_path: Path
+) -> None:
+    # the tasks one by one: the production first (which prepares no ML inputs), then the ML inputs read it back
+    law_run(*PRODUCE, env=fresh_law_env.env)
+    assert not any(fresh_law_env.store.rglob("mlevents_*.parquet"))
+    law_run(*PREPARE, env=fresh_law_env.env)
+    # on an empty store, PrepareMLEvents runs the production of each file itself, in the same pass (2 workers)
+    fused_env = fresh_law_env.with_paths(store=tmp_path / "fused_store")
+    fused_run = law_run(*PREPARE, "--workers", "2", env=fused_env.env)
+    assert "done: cf.ProduceColumns" not in fused_run.stdout
+    assert f"done: cf.PrepareMLEvents {CONFIG} {DATASET} test_model branch 1" in fused_run.stdout
+    _assert_same_files(fused_env.store, fresh_law_env.store)
+    assert "done:" not in law_run(*PRODUCE, env=fused_env.env).stdout
+    # a run killed after storing the production of file 0 and some of its ML inputs, and before that of file 1
+    produced = sorted(fused_env.store.rglob("prod_*.parquet"))
+    production_time = produced[0].stat().st_mtime_ns
+    ml_inputs = next(fused_env.store.rglob("mlevents_f0of3_0.parquet")).parent
+    for name in [
+        "mlevents_f2of3_0.parquet",
+        "stats_0.json",
+        "stats_1.json",
+        *[f"mlevents_f{i}of3_1.parquet" for i in range(3)],
+    ]:
+        (ml_inputs / name).unlink()
+    produced[1].unlink()
+    rerun = law_run(*PREPARE, env=fused_env.env)
+    # file 0 runs one by one (its production is read back, not written again), file 1 fused again
+    assert f"done: cf.PrepareMLEvents {CONFIG} {DATASET} test_model branch 0" in rerun.stdout
+    assert "done: cf.ProduceColumns" not in rerun.stdout
+    assert produced[0].stat().st_mtime_ns == production_time
+    _assert_same_files(fused_env.store, fresh_law_env.store)
 
 
 def test_two_workers_write_the_same_outputs(

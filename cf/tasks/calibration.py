@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import awkward as ak
 import law
 
-from cf.columnar_util import take_ak_columns
-from cf.functions import apply_functions
-from cf.io import EventSource, ParquetWriter, open_source
+from cf.functions import ColumnFunction
+from cf.io import ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import ColumnFunctionStep
 
 __all__ = ["CalibrateEvents"]
 
 
-class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
+class CalibrateEvents(ColumnFunctionStep, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the calibrators on one input file; writes only the columns they declare in ``produces``."""
 
     def input_requirements(self) -> dict[str, Any]:
@@ -32,19 +30,5 @@ class CalibrateEvents(CalibratorsMixin, ShiftMixin, DatasetWorkflow):
             for chunk, _, _ in self.iter_chunks([open_source(self.input_file()), *sources], uses):
                 writer.write(calibrate(chunk))
 
-    def chunk_step(
-        self, function_inputs: dict[str, Any]
-    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], ak.Array]]:
-        """What the task does to each chunk (also run by a fused ``cf.ReduceEvents``).
-
-        Returns:
-            The columns to read, the further sources the calibrators' setup hooks ask for, and the function from a
-            chunk to the columns this task writes.
-        """
-        insts = self.calibrator_insts
-        produces = self.columns_produced(insts)
-
-        def calibrate(chunk: ak.Array) -> ak.Array:
-            return take_ak_columns(apply_functions(insts, chunk), produces)
-
-        return self.column_origins(insts), self.setup_functions(insts, function_inputs), calibrate
+    def step_functions(self) -> list[ColumnFunction]:
+        return self.calibrator_insts

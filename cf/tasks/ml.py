@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import awkward as ak
@@ -27,7 +28,7 @@ from cf.columnar_util import IDENTITY_COLUMNS, Route, filter_routes, get_ak_rout
 from cf.contract import config_entry
 from cf.folds import fold_indices
 from cf.functions import ColumnFunction, apply_functions
-from cf.io import ParquetWriter, dump_json, load_json, open_source
+from cf.io import EventSource, MemorySource, ParquetWriter, dump_json, load_json, open_source
 from cf.ml import MLModel, model_instance
 from cf.registry import split_settings
 from cf.sandbox import QuietSandboxProxy, check_sandbox
@@ -42,6 +43,7 @@ from cf.tasks.base import (
     producer_instances,
 )
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import FusingWorkflow
 from cf.tasks.production import ProduceColumns
 from cf.tasks.reduction import ReduceEvents
 from cf.tasks.remote import BatchWorkflow, WorkflowSandboxTask
@@ -240,15 +242,30 @@ class MLTrainingEventsMixin(MLModelMixin, ProducersMixin, SelectorMixin, Calibra
         return params
 
 
-class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
+class PrepareMLEvents(FusingWorkflow, MLTrainingEventsMixin, DatasetWorkflow):
     """Per input file: the model's ``uses`` columns, the event weight and the fold index, one parquet per fold.
 
     Refuses NaN or infinite feature values, naming the column.
+
+    Fused local execution: where the outputs of ``cf.ProduceColumns`` and this task are all missing for a file, and
+    the workflow runs locally, this task also runs the production of its file (:meth:`run_fused`): the reduced
+    events are read once and the produced columns go on to the preparation in memory, while ``cf.ProduceColumns``'
+    output is written by its own code, before this task's (:mod:`cf.tasks.fusion`).
     """
+
+    def fused_outputs(self) -> list[law.FileSystemTarget]:
+        return [*law.util.flatten(self.output()), *ProduceColumns.req(self).output().values()]
 
     def input_requirements(self) -> dict[str, Any]:
         functions = self.function_requirements(self.preparation_insts())
-        return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self), "functions": functions}
+        if not self.fuses_upstream():
+            return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self), "functions": functions}
+        production = ProduceColumns.req(self)
+        return {
+            "events": ReduceEvents.req(self),
+            "production_functions": production.function_requirements(production.producer_insts),
+            "functions": functions,
+        }
 
     def output(self) -> dict[str, Any]:
         folds = self.ml_model_inst.folds
@@ -258,33 +275,92 @@ class PrepareMLEvents(MLTrainingEventsMixin, DatasetWorkflow):
         }
 
     def run(self) -> None:
-        model = self.ml_model_inst
-        preparation = self.preparation_insts()
-        uses = self.prepared_columns(preparation)
+        production = ProduceColumns.req(self)
+        # a file whose production another task of this run has written meanwhile is read as in a run one by one
+        if self.fuses_upstream() and not production.complete():
+            self.run_fused(production)
+            return
         inputs = self.input()
+        uses, sources, prepare, totals = self.chunk_step(inputs["functions"])
         sources = [
             open_source(inputs["events"]["events"].path),
-            open_source(inputs["columns"]["columns"].path),
-            *self.setup_functions(preparation, inputs["functions"]),
+            open_source(production.output()["columns"].path),
+            *sources,
         ]
-        features = sorted(set(self.model_columns()) - set(IDENTITY_COLUMNS))
-        outputs = self.output()
-        n_events = [0] * model.folds
-        sum_weights = [0.0] * model.folds
+        with self.fold_writers() as writers:
+            for chunk, _, _ in self.iter_chunks(sources, uses, optional=weight_columns(self.ml_model_inst)):
+                write_folds(writers, prepare(chunk))
+        dump_json(self.output()["stats"].path, totals)
+
+    def run_fused(self, production: ProduceColumns) -> None:
+        """ProduceColumns and this task on this task's file, chunk by chunk in one pass.
+
+        Each step reads its chunk as the separate task does, from the reduced events and, for the preparation, from
+        the produced columns, held in memory instead of read back. The outputs are those of the separate tasks; the
+        production's is stored first, so that a run killed on the way never leaves this task's outputs without it.
+        """
+        inputs = self.input()
+        produce_uses, produce_sources, produce = production.chunk_step(inputs["production_functions"])
+        uses, sources, prepare, totals = self.chunk_step(inputs["functions"])
+        reduced = open_source(inputs["events"]["events"].path)
+        produced_path = production.output()["columns"].path
+        produced = MemorySource(produced_path, reduced.n_events)
+        optional = weight_columns(self.ml_model_inst)
+        starts = range(0, max(reduced.n_events, 1), self.chunk_size)
+        # left in reverse order: the produced columns are stored first, then the folds, then the statistics
+        with self.fold_writers() as writers, ParquetWriter(produced_path) as produced_out:
+            for i, start in enumerate(starts):
+                stop = min(start + self.chunk_size, reduced.n_events)
+                chunk = production.read_chunk([reduced, *produce_sources], produce_uses, start, stop)
+                produced.hold(produce(chunk), start, stop)
+                produced_out.write(produced.chunk)
+                chunk = self.read_chunk([reduced, produced, *sources], uses, start, stop, optional)
+                write_folds(writers, prepare(chunk))
+                self.publish_progress(100.0 * (i + 1) / len(starts))
+        dump_json(self.output()["stats"].path, totals)
+
+    @contextlib.contextmanager
+    def fold_writers(self) -> Iterator[list[ParquetWriter]]:
+        """One writer per fold output, each stored when the block is left without an error."""
         with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(ParquetWriter(target.path)) for target in outputs["folds"]]
-            for events_read, _, _ in self.iter_chunks(sources, uses, optional=weight_columns(model)):
-                chunk = apply_functions(preparation, events_read)
-                check_finite(chunk, features, self.dataset)
-                folds = fold_indices(chunk, model.folds)
-                events = ak.with_field(chunk, folds, "fold")
-                weights = event_weights(events, model.weight_column)
-                for fold, writer in enumerate(writers):
-                    mask = folds == fold
-                    writer.write(events[mask])
-                    n_events[fold] += int(mask.sum())
-                    sum_weights[fold] += float(weights[mask].sum())
-        dump_json(outputs["stats"].path, {"n_events": n_events, "sum_weights": sum_weights})
+            yield [stack.enter_context(ParquetWriter(target.path)) for target in self.output()["folds"]]
+
+    def chunk_step(
+        self, function_inputs: dict[str, Any]
+    ) -> tuple[dict[str, str], list[EventSource], Callable[[ak.Array], list[ak.Array]], dict[str, list[Any]]]:
+        """What the task does to each chunk (also run by :meth:`run_fused`).
+
+        Returns:
+            The columns to read, the further sources the preparation producer's setup hooks ask for, the function
+            from a chunk to its events per fold, and the statistics (events and weight sums per fold), which that
+            function adds each chunk to.
+        """
+        model = self.ml_model_inst
+        preparation = self.preparation_insts()
+        features = sorted(set(self.model_columns()) - set(IDENTITY_COLUMNS))
+        totals: dict[str, list[Any]] = {"n_events": [0] * model.folds, "sum_weights": [0.0] * model.folds}
+
+        def prepare(events_read: ak.Array) -> list[ak.Array]:
+            chunk = apply_functions(preparation, events_read)
+            check_finite(chunk, features, self.dataset)
+            folds = fold_indices(chunk, model.folds)
+            events = ak.with_field(chunk, folds, "fold")
+            weights = event_weights(events, model.weight_column)
+            per_fold = []
+            for fold in range(model.folds):
+                mask = folds == fold
+                per_fold.append(events[mask])
+                totals["n_events"][fold] += int(mask.sum())
+                totals["sum_weights"][fold] += float(weights[mask].sum())
+            return per_fold
+
+        return self.prepared_columns(preparation), self.setup_functions(preparation, function_inputs), prepare, totals
+
+
+def write_folds(writers: list[ParquetWriter], per_fold: list[ak.Array]) -> None:
+    """Write each fold's events of a chunk to its writer."""
+    for writer, events in zip(writers, per_fold, strict=True):
+        writer.write(events)
 
 
 def weight_columns(model: MLModel) -> set[str]:

@@ -6,17 +6,17 @@ from typing import Any
 
 import law
 
-from cf.columnar_util import take_ak_columns
-from cf.functions import apply_functions
+from cf.functions import ColumnFunction
 from cf.io import ParquetWriter, open_source
 from cf.tasks.base import CalibratorsMixin, ProducersMixin, SelectorMixin, ShiftMixin
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import ColumnFunctionStep
 from cf.tasks.reduction import ReduceEvents
 
 __all__ = ["ProduceColumns"]
 
 
-class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
+class ProduceColumns(ColumnFunctionStep, ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Runs the producers on the reduced events of one file; writes the columns they declare in ``produces``.
 
     What producers need besides the events (e.g. the dataset's merged selection statistics for the normalization
@@ -30,11 +30,12 @@ class ProduceColumns(ProducersMixin, SelectorMixin, CalibratorsMixin, ShiftMixin
         return {"columns": self.target(f"prod_{self.branch}.parquet")}
 
     def run(self) -> None:
-        insts = self.producer_insts
-        uses = self.column_origins(insts)
-        produces = self.columns_produced(insts)
         inputs = self.input()
-        sources = [open_source(inputs["events"]["events"].path), *self.setup_functions(insts, inputs["functions"])]
+        uses, sources, produce = self.chunk_step(inputs["functions"])
+        sources = [open_source(inputs["events"]["events"].path), *sources]
         with ParquetWriter(self.output()["columns"].path) as writer:
             for chunk, _, _ in self.iter_chunks(sources, uses):
-                writer.write(take_ak_columns(apply_functions(insts, chunk), produces))
+                writer.write(produce(chunk))
+
+    def step_functions(self) -> list[ColumnFunction]:
+        return self.producer_insts

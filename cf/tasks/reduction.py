@@ -13,9 +13,10 @@ from cf.io import MemorySource, ParquetWriter, dump_json, open_source
 from cf.tasks.base import CalibratorsMixin, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
 from cf.tasks.external import DatasetWorkflow
+from cf.tasks.fusion import FusingWorkflow
 from cf.tasks.selection import SelectEvents, final_stats
 
-__all__ = ["FUSED_PRIORITY", "ReduceEvents"]
+__all__ = ["ReduceEvents"]
 
 #: The columns the reduction needs from every file: the selection masks and the event identity.
 REDUCTION_USES = {SELECTION_MASK_COLUMN, *IDENTITY_COLUMNS}
@@ -36,12 +37,7 @@ def apply_selection(events: ak.Array) -> ak.Array:
     return events
 
 
-#: The scheduler's priority of a fused ``cf.ReduceEvents`` (default 0): it runs before the calibration and selection
-#: workflows that other tasks require (e.g. ``cf.MergeSelectionStats``), which then find its files' outputs complete.
-FUSED_PRIORITY = 10
-
-
-class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
+class ReduceEvents(FusingWorkflow, SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow):
     """Writes the selected events of one file with only the columns needed downstream.
 
     Kept are the config's ``keep_columns["cf.ReduceEvents"]`` (where present), the event identity and the
@@ -54,26 +50,11 @@ class ReduceEvents(SelectorMixin, CalibratorsMixin, ShiftMixin, DatasetWorkflow)
     tasks is complete; where some outputs of a file exist already, the tasks run one by one as usual.
     """
 
-    @property
-    def priority(self) -> int:
-        return FUSED_PRIORITY if self.fuses_upstream() else 0
+    #: above the fusing tasks later in the chain (:attr:`FusingWorkflow.fused_priority`)
+    fused_priority = 20
 
-    def fuses_upstream(self) -> bool:
-        """Whether this task also runs the calibration and selection of its file(s); decided once per task.
-
-        A branch fuses when none of the three tasks' outputs of its file exist, a local workflow when a branch does.
-        The decision is kept, so that the requirements luigi checks before the run are those it scheduled.
-        """
-        fused = self.__dict__.get("_fuses_upstream")
-        if fused is None:
-            if self.is_workflow():
-                branches = self.get_branch_tasks().values()
-                fused = self.workflow == "local" and any(branch.fuses_upstream() for branch in branches)
-            else:
-                outputs = [*self.output().values(), *self.upstream_outputs()]
-                fused = not any(target.exists() for target in outputs)
-            self.__dict__["_fuses_upstream"] = fused
-        return fused
+    def fused_outputs(self) -> list[law.FileSystemTarget]:
+        return [*self.output().values(), *self.upstream_outputs()]
 
     def upstream_outputs(self) -> list[law.LocalFileTarget]:
         """The outputs of the calibration and selection of this task's file."""
