@@ -283,6 +283,42 @@ def import_before_forking() -> None:
     nanoaod_behavior()
 
 
+def exit_without_teardown() -> None:
+    """End a ``law run`` process as soon as luigi has its exit code and the exit handlers have run.
+
+    After the last task, Python's shutdown frees every object and module one by one: ~0.25 s of a chain run over
+    1M events, for memory the system reclaims at once anyway. The exit handlers (the run's summary, logging, the
+    task processes of ``--workers N``) and the flushing of stdout and stderr still run; the exit code is luigi's.
+    Installed (once) only in the ``law`` command's own process, when this module is imported: before ``law run``
+    hands the command line to luigi.
+    """
+    import luigi.cmdline
+
+    run_with_retcodes = luigi.cmdline.run_with_retcodes
+    if os.path.basename(sys.argv[0]) != "law" or getattr(run_with_retcodes, "cf_exits", False):
+        return
+
+    def run_and_exit(argv: list[str]) -> None:
+        try:
+            run_with_retcodes(argv)
+            code: Any = 0
+        except SystemExit as exit:
+            code = exit.code
+        atexit._run_exitfuncs()
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+
+    run_and_exit.cf_exits = True  # type: ignore[attr-defined]
+    luigi.cmdline.run_with_retcodes = run_and_exit
+
+
+exit_without_teardown()
+
+
 @functools.cache
 def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
     return bool(law.util.multi_match(name, patterns, any))
