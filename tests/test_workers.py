@@ -7,10 +7,11 @@ import os
 import signal
 from pathlib import Path
 
+import law
 import luigi
 import pytest
 
-from cf.tasks.workers import use_task_processes
+from cf.tasks.workers import is_bookkeeping, use_task_processes
 
 
 class RecordProcess(luigi.Task):
@@ -53,6 +54,13 @@ class Several(luigi.WrapperTask):
         return tasks
 
 
+class LawWrapper(law.WrapperTask):
+    """law's wrapper task (not a luigi.WrapperTask): bookkeeping all the same."""
+
+    def requires(self) -> list[luigi.Task]:
+        return []
+
+
 @pytest.fixture(scope="module", autouse=True)
 def task_processes() -> None:
     use_task_processes()
@@ -88,3 +96,9 @@ def test_a_failing_task_keeps_its_process_for_the_next_tasks(tmp_path: Path) -> 
     assert not succeeded
     assert len(pids) == 6
     assert len(set(pids)) <= 2
+
+
+def test_wrappers_and_local_workflows_are_bookkeeping(tmp_path: Path) -> None:
+    assert is_bookkeeping(Several(directory=str(tmp_path)))
+    assert is_bookkeeping(LawWrapper())
+    assert not is_bookkeeping(RecordProcess(directory=str(tmp_path), index=0))

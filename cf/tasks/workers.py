@@ -66,7 +66,7 @@ def is_bookkeeping(task: Any) -> bool:
     """
     if isinstance(task, law.SandboxTask):
         return False
-    if isinstance(task, luigi.WrapperTask):
+    if isinstance(task, (luigi.WrapperTask, law.WrapperTask)):
         return True
     if isinstance(task, law.BaseWorkflow) and task.is_workflow():
         return bool(task.effective_workflow == "local")
