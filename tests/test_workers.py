@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import law
@@ -62,8 +63,13 @@ class LawWrapper(law.WrapperTask):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def task_processes() -> None:
+def task_processes() -> Iterator[None]:
     use_task_processes()
+    # luigi notices a task process that died while it waits for results at most this late (law.cfg: 20 s)
+    config = luigi.configuration.get_config()
+    config.set("worker", "wait_interval", "0.2")
+    yield
+    config.remove_option("worker", "wait_interval")
 
 
 def run(directory: Path, first: str = "") -> tuple[bool, list[int]]:
