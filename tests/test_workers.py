@@ -42,6 +42,29 @@ class Fail(RecordProcess):
         raise RuntimeError("this task fails on purpose")
 
 
+class Decided(RecordProcess):
+    """Records the process in which luigi's scheduling took its decision (its priority) and the one it ran in."""
+
+    pooled_state = ("_decided_in",)
+
+    @property
+    def priority(self) -> int:
+        self.__dict__.setdefault("_decided_in", os.getpid())
+        return 0
+
+    def run(self) -> None:
+        record = {"pid": os.getpid(), "decided_in": self.__dict__.get("_decided_in")}
+        Path(self.output().path).write_text(json.dumps(record))
+
+
+class YieldDecided(RecordProcess):
+    """Yields Decided tasks, which are made after the persistent processes were started."""
+
+    def run(self) -> Iterator[list[Decided]]:
+        yield [Decided(directory=self.directory, index=index) for index in range(10, 14)]
+        super().run()
+
+
 class Several(luigi.WrapperTask):
     """Six RecordProcess tasks and, optionally, one task of another class first."""
 
@@ -108,3 +131,10 @@ def test_wrappers_and_local_workflows_are_bookkeeping(tmp_path: Path) -> None:
     assert is_bookkeeping(Several(directory=str(tmp_path)))
     assert is_bookkeeping(LawWrapper())
     assert not is_bookkeeping(RecordProcess(directory=str(tmp_path), index=0))
+
+
+def test_a_pooled_task_takes_over_the_decisions_of_the_scheduling_process(tmp_path: Path) -> None:
+    assert luigi.build([YieldDecided(directory=str(tmp_path), index=0)], workers=2, local_scheduler=True)
+    decided = [json.loads((tmp_path / f"task_{index}.json").read_text()) for index in range(10, 14)]
+    assert all(record["pid"] != os.getpid() for record in decided)
+    assert all(record["decided_in"] == os.getpid() for record in decided)

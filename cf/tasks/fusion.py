@@ -46,6 +46,8 @@ class FusingWorkflow:
     #: ``cf.PrepareMLEvents`` requires ``cf.MergeSelectionStats``: with the same priority as ``cf.ReduceEvents``,
     #: the selection workflows could run before the fused reduction).
     fused_priority: ClassVar[int] = 10
+    #: The decision that a persistent task process of ``--workers N`` takes over (``cf.tasks.workers``).
+    pooled_state: ClassVar[tuple[str, ...]] = ("_fuses_upstream",)
 
     @property
     def priority(self) -> int:

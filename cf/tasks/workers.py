@@ -10,7 +10,9 @@ changes of luigi's ``Worker._create_task_process`` (installed once per process b
 - the other tasks run in a pool of N persistent processes (:class:`TaskProcessPool`), forked once when the first
   such task starts: a process runs one task after the other and reuses its memory, as the single process of a
   one-worker run does. A task travels to its process as its family and string parameters (luigi's own way of
-  sending dynamic requirements) and its result goes back on luigi's result queue, so luigi's scheduling, retries
+  sending dynamic requirements), together with the attributes its class lists in ``pooled_state`` (decisions
+  taken when it was scheduled, such as whether it fuses the tasks before it, which must not be taken again
+  later in the other process), and its result goes back on luigi's result queue, so luigi's scheduling, retries
   and failure handling stay as they are. A pooled process that dies takes only its task with it (luigi reports
   it, as for a forked task) and is replaced for the next one.
 
@@ -112,7 +114,8 @@ class TaskProcessPool:
     def submit(self, task: luigi.Task) -> PoolProcess:
         """Send ``task`` to an idle process (started if needed; waits for one that is finishing its task)."""
         process = self._idle_process()
-        process.connection.send((task.task_id, task.task_module, task.task_family, task.to_str_params()))
+        state = {name: task.__dict__[name] for name in getattr(task, "pooled_state", ()) if name in task.__dict__}
+        process.connection.send((task.task_id, task.task_module, task.task_family, task.to_str_params(), state))
         process.busy = True
         return process
 
@@ -204,23 +207,27 @@ def serve(
             return
         if job is None:
             return
-        task_id, module, family, params = job
-        run_task(worker, task_id, module, family, params, check_unfulfilled_deps, check_complete_on_run)
+        task_id, module, family, params, state = job
+        run_task(worker, task_id, (module, family, params, state), check_unfulfilled_deps, check_complete_on_run)
         connection.send(task_id)
 
 
 def run_task(
     worker: luigi.worker.Worker,
     task_id: str,
-    module: str,
-    family: str,
-    params: dict[str, str],
+    job: tuple[str, str, dict[str, str], dict[str, Any]],
     check_unfulfilled_deps: bool,
     check_complete_on_run: bool,
 ) -> None:
-    """Run one task as luigi's task process does, in this process (luigi's ``TaskProcess.run``)."""
+    """Run one task as luigi's task process does, in this process (luigi's ``TaskProcess.run``).
+
+    ``job`` is the task's module, family, string parameters and the decisions the scheduling process took for it
+    (its class' ``pooled_state``), which the task made here takes over instead of deciding again.
+    """
+    module, family, params, state = job
     try:
         task = load_task(module, family, params)
+        task.__dict__.update(state)
     except Exception as error:  # noqa: BLE001 (any failure goes back to luigi as the task's failure)
         worker._task_result_queue.put((task_id, luigi.worker.FAILED, f"{type(error).__name__}: {error}", [], []))
         return
