@@ -18,8 +18,8 @@ Design (see the class docstring of :class:`DNNClassifier` for every setting):
   identity (independent of the fold hash); early stopping on the weighted validation loss, best weights
   restored.
 * **Determinism**: the Keras seed is ``seed + fold`` and TensorFlow's op determinism is on, so re-training
-  gives bit-identical weights (``deterministic=false`` switches op determinism off: about 15% faster on a CPU,
-  e.g. for the points of a scan).
+  gives bit-identical weights (``deterministic=false`` leaves op determinism off: about 15% faster on a CPU,
+  e.g. for the points of a scan; a process that trained with it on keeps it on).
 * **Outputs** per fold (``mlmodel_f{i}of{folds}/``): ``model.keras``, ``model.onnx`` (checked against Keras
   on the validation inputs), ``history.json``, ``metrics.json`` (validation loss, AUC of HH against the
   rest and of each class against the rest, the device the training ran on) and ``standardization.json``.
@@ -675,9 +675,8 @@ class DNNClassifier(MLModel):
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed + fold)
         if self.deterministic:
+            # for the rest of the process: TensorFlow has no public way to switch it off again
             tf.config.experimental.enable_op_determinism()
-        else:
-            tf.config.experimental.disable_op_determinism()
 
         data = self.prepare_training_data(input)
         x, labels, is_fit, is_val = data.x, data.labels, data.is_fit, data.is_val
