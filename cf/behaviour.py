@@ -20,7 +20,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-__all__ = ["DEFAULT_COLLECTIONS", "attach_coffea_behavior", "four_vectors", "nanoaod_behavior"]
+__all__ = ["DEFAULT_COLLECTIONS", "attach_coffea_behavior", "four_vectors", "min_delta_r", "nanoaod_behavior"]
 
 #: Collection -> the coffea NanoAOD type it gets (the names of ``coffea.nanoevents.methods.nanoaod``).
 DEFAULT_COLLECTIONS: dict[str, str] = {
@@ -98,3 +98,29 @@ def four_vectors(objects: ak.Array, fields: tuple[str, ...] = ("pt", "eta", "phi
         columns["mass"] = ak.zeros_like(columns["pt"])  # massless: enough for angles such as delta_r
     name = "PtEtaPhiMCandidate" if "charge" in columns else "PtEtaPhiMLorentzVector"
     return ak.zip(columns, with_name=name, behavior=candidate.behavior)
+
+
+def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
+    """For each object (flattened), the distance in (eta, phi) to the closest other object of its event.
+
+    ``inf`` for an object without others in its event. The values are those of coffea's ``delta_r`` of the
+    objects' double-precision four-vectors (:func:`four_vectors`), bit for bit: the same formula,
+    ``sqrt(dphi**2 + deta**2)`` with ``dphi`` wrapped into [-pi, pi), evaluated by a compiled loop over the
+    (object, other) pairs of each event (:func:`cf.kernels.closest_distances`) instead of on awkward records of
+    all pairs. ``objects`` and ``others`` need ``eta`` and ``phi``.
+    """
+    from cf.kernels import closest_distances
+
+    offsets, other_offsets = (_offsets(array) for array in (objects, others))
+    eta, phi = (_flat_float64(objects[field]) for field in ("eta", "phi"))
+    other_eta, other_phi = (_flat_float64(others[field]) for field in ("eta", "phi"))
+    return np.asarray(closest_distances(offsets, eta, phi, other_offsets, other_eta, other_phi))
+
+
+def _offsets(objects: ak.Array) -> np.ndarray:
+    counts = ak.to_numpy(ak.num(objects, axis=1))
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _flat_float64(values: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(values, axis=1)), dtype=np.float64)

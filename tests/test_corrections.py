@@ -249,8 +249,7 @@ def test_jec_shifts_and_met_propagation_equal_the_hand_written_formulas(
 
 def test_coffea_delta_r_and_masses_equal_the_hand_written_arithmetic() -> None:
     from analysis_template.production.default import leading_pair_mass, same_flavour_pairs
-    from analysis_template.selection.default import min_delta_r
-    from cf.behaviour import attach_coffea_behavior, four_vectors
+    from cf.behaviour import attach_coffea_behavior, four_vectors, min_delta_r
 
     rng = np.random.default_rng(3)
     counts = rng.integers(0, 5, 300)
@@ -273,11 +272,18 @@ def test_coffea_delta_r_and_masses_equal_the_hand_written_arithmetic() -> None:
     delta_phi = (pairs.a.phi - pairs.b.phi + np.pi) % (2 * np.pi) - np.pi
     expected = ak.fill_none(ak.min(np.hypot(pairs.a.eta - pairs.b.eta, delta_phi), axis=2), np.inf)
     jet_vectors, muon_vectors = four_vectors(events.Jet, ("pt", "eta", "phi", "mass")), four_vectors(events.Muon)
-    got = min_delta_r(jet_vectors, muon_vectors)
+    got = min_delta_r(events.Jet, events.Muon)
     np.testing.assert_allclose(got, ak.to_numpy(ak.flatten(expected)), rtol=1e-6)
     # exactly coffea's metric_table of the jagged four-vectors, which min_delta_r replaces for speed
     table = ak.fill_none(ak.min(jet_vectors.metric_table(muon_vectors), axis=2), np.inf)
     np.testing.assert_array_equal(got, ak.to_numpy(ak.flatten(table)))
+    # single precision (as NanoAOD stores it) is compared in double precision, as four_vectors does
+    jets32, muons32 = (ak.values_astype(array[["pt", "eta", "phi"]], np.float32) for array in (jets, muons))
+    jets32_vectors = four_vectors(jets32, ("pt", "eta", "phi"))
+    table32 = ak.fill_none(
+        ak.min(jets32_vectors.metric_table(four_vectors(muons32, ("pt", "eta", "phi"))), axis=2), np.inf
+    )
+    np.testing.assert_array_equal(min_delta_r(jets32, muons32), ak.to_numpy(ak.flatten(table32)))
 
     # the previous invariant mass: from px, py, pz and E of both objects
     def pair_mass(a: Any, b: Any) -> np.ndarray:

@@ -13,35 +13,13 @@ import awkward as ak
 import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
-from cf.behaviour import four_vectors
+from cf.behaviour import min_delta_r
 from cf.functions import ConfigColumns, SelectionResult, Selector, selector
 
 #: Jets closer than this (in eta-phi) to a selected lepton or tau are that object, not a jet.
 JET_CLEANING_DR = 0.4
-#: The fields of the objects' four-vectors in the jet cleaning.
-DIRECTION = ("pt", "eta", "phi")
-
-
-def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
-    """For each object (flattened), the distance in (eta, phi) to the closest other in its event.
-
-    Both are coffea four-vectors; inf for an object without others in its event. The (object,
-    other) pairs of all events become two flat arrays of four-vectors, whose ``delta_r`` is many
-    times faster than ``metric_table`` on the jagged arrays (with the same values).
-    """
-    counts = ak.to_numpy(ak.num(objects, axis=1))
-    other_counts = ak.to_numpy(ak.num(others, axis=1))
-    # per object: the number of others in its event and the first of them
-    n_pairs = np.repeat(other_counts, counts)
-    first_other = np.repeat(np.cumsum(other_counts) - other_counts, counts)
-    # per pair: the object and the other
-    pair_object = np.repeat(np.arange(len(n_pairs)), n_pairs)
-    pair_start = np.cumsum(n_pairs) - n_pairs
-    pair_other = np.arange(n_pairs.sum()) - np.repeat(pair_start - first_other, n_pairs)
-    distance = ak.flatten(objects)[pair_object].delta_r(ak.flatten(others)[pair_other])
-    closest = np.full(len(n_pairs), np.inf)
-    np.minimum.at(closest, pair_object, ak.to_numpy(distance))
-    return closest
+#: The kinematic fields of the objects that the selection reads.
+KINEMATICS = ("pt", "eta", "phi")
 
 
 def jet_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
@@ -87,7 +65,7 @@ def trigger_mask(events: ak.Array, objects: ObjectDefinitions, dataset_inst: Any
 
 @selector(
     uses={
-        *(f"{name}.{field}" for name in ("Jet", "Electron", "Muon", "Tau") for field in DIRECTION),
+        *(f"{name}.{field}" for name in ("Jet", "Electron", "Muon", "Tau") for field in KINEMATICS),
         ConfigColumns("objects", ObjectDefinitions.selection_columns),
     },
 )
@@ -103,10 +81,9 @@ def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, 
         "Tau": tau_mask(events, definitions),
     }
     # hadronic taus and leptons are also reconstructed as jets: remove jets that overlap with them
-    # (massless four-vectors: only their directions matter)
-    jets = four_vectors(events.Jet, DIRECTION)
-    others = [four_vectors(events[name][mask], DIRECTION) for name, mask in objects.items()]
-    closest = np.min([min_delta_r(jets, other) for other in others], axis=0)
+    jets = events.Jet
+    distances = [min_delta_r(jets, events[name][mask]) for name, mask in objects.items()]
+    closest = np.min(distances, axis=0)
     clean = ak.unflatten(closest > JET_CLEANING_DR, ak.num(jets, axis=1))
     objects["Jet"] = jet_mask(events, definitions) & clean
     n_jet = ak.sum(objects["Jet"], axis=1)
