@@ -105,21 +105,28 @@ def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
 
     ``inf`` for an object without others in its event. The values are those of coffea's ``delta_r`` of the
     objects' double-precision four-vectors (:func:`four_vectors`), bit for bit: the same formula,
-    ``sqrt(dphi**2 + deta**2)`` with ``dphi`` wrapped into [-pi, pi), evaluated by a compiled loop over the
-    (object, other) pairs of each event (:func:`cf.kernels.closest_distances`) instead of on awkward records of
-    all pairs. ``objects`` and ``others`` need ``eta`` and ``phi``.
+    ``sqrt(dphi**2 + deta**2)`` with ``dphi`` wrapped into [-pi, pi), evaluated on flat numpy arrays of all
+    (object, other) pairs instead of on awkward records of them, which takes half the time.
+    ``objects`` and ``others`` need ``eta`` and ``phi``.
     """
-    from cf.kernels import closest_distances
-
-    offsets, other_offsets = (_offsets(array) for array in (objects, others))
-    eta, phi = (_flat_float64(objects[field]) for field in ("eta", "phi"))
-    other_eta, other_phi = (_flat_float64(others[field]) for field in ("eta", "phi"))
-    return np.asarray(closest_distances(offsets, eta, phi, other_offsets, other_eta, other_phi))
-
-
-def _offsets(objects: ak.Array) -> np.ndarray:
     counts = ak.to_numpy(ak.num(objects, axis=1))
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    other_counts = ak.to_numpy(ak.num(others, axis=1))
+    # per object: the number of others in its event and the index of the first of them
+    n_pairs = np.repeat(other_counts, counts)
+    first_other = np.repeat(np.cumsum(other_counts) - other_counts, counts)
+    # per pair (those of an object are consecutive): the object and the other
+    pair_start = np.cumsum(n_pairs) - n_pairs
+    pair_object = np.repeat(np.arange(len(n_pairs)), n_pairs)
+    pair_other = np.arange(n_pairs.sum()) - np.repeat(pair_start - first_other, n_pairs)
+    eta, phi = (_flat_float64(objects[field])[pair_object] for field in ("eta", "phi"))
+    other_eta, other_phi = (_flat_float64(others[field])[pair_other] for field in ("eta", "phi"))
+    delta_phi = (phi - other_phi + np.pi) % (2 * np.pi) - np.pi
+    distance = np.sqrt(delta_phi**2 + (eta - other_eta) ** 2)
+    closest = np.full(len(n_pairs), np.inf)
+    has_pairs = n_pairs > 0
+    if has_pairs.any():
+        closest[has_pairs] = np.minimum.reduceat(distance, pair_start[has_pairs])
+    return closest
 
 
 def _flat_float64(values: ak.Array) -> np.ndarray:
