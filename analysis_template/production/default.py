@@ -39,14 +39,24 @@ def leading_pair_mass(objects: ak.Array) -> np.ndarray:
     return mass
 
 
-def same_flavour_pairs(events: ak.Array) -> ak.Array:
-    """The two leading electrons in ee events or the two leading muons in mumu events, else empty."""
-    fields = (*FOUR_VECTOR, "charge")
-    electrons, muons = four_vectors(events.Electron, fields), four_vectors(events.Muon, fields)
-    use_muons = ak.num(muons, axis=1) >= ak.num(electrons, axis=1)
-    leptons = ak.where(use_muons, muons, electrons)[:, :2]
-    opposite_sign = (ak.num(leptons, axis=1) == 2) & (ak.sum(leptons.charge, axis=1) == 0)
-    return leptons[ak.local_index(leptons, axis=1) < ak.where(opposite_sign, 2, 0)]
+def same_flavour_pair_mass(events: ak.Array) -> np.ndarray:
+    """Mass of the two leading electrons in ee events or muons in mumu events, if of opposite sign; else EMPTY_FLOAT.
+
+    Muons are taken where an event has at least as many muons as electrons. The two leptons of each event with
+    such a pair are taken from the flat leptons at the events' offsets, as in :func:`leading_pair_mass`.
+    """
+    n_electron, n_muon = (ak.to_numpy(ak.num(events[name], axis=1)) for name in ("Electron", "Muon"))
+    use_muons = n_muon >= n_electron
+    mass = np.full(len(events), EMPTY_FLOAT, dtype=np.float64)
+    for name, chosen, counts in (("Muon", use_muons, n_muon), ("Electron", ~use_muons, n_electron)):
+        first = np.cumsum(counts) - counts
+        leptons = ak.flatten(events[name][[*FOUR_VECTOR, "charge"]], axis=1)
+        charge = ak.to_numpy(leptons.charge)
+        has_pair = chosen & (counts >= 2)
+        has_pair[has_pair] = charge[first[has_pair]] + charge[first[has_pair] + 1] == 0
+        pair = [four_vectors(leptons[index], FOUR_VECTOR) for index in (first[has_pair], first[has_pair] + 1)]
+        mass[has_pair] = ak.to_numpy((pair[0] + pair[1]).mass)
+    return mass
 
 
 @producer(
@@ -72,7 +82,7 @@ def features(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
     events = set_ak_column(events, "ht", ak.sum(jets.pt, axis=1), value_type=np.float32)
     b_ordered = jets[ak.argsort(btag_score, axis=1, ascending=False)]
     events = set_ak_column(events, "m_bb", leading_pair_mass(b_ordered), value_type=np.float32)
-    return set_ak_column(events, "m_ll", leading_pair_mass(same_flavour_pairs(events)), value_type=np.float32)
+    return set_ak_column(events, "m_ll", same_flavour_pair_mass(events), value_type=np.float32)
 
 
 def category_masks(events: ak.Array) -> dict[str, ak.Array]:
@@ -92,9 +102,11 @@ def category_masks(events: ak.Array) -> dict[str, ak.Array]:
 def category_ids(self: Producer, events: ak.Array, **kwargs: Any) -> ak.Array:
     """The ids of all categories an event belongs to (a list per event)."""
     masks = category_masks(events)
-    ids = [np.where(ak.to_numpy(mask), self.config_inst.get_category(name).id, -1) for name, mask in masks.items()]
-    stacked = ak.from_regular(ak.Array(np.stack(ids, axis=1)))
-    return set_ak_column(events, "category_ids", stacked[stacked >= 0], value_type=np.int32)
+    member = np.stack([ak.to_numpy(mask) for mask in masks.values()], axis=1)
+    ids = np.array([self.config_inst.get_category(name).id for name in masks])
+    # per event, the ids of its categories in the config's order (row by row)
+    per_event = ak.unflatten(np.broadcast_to(ids, member.shape)[member], member.sum(axis=1))
+    return set_ak_column(events, "category_ids", per_event, value_type=np.int32)
 
 
 @producer(mc_uses={"genWeight"}, produces={"normalization_weight"})
