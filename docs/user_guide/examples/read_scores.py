@@ -12,6 +12,7 @@ import subprocess
 
 import awkward as ak
 import numpy as np
+import pyarrow.parquet as pq
 
 # the evaluation command of the chapter; with --print-output 0 it runs nothing and lists the files
 EVALUATE = shlex.split(
@@ -29,8 +30,10 @@ def score_files(dataset: str) -> list[str]:
 
 for dataset in ("hh_ggf_bbtautau_madgraph", "tt_sl_powheg"):
     files = score_files(dataset)
-    # one record per event; row n of file i belongs to event n of file i of cf.ReduceEvents
-    scores = ak.concatenate([ak.from_parquet(path) for path in files])
+    # one record per event; row n of file i belongs to event n of file i of cf.ReduceEvents.
+    # Read by Arrow itself: ak.from_parquet's reads through Python file objects can abort the
+    # interpreter at exit now and then (a known pyarrow race, apache/arrow#34314).
+    scores = ak.concatenate([ak.from_arrow(pq.read_table(path)) for path in files])
     print(f"{dataset}: {len(files)} files, {scores.type}")
     scores[:3].show()
     print(f"mean score_hh: {np.mean(scores.test_model.score_hh):.3f}")
