@@ -20,6 +20,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from cf.columnar_util import flat_np_view
+
 __all__ = ["DEFAULT_COLLECTIONS", "attach_coffea_behavior", "four_vectors", "min_delta_r", "nanoaod_behavior"]
 
 #: Collection -> the coffea NanoAOD type it gets (the names of ``coffea.nanoevents.methods.nanoaod``).
@@ -118,8 +120,8 @@ def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
     pair_start = np.cumsum(n_pairs) - n_pairs
     pair_object = np.repeat(np.arange(len(n_pairs)), n_pairs)
     pair_other = np.arange(n_pairs.sum()) - np.repeat(pair_start - first_other, n_pairs)
-    eta, phi = (_flat_float64(objects[field])[pair_object] for field in ("eta", "phi"))
-    other_eta, other_phi = (_flat_float64(others[field])[pair_other] for field in ("eta", "phi"))
+    eta, phi = (flat_np_view(objects[field]).astype(np.float64)[pair_object] for field in ("eta", "phi"))
+    other_eta, other_phi = (flat_np_view(others[field]).astype(np.float64)[pair_other] for field in ("eta", "phi"))
     delta_phi = (phi - other_phi + np.pi) % (2 * np.pi) - np.pi
     distance = np.sqrt(delta_phi**2 + (eta - other_eta) ** 2)
     closest = np.full(len(n_pairs), np.inf)
@@ -127,7 +129,3 @@ def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
     if has_pairs.any():
         closest[has_pairs] = np.minimum.reduceat(distance, pair_start[has_pairs])
     return closest
-
-
-def _flat_float64(values: ak.Array) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(values, axis=1)), dtype=np.float64)

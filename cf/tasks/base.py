@@ -247,7 +247,7 @@ def reuse_freed_memory() -> None:
     same pages: a chain over 8M events takes 277k page faults instead of 673k, over 1M 170k instead of 227k.
     Without glibc (macOS, musl) nothing changes. Once per process; forked task processes inherit it.
     """
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    mallopt = getattr(libc(), "mallopt", None)
     if mallopt is None:
         return
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
@@ -262,7 +262,13 @@ def release_freed_memory(task: Any) -> None:
     grew by ~20% from 1M to 8M events (125k to 1M events per file). Released after each task, it stays within
     ~10%, for one page fault per page a task uses instead of one per chunk.
     """
-    ctypes.CDLL(None).malloc_trim(0)
+    libc().malloc_trim(0)
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library of this process (its ``mallopt`` and ``malloc_trim``; both only in glibc)."""
+    return ctypes.CDLL(None)
 
 
 @functools.cache
@@ -343,7 +349,7 @@ def cached_multi_match(name: Any, patterns: Any, mode: Any = any, *args: Any, **
 
     law's ``req_params`` matches every parameter of a task against the exclusion patterns of the two task classes
     whenever one task requires another: ~15k fnmatch calls in a chain run (0.7 s of 20 s profiled), always with the
-    same few names and patterns. Installed as ``law.task.base.multi_match`` when this module is imported.
+    same few names and patterns. Installed as ``law.task.base.multi_match`` by :func:`remember_parameter_matching`.
     """
     items = law.util.make_list(patterns)
     if mode is any and not args and not kwargs and isinstance(name, str) and all(isinstance(p, str) for p in items):
@@ -351,7 +357,10 @@ def cached_multi_match(name: Any, patterns: Any, mode: Any = any, *args: Any, **
     return bool(law.util.multi_match(name, items, mode, *args, **kwargs))
 
 
-law.task.base.multi_match = cached_multi_match
+@functools.cache
+def remember_parameter_matching() -> None:
+    """Let law's ``req_params`` use :func:`cached_multi_match` (once per process, when the first task is made)."""
+    law.task.base.multi_match = cached_multi_match
 
 
 class AnalysisTask(law.Task):
@@ -408,6 +417,7 @@ class AnalysisTask(law.Task):
             params["chunk_size"] = int(analysis_setting("chunk_size", DEFAULT_CHUNK_SIZE))
         check_store_writable(store_base())
         reuse_freed_memory()
+        remember_parameter_matching()
         check_workers()
         cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params

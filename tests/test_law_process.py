@@ -1,0 +1,61 @@
+"""Tests of what cf changes in a ``law run`` process: law's parameter matching, its exit, the imports it skips."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import law
+import pytest
+
+from cf.tasks.base import cached_multi_match
+from tests.conftest import LawEnv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("name", "patterns"),
+    [
+        ("version", {"version", "branch"}),
+        ("version", ["branch"]),
+        ("workflow", "work*"),
+        ("workflow", ("!work*",)),
+        ("branches", {"^bran.*s$"}),
+        ("branches", set()),
+        ("ml_model", {"ml_*", "!ml_model"}),
+    ],
+)
+def test_the_remembered_parameter_matching_is_laws(name: str, patterns: object) -> None:
+    for _ in range(2):  # computed, then remembered
+        assert cached_multi_match(name, patterns, any) == bool(law.util.multi_match(name, patterns, any))
+    assert cached_multi_match(name, ["version", "ml_*"], all) == bool(
+        law.util.multi_match(name, ["version", "ml_*"], all)
+    )
+
+
+def test_the_config_does_not_import_the_root_writer() -> None:
+    script = (
+        "import sys\n"
+        "from analysis_template.config.analysis import analysis_template\n"
+        "assert analysis_template.get_config('run2_2017_nano_uhh_v11_limited').get_dataset('data_mu_b').n_files\n"
+        "print(sorted(name for name in ('uproot', 'sample.generate', 'sample.writer') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_profiled_law_run_writes_its_profile(law_env: LawEnv, tmp_path: Path) -> None:
+    command = ["law", "run", "cf.ProduceColumns", "--version", "v1", "--dataset", "no_such_dataset"]
+    plain = subprocess.run(command, env=law_env.env, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert plain.returncode != 0
+    assert "no_such_dataset" in plain.stdout + plain.stderr
+    # law run ends without Python's shutdown, except under a profiler, which writes its results in that shutdown
+    profile = tmp_path / "run.prof"
+    profiled_command = [sys.executable, "-m", "cProfile", "-o", str(profile), str(shutil.which("law")), *command[1:]]
+    profiled = subprocess.run(profiled_command, env=law_env.env, cwd=ROOT, capture_output=True, text=True, check=False)
+    # (cProfile itself swallows the exit code: it ends with 0)
+    assert plain.stderr.strip().splitlines()[-1] in profiled.stderr
+    assert profile.stat().st_size > 0
