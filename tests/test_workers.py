@@ -12,6 +12,7 @@ import law
 import luigi
 import pytest
 
+from cf.tasks.remote import LocalWorkflow
 from cf.tasks.workers import is_bookkeeping, use_task_processes
 
 
@@ -85,6 +86,21 @@ class LawWrapper(law.WrapperTask):
         return []
 
 
+class Branches(LocalWorkflow, law.Task):
+    """A local workflow of four branches that write the id of their process."""
+
+    directory = luigi.Parameter()
+
+    def create_branch_map(self) -> dict[int, int]:
+        return {index: index for index in range(4)}
+
+    def output(self) -> law.LocalFileTarget:
+        return law.LocalFileTarget(f"{self.directory}/task_{self.branch}.json")
+
+    def run(self) -> None:
+        self.output().dump({"pid": os.getpid()}, formatter="json")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def task_processes() -> Iterator[None]:
     use_task_processes()
@@ -138,3 +154,25 @@ def test_a_pooled_task_takes_over_the_decisions_of_the_scheduling_process(tmp_pa
     decided = [json.loads((tmp_path / f"task_{index}.json").read_text()) for index in range(10, 14)]
     assert all(record["pid"] != os.getpid() for record in decided)
     assert all(record["decided_in"] == os.getpid() for record in decided)
+
+
+def test_local_workflows_of_a_parallel_run_need_no_multiprocessing_manager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # law keeps which workflows yielded their branches in a manager process; the bookkeeping workflow of a
+    # parallel run never leaves the scheduling process, so a set in it is enough
+    def no_manager(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a multiprocessing manager was started")
+
+    monkeypatch.setattr(law.workflow.local.mp_manager, "get", no_manager)
+    # the run's --workers as the tasks see it (luigi.build's argument reaches only the scheduling)
+    config = luigi.configuration.get_config()
+    config.set("core", "workers", "2")
+    try:
+        succeeded = luigi.build([Branches(directory=str(tmp_path))], workers=2, local_scheduler=True)
+    finally:
+        config.remove_option("core", "workers")
+    assert succeeded
+    pids = [json.loads((tmp_path / f"task_{index}.json").read_text())["pid"] for index in range(4)]
+    assert os.getpid() not in pids
+    assert len(set(pids)) <= 2

@@ -39,6 +39,7 @@ from law.job.dashboard import NoJobDashboard
 from luigi.cmdline_parser import CmdlineParser
 
 from cf.tasks.base import cli_versions
+from cf.tasks.workers import is_bookkeeping
 from cf.util import UserError, expand_path, unknown_name_message
 
 law.contrib.load("slurm", "htcondor")
@@ -449,7 +450,7 @@ class HTCondorWorkflow(BatchJobMixin, law.htcondor.HTCondorWorkflow):
         return info
 
 
-#: The local workflows (task ids) that yielded their branches, in a ``law run`` with one worker.
+#: The local workflows (task ids) that yielded their branches, where their ``run()`` is always in this process.
 _YIELDED_WORKFLOWS: set[str] = set()
 
 
@@ -457,24 +458,30 @@ class LocalWorkflowProxy(law.workflow.local.LocalWorkflowProxy):
     """law's local workflow proxy, remembering in this process which workflows yielded their branches.
 
     law keeps that record in a multiprocessing manager, a server process that every ``law run`` running a local
-    workflow starts (about 0.2 s), so that the forked processes of ``--workers N > 1`` share it. With one
-    worker, every task runs in the ``law run`` process itself, and a set in it does the same.
+    workflow starts (about 0.2 s), so that the forked task processes of ``--workers N > 1`` share it: a workflow
+    that yields its branches runs again once they are done, maybe in another process. A set in this process
+    does the same wherever each run of the workflow is in the ``law run`` process itself: with one worker, and
+    with N workers for the workflows that are bookkeeping (:func:`cf.tasks.workers.is_bookkeeping`: not
+    sandboxed), which never leave it. Only a sandboxed local workflow of a parallel run needs law's manager.
     """
 
     @property
     def _local_workflow_has_yielded(self) -> bool:
-        if luigi.interface.core().workers > 1:
+        if not self._runs_in_this_process():
             return bool(super()._local_workflow_has_yielded)
         return self.live_task_id in _YIELDED_WORKFLOWS
 
     @_local_workflow_has_yielded.setter
     def _local_workflow_has_yielded(self, value: bool) -> None:
-        if luigi.interface.core().workers > 1:
+        if not self._runs_in_this_process():
             law.workflow.local.LocalWorkflowProxy._local_workflow_has_yielded.fset(self, value)
         elif value:
             _YIELDED_WORKFLOWS.add(self.live_task_id)
         else:
             _YIELDED_WORKFLOWS.discard(self.live_task_id)
+
+    def _runs_in_this_process(self) -> bool:
+        return luigi.interface.core().workers == 1 or is_bookkeeping(self.task)
 
 
 class LocalWorkflow(law.LocalWorkflow):
