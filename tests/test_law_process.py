@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import law
+import luigi
 import pytest
+from luigi.cmdline_parser import CmdlineParser
 
-from cf.tasks.base import cached_multi_match
+import cf.tasks.base
+from cf.tasks.base import cached_multi_match, reuse_command_line_parsers
 from tests.conftest import LawEnv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +37,37 @@ def test_the_remembered_parameter_matching_is_laws(name: str, patterns: object) 
     assert cached_multi_match(name, ["version", "ml_*"], all) == bool(
         law.util.multi_match(name, ["version", "ml_*"], all)
     )
+
+
+class CommandLineTask(luigi.Task):
+    """A root task for luigi's command-line parser."""
+
+    size = luigi.IntParameter(default=1)
+
+
+def test_luigi_builds_its_command_line_parser_once_per_root_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str | None] = []
+    build = CmdlineParser._build_parser
+
+    def counted_build(root_task: str | None = None, help_all: bool = False) -> object:
+        built.append(root_task)
+        return build(root_task=root_task, help_all=help_all)
+
+    monkeypatch.setattr(CmdlineParser, "_build_parser", staticmethod(counted_build))
+    monkeypatch.setattr(cf.tasks.base, "_COMMAND_LINE_PARSERS", {})
+    monkeypatch.setattr(sys, "argv", ["law", "run"])
+    reuse_command_line_parsers()
+    # as luigi's run_with_retcodes: three parsers of the same command line, each parsing it three times
+    parsed = [CmdlineParser(["CommandLineTask", "--size", "3"]).known_args for _ in range(3)]
+    assert built == [None, "CommandLineTask"]
+    assert parsed[0] == parsed[2]
+    assert parsed[0].size == "3"
+
+    # a task class registered later (a module loaded with --module) is known to the next parser
+    class LateCommandLineTask(CommandLineTask):
+        depth = luigi.IntParameter(default=0)
+
+    assert CmdlineParser(["LateCommandLineTask", "--depth", "2"]).get_task_obj().depth == 2
 
 
 def test_the_config_does_not_import_the_root_writer() -> None:
