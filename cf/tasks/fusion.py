@@ -29,7 +29,10 @@ from cf.columnar_util import take_ak_columns
 from cf.functions import ColumnFunction, apply_functions
 from cf.io import EventSource
 
-__all__ = ["ColumnFunctionStep", "FusingWorkflow"]
+__all__ = ["FUSED_PRIORITY_STEP", "ColumnFunctionStep", "FusingWorkflow"]
+
+#: The priorities of fusing tasks are multiples of this, above those that tasks get otherwise.
+FUSED_PRIORITY_STEP = 1_000_000
 
 
 class FusingWorkflow:
@@ -44,8 +47,10 @@ class FusingWorkflow:
     #: which then find its files' outputs complete. luigi gives every requirement at least the priority of the tasks
     #: requiring it, so a fusing task earlier in the chain needs a higher one than a later one (a fused
     #: ``cf.PrepareMLEvents`` requires ``cf.MergeSelectionStats``: with the same priority as ``cf.ReduceEvents``,
-    #: the selection workflows could run before the fused reduction).
-    fused_priority: ClassVar[int] = 10
+    #: the selection workflows could run before the fused reduction), and both need more than any priority the
+    #: tasks after them have (``cf.MLScan`` orders its trainings by priority, up to its number of grid points):
+    #: otherwise the selection and the fused reduction get the same one, and which runs first is luigi's choice.
+    fused_priority: ClassVar[int] = FUSED_PRIORITY_STEP
     #: The decision that a persistent task process of ``--workers N`` takes over (``cf.tasks.workers``).
     pooled_state: ClassVar[tuple[str, ...]] = ("_fuses_upstream",)
 

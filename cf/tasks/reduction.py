@@ -13,7 +13,7 @@ from cf.io import MemorySource, ParquetWriter, dump_json, open_source
 from cf.tasks.base import CalibratorsMixin, SelectorMixin, ShiftMixin
 from cf.tasks.calibration import CalibrateEvents
 from cf.tasks.external import DatasetWorkflow
-from cf.tasks.fusion import FusingWorkflow
+from cf.tasks.fusion import FUSED_PRIORITY_STEP, FusingWorkflow
 from cf.tasks.selection import SelectEvents, final_stats
 
 __all__ = ["ReduceEvents"]
@@ -51,7 +51,7 @@ class ReduceEvents(FusingWorkflow, SelectorMixin, CalibratorsMixin, ShiftMixin, 
     """
 
     #: above the fusing tasks later in the chain (:attr:`FusingWorkflow.fused_priority`)
-    fused_priority = 20
+    fused_priority = 2 * FUSED_PRIORITY_STEP
 
     def fused_outputs(self) -> list[law.FileSystemTarget]:
         return [*self.output().values(), *self.upstream_outputs()]
