@@ -27,6 +27,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow.parquet as pq
 
 __all__ = [
     "Agreement",
@@ -137,7 +138,9 @@ def read_columns(paths: Sequence[str]) -> dict[str, ak.Array]:
     """The leaf columns (``Jet.pt``, ``m_bb``, ...) of parquet files that hold columns of the same events."""
     columns: dict[str, ak.Array] = {}
     for path in paths:
-        columns.update(_leaves(ak.from_parquet(path)))
+        # pq.read_table reads the file natively: ak.from_parquet's Python file objects can abort a short script at
+        # exit (apache/arrow#34314)
+        columns.update(_leaves(ak.from_arrow(pq.read_table(path))))
     return columns
 
 
