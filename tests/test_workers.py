@@ -102,13 +102,8 @@ class Branches(LocalWorkflow, law.Task):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def task_processes() -> Iterator[None]:
+def task_processes() -> None:
     use_task_processes()
-    # luigi notices a task process that died while it waits for results at most this late (law.cfg: 20 s)
-    config = luigi.configuration.get_config()
-    config.set("worker", "wait_interval", "0.2")
-    yield
-    config.remove_option("worker", "wait_interval")
 
 
 def run(directory: Path, first: str = "") -> tuple[bool, list[int]]:
@@ -129,6 +124,8 @@ def test_two_workers_run_many_tasks_in_two_persistent_processes(tmp_path: Path) 
 
 
 def test_a_killed_task_process_fails_only_its_task_and_is_replaced(tmp_path: Path) -> None:
+    # luigi looks whether a task process died whenever it has waited law.cfg's wait_interval for a result
+    assert luigi.worker.worker().wait_interval <= 1
     succeeded, pids = run(tmp_path, first="die")
     assert not succeeded
     assert not (tmp_path / "task_99.json").exists()
