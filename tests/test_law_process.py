@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -9,11 +11,18 @@ from pathlib import Path
 
 import law
 import luigi
+import numpy as np
 import pytest
 from luigi.cmdline_parser import CmdlineParser
 
 import cf.tasks.base
-from cf.tasks.base import cached_multi_match, reuse_command_line_parsers
+from cf.tasks.base import (
+    KEPT_FREE_BYTES,
+    cached_multi_match,
+    release_freed_memory,
+    reuse_command_line_parsers,
+    reuse_freed_memory,
+)
 from tests.conftest import LawEnv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +102,33 @@ def test_a_profiled_law_run_writes_its_profile(law_env: LawEnv, tmp_path: Path) 
     # (cProfile itself swallows the exit code: it ends with 0)
     assert plain.stderr.strip().splitlines()[-1] in profiled.stderr
     assert profile.stat().st_size > 0
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _free_in_heap(n_bytes: int) -> np.ndarray:
+    """Allocate n_bytes in 8 MiB arrays from the heap and free them below one that stays, which is returned."""
+    blocks = [np.ones(1 << 20) for _ in range(n_bytes // (8 << 20) + 1)]
+    return blocks.pop()  # above the freed ones: glibc cannot give them back by shrinking the heap
+
+
+@pytest.mark.skipif(
+    not hasattr(ctypes.CDLL(None), "mallinfo2") or not Path("/proc/self/statm").exists(),
+    reason="glibc >= 2.33 on Linux",
+)
+def test_the_heap_keeps_freed_memory_for_the_next_task_up_to_a_bound() -> None:
+    reuse_freed_memory()  # arrays up to 32 MiB come from the heap
+    # below the bound, the freed pages stay for the next task
+    keeper = _free_in_heap(KEPT_FREE_BYTES // 2)
+    kept = _resident_bytes()
+    release_freed_memory(None)
+    assert _resident_bytes() > kept - (16 << 20)
+    del keeper
+    # above it, they go back to the system
+    keeper = _free_in_heap(KEPT_FREE_BYTES + (128 << 20))
+    held = _resident_bytes()
+    release_freed_memory(None)
+    assert _resident_bytes() < held - KEPT_FREE_BYTES
+    del keeper
