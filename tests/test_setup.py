@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 #: The variables that ``source setup.sh`` exports.
 SETUP_VARIABLES = (
     "CF_BASE", "CF_DATA", "CF_SOFTWARE_BASE", "CF_VENV_BASE", "CF_STORE_LOCAL", "CF_JOB_BASE", "LAW_HOME",
-    "LAW_CONFIG_FILE", "PYTHONPATH", "VIRTUAL_ENV", "PATH",
+    "LAW_CONFIG_FILE", "ARROW_DEFAULT_MEMORY_POOL", "PYTHONPATH", "VIRTUAL_ENV", "PATH",
 )  # fmt: skip
 #: A bash snippet printing those variables as NAME=value lines after a marker line.
 PRINT_VARIABLES = "echo '--- env'; " + "; ".join(f'echo "{name}=${{{name}:-}}"' for name in SETUP_VARIABLES)
@@ -125,6 +125,7 @@ def test_source_from_another_directory_sets_the_environment(
     assert values["CF_JOB_BASE"] == str(data / "jobs")
     assert values["LAW_HOME"] == str(cf_base / ".law")
     assert values["LAW_CONFIG_FILE"] == str(cf_base / "law.cfg")
+    assert values["ARROW_DEFAULT_MEMORY_POOL"] == "system"
     assert values["PYTHONPATH"] == str(cf_base)
     assert values["VIRTUAL_ENV"] == str(venv_base / "cf")
     path = values["PATH"].split(os.pathsep)
@@ -143,6 +144,7 @@ def test_preset_values_are_respected_and_resourcing_adds_no_duplicates(
         "CF_JOB_BASE": str(tmp_path / "jobs"),
         "LAW_HOME": str(law_home),
         "PYTHONPATH": "/some/where",
+        "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
     }
     script = f"source {cf_base}/setup.sh || exit 1; source {cf_base}/setup.sh || exit 1; {PRINT_VARIABLES}"
     result = _run("bash", script, env, tmp_path)
@@ -154,6 +156,7 @@ def test_preset_values_are_respected_and_resourcing_adds_no_duplicates(
     assert values["CF_STORE_LOCAL"] == str(tmp_path / "data" / "store")  # derived from the preset CF_DATA
     assert values["CF_JOB_BASE"] == str(tmp_path / "jobs")
     assert values["LAW_HOME"] == str(law_home)
+    assert values["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
     assert values["PYTHONPATH"] == f"{cf_base}:/some/where"
     path = values["PATH"].split(os.pathsep)
     assert path.count(str(cf_base / "bin")) == 1
