@@ -244,8 +244,9 @@ def reuse_freed_memory() -> None:
     and freed memory at the top of the heap goes back to the system, so the next chunk's arrays touch fresh pages,
     each a page fault (~8 µs here). With freed memory kept in the heap (its top released above 128 MiB, and the
     heap's free memory above 256 MiB after a task by :func:`release_freed_memory`) and arrays up to 32 MiB taken
-    from it, the chunks and tasks reuse the same pages: a chain over 8M events takes 106k page faults instead of
-    673k, over 1M 50k instead of 227k.
+    from it, the chunks and tasks reuse the same pages: a chain over 8M events takes ~50k page faults instead of
+    673k, over 1M ~50k instead of 227k (with pyarrow's buffers from the same heap: ``ARROW_DEFAULT_MEMORY_POOL``
+    in ``setup.sh``).
     Without glibc (macOS, musl) nothing changes. Once per process; forked task processes inherit it.
     """
     mallopt = getattr(libc(), "mallopt", None)
@@ -277,9 +278,9 @@ def release_freed_memory(task: Any) -> None:
     Freed memory kept in the heap saves the next task a page fault for every page it uses again: released after
     every task, a chain over 1M events took 167k page faults instead of 50k (0.2-0.3 s of its 5.5 s) and one
     with two workers 205k instead of 105k. The bound limits what a process holds without using it (after a task
-    that needed much more memory than the next ones, or a heap fragmented over many chunks). Peak RSS of the
-    chain: 375 MiB at 1M and 420 MiB at 8M events; 340 and 380 MiB when released after every task. Without
-    glibc's ``mallinfo2`` (glibc < 2.33) the memory is released after every task.
+    that needed much more memory than the next ones, or a heap fragmented over many chunks): peak RSS of the chain
+    grows by ~10% from 1M to 8M events (the performance page). Without glibc's ``mallinfo2`` (glibc < 2.33) the
+    memory is released after every task.
     """
     mallinfo2 = getattr(libc(), "mallinfo2", None)
     if mallinfo2 is not None:
