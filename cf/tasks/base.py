@@ -282,11 +282,9 @@ def release_freed_memory(task: Any) -> None:
     grows by ~10% from 1M to 8M events (the performance page). Without glibc's ``mallinfo2`` (glibc < 2.33) the
     memory is released after every task.
     """
-    mallinfo2 = getattr(libc(), "mallinfo2", None)
-    if mallinfo2 is not None:
-        mallinfo2.restype = MallocInfo
-        if mallinfo2().fordblks <= KEPT_FREE_BYTES:
-            return
+    mallinfo2 = heap_info()
+    if mallinfo2 is not None and mallinfo2().fordblks <= KEPT_FREE_BYTES:
+        return
     libc().malloc_trim(0)
 
 
@@ -294,6 +292,15 @@ def release_freed_memory(task: Any) -> None:
 def libc() -> ctypes.CDLL:
     """The C library of this process (its ``mallopt`` and ``malloc_trim``; both only in glibc)."""
     return ctypes.CDLL(None)
+
+
+@functools.cache
+def heap_info() -> Any:
+    """The C library's ``mallinfo2`` returning :class:`MallocInfo`, or None without it (glibc < 2.33, other libcs)."""
+    mallinfo2 = getattr(libc(), "mallinfo2", None)
+    if mallinfo2 is not None:
+        mallinfo2.restype = MallocInfo
+    return mallinfo2
 
 
 @functools.cache
