@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import law
 import luigi
 import pytest
 
 from cf.tasks.remote import LocalWorkflow
-from cf.tasks.workers import is_bookkeeping, use_task_processes
+from cf.tasks.workers import PoolProcess, TaskProcessPool, is_bookkeeping, use_task_processes
 
 
 class RecordProcess(luigi.Task):
@@ -173,3 +176,29 @@ def test_local_workflows_of_a_parallel_run_need_no_multiprocessing_manager(
     pids = [json.loads((tmp_path / f"task_{index}.json").read_text())["pid"] for index in range(4)]
     assert os.getpid() not in pids
     assert len(set(pids)) <= 2
+
+
+def _exit_at_once(connection: multiprocessing.connection.Connection) -> None:
+    connection.close()
+
+
+def _dead_busy_process() -> PoolProcess:
+    """A pooled process that died during its task (its end of the pipe closed), whose death may not be seen yet."""
+    connection, process_end = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=_exit_at_once, args=(process_end,))
+    process.start()
+    process_end.close()
+    process.join()
+    return PoolProcess(process, connection, busy=True)
+
+
+def test_a_process_that_dies_between_the_checks_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool looks at its processes' pipes after it left out the dead ones: one may die in between."""
+    dead = _dead_busy_process()
+    seen_alive = iter([True])  # alive when the pool looks first, dead afterwards
+    monkeypatch.setattr(dead.process, "is_alive", lambda: next(seen_alive, False))
+    fresh = PoolProcess(SimpleNamespace(is_alive=lambda: True), multiprocessing.Pipe()[0])  # type: ignore[arg-type]
+    pool = TaskProcessPool(SimpleNamespace(worker_processes=1), [dead])  # type: ignore[arg-type]
+    monkeypatch.setattr(pool, "_start_process", lambda: fresh)
+    assert pool._idle_process() is fresh
+    assert pool.processes == [fresh]

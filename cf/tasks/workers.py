@@ -131,12 +131,11 @@ class TaskProcessPool:
         self.processes = []
 
     def _idle_process(self) -> PoolProcess:
-        self.processes = [p for p in self.processes if p.process.is_alive()]
         while True:
+            self.processes = [p for p in self.processes if p.process.is_alive()]
             for process in self.processes:
-                if process.busy and process.connection.poll():
-                    process.connection.recv()  # the process put its result on luigi's queue and is idle again
-                    process.busy = False
+                if process.busy and process.connection.poll() and not self._finished_task(process):
+                    continue
                 if not process.busy:
                     return process
             if len(self.processes) < self.worker.worker_processes:
@@ -144,7 +143,18 @@ class TaskProcessPool:
                 continue
             # luigi starts a task only when one has finished: its process is about to say so
             multiprocessing.connection.wait([p.connection for p in self.processes], timeout=1.0)
-            self.processes = [p for p in self.processes if p.process.is_alive()]
+
+    @staticmethod
+    def _finished_task(process: PoolProcess) -> bool:
+        """Read what a busy process says: that it finished its task (True), or the end of its pipe (it died)."""
+        try:
+            process.connection.recv()  # the process put its result on luigi's queue and is idle again
+        except EOFError:
+            # killed during its task (luigi reports the task as failed): reaped here, replaced in the next round
+            process.process.join(timeout=10)
+            return False
+        process.busy = False
+        return True
 
     def _start_process(self) -> PoolProcess:
         connection, process_end = multiprocessing.Pipe()
