@@ -16,6 +16,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -36,12 +37,14 @@ __all__ = [
     "ParquetSource",
     "ParquetWriter",
     "RootSource",
+    "TASK_PROCESSES_ENV",
     "atomic_path",
     "dump_json",
     "iter_event_chunks",
     "load_json",
     "merged_chunk",
     "open_source",
+    "writes_in_background",
 ]
 
 DEFAULT_CHUNK_SIZE = 50_000
@@ -584,10 +587,41 @@ def load_json(path: str | os.PathLike[str]) -> Any:
 PARQUET_COMPRESSION = "snappy"
 
 
+#: The environment variable that says how many task processes of a run share the machine's cores (``law run
+#: --workers N`` sets it for its task processes; unset means one).
+TASK_PROCESSES_ENV = "CF_TASK_PROCESSES"
+
+#: The thread of this process that encodes and writes the row groups of every ParquetWriter (made on first use;
+#: a forked process makes its own, the parent's thread does not exist there).
+_write_thread: dict[str, ThreadPoolExecutor] = {}
+os.register_at_fork(after_in_child=_write_thread.clear)
+
+
+def writes_in_background() -> bool:
+    """Whether ParquetWriters write in a thread while the task computes its next chunk.
+
+    They do when this process may use more cores than the run has task processes (``CF_TASK_PROCESSES``): with one
+    worker on two cores, encoding and compressing a row group (most of a write) then takes the second core instead
+    of the task's time. With as many task processes as cores the thread would only take turns with them.
+    """
+    task_processes = int(os.environ.get(TASK_PROCESSES_ENV) or 1)
+    return len(os.sched_getaffinity(0)) > task_processes
+
+
+def write_thread() -> ThreadPoolExecutor:
+    """This process' writing thread; one for all writers, so that row groups are written in the order given."""
+    if not _write_thread:
+        _write_thread["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-parquet-writer")
+    return _write_thread["executor"]
+
+
 class ParquetWriter:
     """Streams chunks into one parquet file (one row group per chunk), renamed into place on close.
 
-    Use as a context manager; on an exception nothing is left at the destination.
+    Use as a context manager; on an exception nothing is left at the destination. Where a core is free
+    (:func:`writes_in_background`), each row group is written by this process' writing thread while the caller goes
+    on, one row group at a time per file: :meth:`write` waits for the previous one, and the file is closed and renamed
+    into place only after the last one, so the file and its content are those of writing in the caller's thread.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -595,6 +629,8 @@ class ParquetWriter:
         self._atomic = atomic_path(self.path)
         self._tmp_path = ""
         self._writer: pq.ParquetWriter | None = None
+        self._background = writes_in_background()
+        self._pending: Future[None] | None = None
         self.n_written = 0
 
     def __enter__(self) -> ParquetWriter:  # noqa: PYI034 (no subclasses)
@@ -603,14 +639,24 @@ class ParquetWriter:
 
     def write(self, events: ak.Array) -> None:
         table = ak.to_arrow_table(events, extensionarray=False)
+        self._finish_pending_write()
         if self._writer is None:
             self._writer = pq.ParquetWriter(
                 self._tmp_path, table.schema, compression=PARQUET_COMPRESSION, use_dictionary=False
             )
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
-        self._writer.write_table(table)
+        if self._background:
+            self._pending = write_thread().submit(self._writer.write_table, table)
+        else:
+            self._writer.write_table(table)
         self.n_written += len(events)
+
+    def _finish_pending_write(self) -> None:
+        """Wait for the row group being written in the background; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def __exit__(
         self,
@@ -618,8 +664,15 @@ class ParquetWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        if self._writer is not None:
-            self._writer.close()
-        elif exc_type is None:
-            raise ValueError(f"nothing was written to '{self.path}': write() was never called")
+        try:
+            self._finish_pending_write()
+            if self._writer is not None:
+                self._writer.close()
+            elif exc_type is None:
+                raise ValueError(f"nothing was written to '{self.path}': write() was never called")
+        except BaseException as error:
+            if exc is None:
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+                raise
+            # the error of the code that wrote is the one to report; the file is removed below
         return self._atomic.__exit__(exc_type, exc, tb)

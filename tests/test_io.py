@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import multiprocessing
 import os
 import re
+import threading
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import uproot
 
 from cf.columnar_util import Route, set_ak_column
 from cf.io import (
+    TASK_PROCESSES_ENV,
     InputFileError,
     MissingColumnError,
+    OutputFileError,
     ParquetSource,
     ParquetWriter,
     RootSource,
@@ -26,6 +33,7 @@ from cf.io import (
     load_json,
     open_source,
     resolve_columns,
+    writes_in_background,
 )
 from sample.generate import create_file
 
@@ -340,6 +348,89 @@ def test_parquet_writer_without_write_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"nothing was written to .*events\.parquet"), ParquetWriter(destination):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("cores", "task_processes", "expected"), [(2, None, True), (2, "2", False), (8, "4", True)])
+def test_writes_in_background_when_a_core_is_left(
+    monkeypatch: pytest.MonkeyPatch, cores: int, task_processes: str | None, expected: bool
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    if task_processes is None:
+        monkeypatch.delenv(TASK_PROCESSES_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TASK_PROCESSES_ENV, task_processes)
+    assert writes_in_background() is expected
+
+
+def _record_writing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of the thread of every row group written."""
+    threads: list[str] = []
+    write_table = pq.ParquetWriter.write_table
+
+    def recording(self: pq.ParquetWriter, table: Any, *args: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread().name)
+        write_table(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", recording)
+    return threads
+
+
+def _write_two_files(directory: Path) -> list[bytes]:
+    """Two writers open at once, their chunks interleaved, as a fused task writes its outputs."""
+    paths = [directory / "a.parquet", directory / "b.parquet"]
+    with ParquetWriter(paths[0]) as first, ParquetWriter(paths[1]) as second:
+        for offset in range(0, 400, 100):
+            first.write(_numbered(100, offset))
+            second.write(_numbered(50, offset)[["Jet"]])
+    return [path.read_bytes() for path in paths]
+
+
+def test_background_writes_give_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = _record_writing_threads(monkeypatch)
+    monkeypatch.setenv(TASK_PROCESSES_ENV, str(len(os.sched_getaffinity(0))))
+    in_caller = _write_two_files(tmp_path / "caller")
+    assert set(threads) == {threading.current_thread().name}
+    threads.clear()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv(TASK_PROCESSES_ENV, "1")
+    in_background = _write_two_files(tmp_path / "background")
+    assert len(threads) == 8
+    assert all(name.startswith("cf-parquet-writer") for name in threads)
+    assert in_background == in_caller
+    assert ak.to_list(ak.from_parquet(tmp_path / "background" / "a.parquet").i) == list(range(400))
+
+
+def test_failed_background_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv(TASK_PROCESSES_ENV, "1")
+
+    def disk_full(self: pq.ParquetWriter, table: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    destination = tmp_path / "events.parquet"
+    writer = ParquetWriter(destination)
+    with pytest.raises(OutputFileError, match=r"events\.parquet"), writer:
+        writer.write(_numbered(10))  # handed to the writing thread; its error comes at the next write or the end
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_in_child(path: Path) -> None:
+    _write_parquet(path, [_numbered(10), _numbered(5, 10)])
+
+
+def test_background_writes_in_a_forked_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task process forked after the parent wrote has its own writing thread (the parent's is not there)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv(TASK_PROCESSES_ENV, "1")
+    _write_parquet(tmp_path / "parent.parquet", [_numbered(10)])
+    child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(tmp_path / "child.parquet",))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # waits on a thread that is not there
+        child.kill()
+    assert child.exitcode == 0
+    assert ak.to_list(ak.from_parquet(tmp_path / "child.parquet").i) == list(range(15))
 
 
 def test_dump_json_is_atomic(tmp_path: Path) -> None:

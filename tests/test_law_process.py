@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import law
 import luigi
@@ -16,6 +17,7 @@ import pytest
 from luigi.cmdline_parser import CmdlineParser
 
 import cf.tasks.base
+from cf.io import TASK_PROCESSES_ENV, writes_in_background
 from cf.tasks.base import (
     KEPT_FREE_BYTES,
     cached_multi_match,
@@ -132,3 +134,24 @@ def test_the_heap_keeps_freed_memory_for_the_next_task_up_to_a_bound() -> None:
     release_freed_memory(None)
     assert _resident_bytes() < held - KEPT_FREE_BYTES
     del keeper
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "2"), ("8", "8")])
+def test_parallel_runs_tell_the_writers_how_many_task_processes_share_the_cores(
+    monkeypatch: pytest.MonkeyPatch, preset: str | None, expected: str
+) -> None:
+    """``--workers 2`` sets CF_TASK_PROCESSES for its task processes (no writing thread on two cores)."""
+    monkeypatch.setenv(TASK_PROCESSES_ENV, preset or "")  # restored after the test, also where it was unset
+    if preset is None:
+        monkeypatch.delenv(TASK_PROCESSES_ENV)
+    monkeypatch.setattr(luigi.interface, "core", lambda: SimpleNamespace(workers=2))
+    monkeypatch.setattr(cf.tasks.base, "import_before_forking", lambda: None)
+    monkeypatch.setattr(cf.tasks.base, "use_task_processes", lambda: None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    cf.tasks.base.check_workers.cache_clear()
+    try:
+        cf.tasks.base.check_workers()
+    finally:
+        cf.tasks.base.check_workers.cache_clear()
+    assert os.environ[TASK_PROCESSES_ENV] == expected
+    assert not writes_in_background()

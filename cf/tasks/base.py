@@ -31,6 +31,7 @@ from cf.contract import check_config, config_entry, dataset_entry
 from cf.functions import ColumnFunction, Registry, calibrators, producers, selectors
 from cf.io import (
     DEFAULT_CHUNK_SIZE,
+    TASK_PROCESSES_ENV,
     EventSource,
     InputFileError,
     OutputFileError,
@@ -314,6 +315,8 @@ def check_workers() -> None:
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     if workers > 1:
+        # the task processes share the cores: their parquet writes stay in their thread (cf.io; a preset value is kept)
+        os.environ.setdefault(TASK_PROCESSES_ENV, str(workers))
         import_before_forking()
         use_task_processes()
 
