@@ -20,7 +20,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from cf.columnar_util import flat_np_view
+from cf.columnar_util import FlatObjects
 
 __all__ = ["DEFAULT_COLLECTIONS", "attach_coffea_behavior", "four_vectors", "min_delta_r", "nanoaod_behavior"]
 
@@ -102,17 +102,18 @@ def four_vectors(objects: ak.Array, fields: tuple[str, ...] = ("pt", "eta", "phi
     return ak.zip(columns, with_name=name, behavior=candidate.behavior)
 
 
-def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
+def min_delta_r(objects: ak.Array | FlatObjects, others: ak.Array | FlatObjects) -> np.ndarray:
     """For each object (flattened), the distance in (eta, phi) to the closest other object of its event.
 
     ``inf`` for an object without others in its event. The values are those of coffea's ``delta_r`` of the
     objects' double-precision four-vectors (:func:`four_vectors`), bit for bit: the same formula,
     ``sqrt(dphi**2 + deta**2)`` with ``dphi`` wrapped into [-pi, pi), evaluated on flat numpy arrays of all
     (object, other) pairs instead of on awkward records of them, which takes half the time.
-    ``objects`` and ``others`` need ``eta`` and ``phi``.
+    ``objects`` and ``others`` need ``eta`` and ``phi``; either may be given as :class:`FlatObjects` (e.g. the
+    selected leptons: ``FlatObjects(events.Muon).selected(mask)``), which saves making them jagged first.
     """
-    counts = ak.to_numpy(ak.num(objects, axis=1))
-    other_counts = ak.to_numpy(ak.num(others, axis=1))
+    objects, others = (x if isinstance(x, FlatObjects) else FlatObjects(x) for x in (objects, others))
+    counts, other_counts = objects.counts, others.counts
     # per object: the number of others in its event and the index of the first of them
     n_pairs = np.repeat(other_counts, counts)
     first_other = np.repeat(np.cumsum(other_counts) - other_counts, counts)
@@ -120,8 +121,8 @@ def min_delta_r(objects: ak.Array, others: ak.Array) -> np.ndarray:
     pair_start = np.cumsum(n_pairs) - n_pairs
     pair_object = np.repeat(np.arange(len(n_pairs)), n_pairs)
     pair_other = np.arange(n_pairs.sum()) - np.repeat(pair_start - first_other, n_pairs)
-    eta, phi = (flat_np_view(objects[field]).astype(np.float64)[pair_object] for field in ("eta", "phi"))
-    other_eta, other_phi = (flat_np_view(others[field]).astype(np.float64)[pair_other] for field in ("eta", "phi"))
+    eta, phi = (objects[field].astype(np.float64, copy=False)[pair_object] for field in ("eta", "phi"))
+    other_eta, other_phi = (others[field].astype(np.float64, copy=False)[pair_other] for field in ("eta", "phi"))
     delta_phi = (phi - other_phi + np.pi) % (2 * np.pi) - np.pi
     distance = np.sqrt(delta_phi**2 + (eta - other_eta) ** 2)
     closest = np.full(len(n_pairs), np.inf)

@@ -19,6 +19,7 @@ __all__ = [
     "EMPTY_FLOAT",
     "EMPTY_INT",
     "IDENTITY_COLUMNS",
+    "FlatObjects",
     "Route",
     "add_empty_collections",
     "filter_routes",
@@ -315,6 +316,58 @@ def strip_unused_options(array: ak.Array) -> ak.Array:
 def flat_np_view(array: ak.Array) -> np.ndarray:
     """A flat numpy view of a (jagged) numeric column, e.g. for filling histograms."""
     return ak.to_numpy(ak.flatten(array, axis=None))
+
+
+class FlatObjects:
+    """The objects of a jagged collection (``events.Jet``) as flat numpy arrays, one per field, for per-object cuts.
+
+    An awkward operation on a jagged column has a fixed cost of ~0.3 ms beyond its numpy work (broadcasting the
+    lists, converting the scalars): for the dozens of comparisons of an object selection on 50k events, more than
+    the work itself. On the flat fields the same cuts are numpy operations, and :meth:`jagged` turns the result
+    into the collection's jagged mask::
+
+        jets = FlatObjects(events.Jet)
+        good = (jets.pt > 25.0) & (np.abs(jets.eta) < 2.4) & ((jets.jetId & 2) != 0)
+        events = set_ak_column(events, "Jet", events.Jet[jets.jagged(good)])
+        good_jets = jets.selected(good)  # the same, still flat: good_jets.counts, good_jets.pt, ...
+
+    Fields are read by attribute or by name (``jets["pt"]``), each once, in their stored types: numpy compares and
+    computes as awkward does (a single-precision column with a Python float in single precision).
+    """
+
+    def __init__(self, objects: ak.Array) -> None:
+        self.fields: list[str] = objects.fields
+        #: The number of objects of each event.
+        self.counts: np.ndarray = ak.to_numpy(ak.num(objects, axis=1))
+        self._read: Callable[[str], np.ndarray] = lambda field: flat_np_view(objects[field])
+        self._values: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        values = self._values.get(field)
+        if values is None:
+            values = self._values[field] = self._read(field)
+        return values
+
+    def __getattr__(self, field: str) -> np.ndarray:
+        fields = self.__dict__.get("fields", ())
+        if field not in fields:
+            raise AttributeError(f"the objects have no field '{field}'; they have: {', '.join(fields)}")
+        return self[field]
+
+    def jagged(self, values: np.ndarray) -> ak.Array:
+        """Per-object values (a mask) as the collection's jagged array."""
+        return ak.unflatten(values, self.counts)
+
+    def selected(self, mask: np.ndarray) -> FlatObjects:
+        """The objects for which the flat ``mask`` is true, in the same events."""
+        subset = object.__new__(FlatObjects)
+        passed_before = np.concatenate([[0], np.cumsum(mask)])
+        ends = np.cumsum(self.counts)
+        subset.fields = self.fields
+        subset.counts = passed_before[ends] - passed_before[ends - self.counts]
+        subset._read = lambda field: self[field][mask]
+        subset._values = {}
+        return subset
 
 
 def take_ak_columns(array: ak.Array, patterns: Iterable[RouteLike]) -> ak.Array:

@@ -13,6 +13,7 @@ import pytest
 from cf.columnar_util import (
     EMPTY_FLOAT,
     EMPTY_INT,
+    FlatObjects,
     Route,
     filter_routes,
     flat_np_view,
@@ -463,3 +464,18 @@ def test_dot_dict() -> None:
     assert (d.a, d["b"]) == (1, 2)
     with pytest.raises(AttributeError, match="c"):
         _ = d.c
+
+
+def test_flat_objects_cut_as_awkward_does_and_give_jagged_masks() -> None:
+    eta = np.array([2.3, 0.5, -2.3, 1.0, 2.2], dtype=np.float32)  # float32(2.3) is not below 2.3 in single precision
+    jets = ak.unflatten(ak.zip({"eta": eta, "jetId": np.array([6, 2, 6, 0, 6], dtype=np.uint8)}), [2, 0, 3])
+    flat = FlatObjects(jets)
+    cut = (np.abs(flat.eta) < 2.3) & ((flat["jetId"] & 2) != 0)
+    assert flat.eta.dtype == np.float32
+    assert ak.to_list(flat.jagged(cut)) == ak.to_list((abs(jets.eta) < 2.3) & ((jets.jetId & 2) != 0))
+    selected = flat.selected(cut)
+    assert selected.counts.tolist() == [1, 0, 1]
+    assert selected.eta.tolist() == [0.5, 2.200000047683716]
+    assert ak.to_list(selected.jagged(selected.eta > 1.0)) == [[False], [], [True]]
+    with pytest.raises(AttributeError, match="no field 'phi'; they have: eta, jetId"):
+        _ = flat.phi

@@ -250,6 +250,7 @@ def test_jec_shifts_and_met_propagation_equal_the_hand_written_formulas(
 def test_coffea_delta_r_and_masses_equal_the_hand_written_arithmetic() -> None:
     from analysis_template.production.default import leading_pair_mass, same_flavour_pair_mass
     from cf.behaviour import attach_coffea_behavior, four_vectors, min_delta_r
+    from cf.columnar_util import FlatObjects
 
     rng = np.random.default_rng(3)
     counts = rng.integers(0, 5, 300)
@@ -284,6 +285,11 @@ def test_coffea_delta_r_and_masses_equal_the_hand_written_arithmetic() -> None:
         ak.min(jets32_vectors.metric_table(four_vectors(muons32, ("pt", "eta", "phi"))), axis=2), np.inf
     )
     np.testing.assert_array_equal(min_delta_r(jets32, muons32), ak.to_numpy(ak.flatten(table32)))
+    # the selected muons given flat (FlatObjects.selected) are the jagged selected muons
+    passing = ak.to_numpy(ak.flatten(muons32.pt)) > 80.0
+    flat_selected = FlatObjects(muons32).selected(passing)
+    jagged_selected = muons32[ak.unflatten(passing, counts)]
+    np.testing.assert_array_equal(min_delta_r(FlatObjects(jets32), flat_selected), min_delta_r(jets32, jagged_selected))
 
     # the previous invariant mass: from px, py, pz and E of both objects
     def pair_mass(a: Any, b: Any) -> np.ndarray:

@@ -30,10 +30,12 @@ Sources of the differences (branch names checked against real files of each vers
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
+
+from cf.columnar_util import FlatObjects
 
 __all__ = [
     "BTagWorkingPoint",
@@ -63,11 +65,11 @@ class IdCut:
     encoding: Literal["flag", "bitmask", "level"] = "flag"
     value: int = 0
 
-    def passes(self, objects: ak.Array) -> ak.Array:
-        """The jagged mask of the objects passing the requirement."""
+    def passes(self, objects: ak.Array | FlatObjects) -> ak.Array | np.ndarray:
+        """The mask of the objects passing the requirement (jagged, or flat for :class:`FlatObjects`)."""
         values = objects[self.column]
         if self.encoding == "flag":
-            return ak.values_astype(values, bool)
+            return values != 0
         if self.encoding == "bitmask":
             return (values & self.value) != 0
         return values >= self.value
@@ -103,21 +105,21 @@ class JetId:
             return {"jetId", "neHEF", "neEmEF"}
         return {"neHEF", "neEmEF", "chHEF", "chMultiplicity", "neMultiplicity"}
 
-    def tight(self, jets: ak.Array) -> ak.Array:
-        """The jagged mask of the jets passing the tight ID."""
+    def tight(self, jets: ak.Array | FlatObjects) -> ak.Array | np.ndarray:
+        """The mask of the jets passing the tight ID (jagged, or flat for :class:`FlatObjects`)."""
         if self.recipe == "bits":
             return (jets.jetId & 2) != 0
         abs_eta = abs(jets.eta)
         if self.recipe == "nano_v12_fix":
-            forward = ak.where(abs_eta <= 3.0, jets.neHEF < 0.99, jets.neEmEF < 0.4)
+            forward = np.where(abs_eta <= 3.0, jets.neHEF < 0.99, jets.neEmEF < 0.4)
             return ((jets.jetId & 2) != 0) & ((abs_eta <= 2.7) | forward)
         return _tight_from_fractions(jets, abs_eta)
 
 
-def _tight_from_fractions(jets: ak.Array, abs_eta: ak.Array) -> ak.Array:
+def _tight_from_fractions(jets: ak.Array | FlatObjects, abs_eta: Any) -> Any:
     """JME's Run 3 tight jet ID from the stored energy fractions and multiplicities, region by region."""
     multiplicity = jets.chMultiplicity + jets.neMultiplicity
-    passed = ak.zeros_like(abs_eta, dtype=bool)
+    passed = np.zeros_like(abs_eta, dtype=bool)
     lower = 0.0
     for upper, (ne_hef, ne_em_ef, n_min, ch_hef, ch_mult, ne_mult) in RUN3_TIGHT_JET_ID:
         cuts = (abs_eta <= upper) if lower == 0.0 else (abs_eta > lower) & (abs_eta <= upper)

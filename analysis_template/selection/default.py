@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis_template.config.objects import ObjectDefinitions
 from cf.behaviour import min_delta_r
+from cf.columnar_util import FlatObjects
 from cf.functions import ConfigColumns, SelectionResult, Selector, selector
 
 #: Jets closer than this (in eta-phi) to a selected lepton or tau are that object, not a jet.
@@ -22,29 +23,28 @@ JET_CLEANING_DR = 0.4
 KINEMATICS = ("pt", "eta", "phi")
 
 
-def jet_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
-    jets = events.Jet
-    return (jets.pt > 25.0) & (abs(jets.eta) < 2.4) & objects.jet_id.tight(jets)
+def jet_mask(jets: FlatObjects, objects: ObjectDefinitions) -> np.ndarray:
+    return (jets.pt > 25.0) & (np.abs(jets.eta) < 2.4) & objects.jet_id.tight(jets)
 
 
-def electron_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
-    electrons = events.Electron
-    return (electrons.pt > 15.0) & (abs(electrons.eta) < 2.5) & objects.electron_id.passes(electrons)
+def electron_mask(electrons: FlatObjects, objects: ObjectDefinitions) -> np.ndarray:
+    return (electrons.pt > 15.0) & (np.abs(electrons.eta) < 2.5) & objects.electron_id.passes(electrons)
 
 
-def muon_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
-    muons = events.Muon
+def muon_mask(muons: FlatObjects, objects: ObjectDefinitions) -> np.ndarray:
     isolation, max_isolation = objects.muon_isolation
     return (
-        (muons.pt > 15.0) & (abs(muons.eta) < 2.4) & objects.muon_id.passes(muons) & (muons[isolation] < max_isolation)
+        (muons.pt > 15.0)
+        & (np.abs(muons.eta) < 2.4)
+        & objects.muon_id.passes(muons)
+        & (muons[isolation] < max_isolation)
     )
 
 
-def tau_mask(events: ak.Array, objects: ObjectDefinitions) -> ak.Array:
-    taus = events.Tau
+def tau_mask(taus: FlatObjects, objects: ObjectDefinitions) -> np.ndarray:
     return (
         (taus.pt > 20.0)
-        & (abs(taus.eta) < 2.3)
+        & (np.abs(taus.eta) < 2.3)
         & objects.tau_vs_jet.passes(taus)
         & objects.tau_vs_e.passes(taus)
         & objects.tau_vs_mu.passes(taus)
@@ -75,17 +75,19 @@ def default(self: Selector, events: ak.Array, **kwargs: Any) -> tuple[ak.Array, 
     Where the config lists triggers, the event must also have fired one of them.
     """
     definitions: ObjectDefinitions = self.config_inst.x.objects
-    objects = {
-        "Electron": electron_mask(events, definitions),
-        "Muon": muon_mask(events, definitions),
-        "Tau": tau_mask(events, definitions),
+    # the cuts on flat numpy arrays of each collection's objects, made jagged masks afterwards
+    electrons, muons, taus = (FlatObjects(events[name]) for name in ("Electron", "Muon", "Tau"))
+    jets = FlatObjects(events.Jet)
+    masks = {
+        "Electron": (electrons, electron_mask(electrons, definitions)),
+        "Muon": (muons, muon_mask(muons, definitions)),
+        "Tau": (taus, tau_mask(taus, definitions)),
     }
     # hadronic taus and leptons are also reconstructed as jets: remove jets that overlap with them
-    jets = events.Jet
-    distances = [min_delta_r(jets, events[name][mask]) for name, mask in objects.items()]
-    closest = np.min(distances, axis=0)
-    clean = ak.unflatten(closest > JET_CLEANING_DR, ak.num(jets, axis=1))
-    objects["Jet"] = jet_mask(events, definitions) & clean
+    distances = [min_delta_r(jets, others.selected(mask)) for others, mask in masks.values()]
+    clean = np.min(distances, axis=0) > JET_CLEANING_DR
+    objects = {name: collection.jagged(mask) for name, (collection, mask) in masks.items()}
+    objects["Jet"] = jets.jagged(jet_mask(jets, definitions) & clean)
     n_jet = ak.sum(objects["Jet"], axis=1)
     n_lepton_or_tau = sum(ak.sum(objects[name], axis=1) for name in ("Electron", "Muon", "Tau"))
     triggered = trigger_mask(events, definitions, self.dataset_inst)
