@@ -25,11 +25,19 @@ LABELS = {
     "raw": "raw uproot read of the chain's branches (I/O limit)",
     "baseline": "hand-written script (calibrate → … → ML inputs)",
     "chain": "`law run` chain, 1 worker",
+    "chain_nothread": "`law run` chain, 1 worker, no parquet writing thread (`CF_TASK_PROCESSES` = cores)",
     "chain_w2": "`law run` chain, `--workers 2`",
     "coffea": "coffea peer: NanoEvents (eager), same physics and outputs",
 }
 #: The measurement each row's first ratio refers to.
-REFERENCES = {"raw": None, "baseline": "raw", "chain": "baseline", "chain_w2": "baseline", "coffea": "raw"}
+REFERENCES = {
+    "raw": None,
+    "baseline": "raw",
+    "chain": "baseline",
+    "chain_nothread": "chain",
+    "chain_w2": "baseline",
+    "coffea": "raw",
+}
 #: What a physicist would use instead of the chain: every row says whether it or this peer is ahead.
 PEER = "coffea"
 
@@ -319,7 +327,7 @@ def _scaling_table(results: Mapping[str, Any]) -> str:
     if len(sizes) < 2:
         return "*No scaling sizes in this run.*"
     rows = []
-    for item in ("raw", "baseline", "chain", "chain_w2"):
+    for item in ("raw", "baseline", "chain", "chain_nothread", "chain_w2"):
         measured = [(n, results["sizes"][format_count(n)].get(item)) for n in sizes]
         measured = [(n, runs) for n, runs in measured if runs]
         if len(measured) < 2 or measured[0][0] != sizes[0]:

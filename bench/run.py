@@ -37,12 +37,13 @@ from bench.common import (
     sample_scale,
 )
 from bench.measure import BenchError, Run, run_measured
+from cf.io import TASK_PROCESSES_ENV
 
 __all__ = ["main"]
 
 #: Items measured at every size, and those only at the main size.
-SCALING_ITEMS = ("raw", "baseline", "chain", "chain_w2")
-MAIN_ITEMS = ("raw", "baseline", "chain", "chain_w2", "coffea")
+SCALING_ITEMS = ("raw", "baseline", "chain", "chain_nothread", "chain_w2")
+MAIN_ITEMS = ("raw", "baseline", "chain", "chain_nothread", "chain_w2", "coffea")
 ML_ITEMS = (
     "train",
     "eval_onnx",
@@ -136,10 +137,13 @@ class Bench:
             run = self.measure(name, [*command, "--chunk-size", str(self.chunk_size)], self.env(n_events))
         elif item in {"baseline", "coffea"}:
             run = self.run_script(n_events, item, name)
-        elif item in {"chain", "chain_w2"}:
+        elif item in {"chain", "chain_nothread", "chain_w2"}:
             store = self.workdir / f"store_{name}"
             shutil.rmtree(store, ignore_errors=True)
             env = self.env(n_events, store)
+            if item == "chain_nothread":
+                # as many task processes as cores: no parquet writing thread (cf.io.writes_in_background)
+                env[TASK_PROCESSES_ENV] = str(len(os.sched_getaffinity(0)))
             run = self.measure(name, self.chain_command(workers=2 if item == "chain_w2" else 1), env)
             self._check_outputs(label, item, chain_stats(store))
             self._check_columns(label, item, chain_event_files(store, DATASETS))

@@ -173,6 +173,7 @@ def test_report_renders_every_table_and_target() -> None:
                 "raw": [_run(2.0, events=1e6), _run(2.2, events=1e6)],
                 "baseline": [_run(10.0, events=1e6), _run(10.0, events=1e6)],
                 "chain": [_run(12.0, 300, events=1e6), _run(13.0, 300, events=1e6)],
+                "chain_nothread": [_run(15.0, events=1e6), _run(15.0, events=1e6)],
                 "chain_w2": [_run(11.0, events=1e6), _run(11.5, events=1e6)],
                 "coffea": [_run(8.0, events=1e6), _run(8.2, events=1e6)],
                 "chain_complete": [_run(1.5), _run(1.4)],
@@ -235,6 +236,9 @@ def test_report_renders_every_table_and_target() -> None:
     assert "chain, 2 workers vs 1 worker | >= 1.7x | 1.11x | **not met**" in page
     assert "chain, 2 workers vs 1 worker at 8M | >= 1.7x | 1.82x | **met**" in page
     assert "| 8M | 55.0 | 145k | 4.9x (events 8x) | 200 |" in page
+    # the chain without the parquet writing thread, against the chain: 12.5 s / 15 s
+    assert "| `law run` chain, 1 worker, no parquet writing thread (`CF_TASK_PROCESSES` = cores) | 67k |" in page
+    assert "| 0.83x chain, 0.14x raw |" in page
     assert "`coffea` vs `chain`: the same 650,000 selected events" in page
     assert "49 columns bit-identical, 1 within float rounding (largest relative difference 6e-08, `m_bb`)" in page
 
