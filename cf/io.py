@@ -44,6 +44,7 @@ __all__ = [
     "load_json",
     "merged_chunk",
     "open_source",
+    "task_processes",
     "writes_in_background",
 ]
 
@@ -604,8 +605,21 @@ def writes_in_background() -> bool:
     worker on two cores, encoding and compressing a row group (most of a write) then takes the second core instead
     of the task's time. With as many task processes as cores the thread would only take turns with them.
     """
-    task_processes = int(os.environ.get(TASK_PROCESSES_ENV) or 1)
-    return len(os.sched_getaffinity(0)) > task_processes
+    return len(os.sched_getaffinity(0)) > task_processes()
+
+
+def task_processes() -> int:
+    """The number of task processes that share the machine's cores (``CF_TASK_PROCESSES``, 1 when unset).
+
+    Raises:
+        UserError: If the variable is set to anything but a positive integer.
+    """
+    value = os.environ.get(TASK_PROCESSES_ENV, "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{TASK_PROCESSES_ENV} must be a positive integer (task processes), got '{value}'")
+    return int(value)
 
 
 def write_thread() -> ThreadPoolExecutor:

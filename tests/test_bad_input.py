@@ -71,6 +71,12 @@ CASES: tuple[BadInput, ...] = (
     BadInput("--workers 0", (*PRODUCE, "--workers", "0"), "--workers must be at least 1, got 0"),
     BadInput("a negative --chunk-size", (*PRODUCE, "--chunk-size", "-1"), "--chunk-size must be positive"),
     BadInput(
+        "CF_TASK_PROCESSES=two in the environment",
+        PRODUCE,
+        "CF_TASK_PROCESSES must be a positive integer (task processes), got 'two'",
+        prepare="task_processes_not_a_number",
+    ),
+    BadInput(
         "--branch beyond the files",
         (*CALIBRATE, "--branch", "99"),
         "--branch 99 is out of range: dataset 'tt_sl_powheg' has 2 file(s), branches 0 to 1",
@@ -421,6 +427,10 @@ def read_only_store(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prepared:
     return Prepared(LawEnv(env={**env.env, "CF_STORE_LOCAL": str(store)}, store=store, data=env.data))
 
 
+def task_processes_not_a_number(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prepared:
+    return Prepared(LawEnv(env={**env.env, "CF_TASK_PROCESSES": "two"}, store=env.store, data=env.data))
+
+
 def full_disk(env: LawEnv, law_run: LawRun, tmp_path: Path) -> Prepared:
     law_run("cf.BundleExternalFiles", "--config", CONFIG, env=env.env)
     law_run("cf.GetDatasetLFNs", "--version", "v1", "--dataset", DATASET, env=env.env)
@@ -443,6 +453,7 @@ PREPARATIONS: dict[str, Callable[[LawEnv, LawRun, Path], Prepared]] = {
         dataset_without_events,
         dataset_with_one_event,
         read_only_store,
+        task_processes_not_a_number,
         full_disk,
     )
 }

@@ -35,6 +35,7 @@ from cf.io import (
     resolve_columns,
     writes_in_background,
 )
+from cf.util import UserError
 from sample.generate import create_file
 
 N_EVENTS = 1000
@@ -360,6 +361,13 @@ def test_writes_in_background_when_a_core_is_left(
     else:
         monkeypatch.setenv(TASK_PROCESSES_ENV, task_processes)
     assert writes_in_background() is expected
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_task_processes_value_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(TASK_PROCESSES_ENV, value)
+    with pytest.raises(UserError, match=f"CF_TASK_PROCESSES must be a positive integer .*, got '{re.escape(value)}'"):
+        writes_in_background()
 
 
 def _record_writing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:

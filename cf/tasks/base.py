@@ -40,6 +40,7 @@ from cf.io import (
     open_source,
     resolve_columns,
     storage_errno,
+    task_processes,
 )
 from cf.ml import model_spec_store_name
 from cf.tasks.workers import use_task_processes
@@ -306,7 +307,9 @@ def heap_info() -> Any:
 
 @functools.cache
 def check_workers() -> None:
-    """Refuse ``--workers`` below 1 (once per process: luigi's core config is the same for every task).
+    """Refuse ``--workers`` below 1 and a ``CF_TASK_PROCESSES`` that is not a positive integer (once per process).
+
+    luigi's core config is the same for every task of the process.
 
     Raises:
         UserError: Naming the value.
@@ -314,6 +317,7 @@ def check_workers() -> None:
     workers = luigi.interface.core().workers
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    task_processes()  # a preset CF_TASK_PROCESSES must be valid before any task writes
     if workers > 1:
         # the task processes share the cores: their parquet writes stay in their thread (cf.io; a preset value is kept)
         os.environ.setdefault(TASK_PROCESSES_ENV, str(workers))
