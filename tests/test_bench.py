@@ -318,11 +318,17 @@ def _smoke(tmp_path: Path, *args: str) -> tuple[str, dict[str, object]]:
 
 @pytest.mark.slow
 def test_bench_smoke_run_of_the_chain(tmp_path: Path) -> None:
-    page, results = _smoke(tmp_path, "--items", "raw,baseline,chain", "--ml-items", "none")
+    page, results = _smoke(tmp_path, "--items", "raw,baseline,chain,chain_nothread", "--ml-items", "none")
     assert "### Targets" in page
     assert "| `law run` chain, 1 worker |" in page
+    assert "| `law run` chain, 1 worker, no parquet writing thread (`CF_TASK_PROCESSES` = cores) |" in page
     runs = results["sizes"]["20k"]  # type: ignore[index]
-    assert {"raw", "baseline", "chain", "chain_complete"} <= set(runs)
+    assert {"raw", "baseline", "chain", "chain_nothread", "chain_complete"} <= set(runs)
+    # with and without the writing thread the chain writes the same values
+    columns = results["checks"]["20k"]["columns"]  # type: ignore[index]
+    threads = columns.get("chain_nothread_vs_chain") or columns["chain_vs_chain_nothread"]
+    assert threads["agrees"]
+    assert threads["max_rel_diff"] == 0
     assert all(run["output"]["events"] == 20_000 for run in runs["raw"])
     # the hand-written script and the chain wrote the same ML inputs
     assert results["checks"]["20k"]["chain_agrees"] or results["checks"]["20k"]["baseline_agrees"]  # type: ignore[index]
