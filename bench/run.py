@@ -71,6 +71,8 @@ class Bench:
     reps: int
     epochs: int
     basket_size: int = DEFAULT_BASKET_SIZE
+    #: Repetitions of the ML evaluation lines (more than the others: short runs with ±10% noise each).
+    eval_reps: int = 5
     results: dict[str, Any] = field(default_factory=dict)
     samples: dict[int, SampleInfo] = field(default_factory=dict)
     #: Per size and source, the reduced events of its first measurement (see :meth:`_check_columns`).
@@ -315,7 +317,8 @@ class Bench:
             shutil.rmtree(out_dir, ignore_errors=True)
             self.record("ml", "predict_plain").append(run.to_dict())
 
-        self.interleave([plain_predict if key == "predict_plain" else cf_evaluation(key) for key in evaluations])
+        steps = [plain_predict if key == "predict_plain" else cf_evaluation(key) for key in evaluations]
+        self.interleave(steps, reps=self.eval_reps)
         shutil.rmtree(store, ignore_errors=True)
 
     def interleave(self, steps: Sequence[Callable[[int], None]], reps: int | None = None) -> None:
@@ -421,6 +424,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="repetitions at the main size (default 3)")
     parser.add_argument("--scaling-reps", type=int, default=2, help="repetitions at the scaling sizes (default 2)")
     parser.add_argument(
+        "--eval-reps",
+        type=int,
+        default=5,
+        help="repetitions of the ML evaluation lines (default 5: ~4 s each, with ±10%% noise per run)",
+    )
+    parser.add_argument(
         "--scaling-items",
         default=",".join(SCALING_ITEMS),
         help=f"what to measure at the scaling sizes (default and choices: {','.join(SCALING_ITEMS)})",
@@ -467,8 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         setattr(args, option, [item for item in choices if item in items])  # in the canonical order
     if args.skip_ml:
         args.ml_items = []
-    if args.reps < 1 or args.scaling_reps < 1 or args.epochs < 1:
-        parser.error("--reps, --scaling-reps and --epochs must be at least 1")
+    if min(args.reps, args.scaling_reps, args.eval_reps, args.epochs) < 1:
+        parser.error("--reps, --scaling-reps, --eval-reps and --epochs must be at least 1")
     return args
 
 
@@ -494,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         reps=args.reps,
         epochs=args.epochs,
         basket_size=args.basket_size,
+        eval_reps=args.eval_reps,
     )
     started = time.time()
     bench.results.update(
@@ -506,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scaling_items": args.scaling_items,
                 "reps": args.reps,
                 "scaling_reps": args.scaling_reps,
+                "eval_reps": args.eval_reps,
                 "epochs": args.epochs if "train" in args.ml_items else None,
                 "items": args.items,
                 "ml_items": args.ml_items,

@@ -50,7 +50,7 @@ import numpy as np
 
 from cf.columnar_util import EMPTY_FLOAT, Route
 from cf.folds import event_hash
-from cf.ml import MLModel, combine_fold_outputs, held_out_outputs, setting
+from cf.ml import MLModel, held_out_outputs, setting
 from cf.util import lazy_import, maybe_import
 
 # TensorFlow / Keras only exist in the TF sandbox; elsewhere (law index, the base venv, unit tests) they are
@@ -748,12 +748,10 @@ class DNNClassifier(MLModel):
         events_used_in_training: bool = False,
     ) -> ak.Array:
         x = self.feature_matrix(events)
-        if len(x) and self.evaluation_backend == "onnx":
-            # ONNX Runtime scores an event the same whatever other events are in the batch: no wasted predictions
+        if len(x):
+            # each fold model scores only the events whose score it gives (no predictions thrown away); with
+            # TensorFlow the last bits of a score depend on the other events of its batch, as on the chunk size
             scores = held_out_outputs([model.predict for model in models], x, fold_indices, events_used_in_training)
-        elif len(x):
-            # TensorFlow's results depend on the batch's length in the last bits: every model sees the whole chunk
-            scores = combine_fold_outputs([model.predict(x) for model in models], fold_indices, events_used_in_training)
         else:
             scores = np.zeros((0, len(self.classes)), dtype=np.float32)
         return self.set_class_scores(events, scores)

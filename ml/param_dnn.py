@@ -26,7 +26,7 @@ import numpy as np
 
 from analysis_template.config.processes import x_hh_bbtautau_masses
 from cf.columnar_util import set_ak_column
-from cf.ml import MLModel, combine_fold_outputs, held_out_outputs, setting
+from cf.ml import MLModel, held_out_outputs, setting
 from ml.dnn import DNNClassifier
 
 __all__ = ["BACKGROUND_DATASETS", "ParametrizedDNN", "draw_background_masses", "param_dnn", "signal_dataset"]
@@ -131,13 +131,10 @@ class ParametrizedDNN(DNNClassifier):
         for mass in self.masses:
             inputs = np.column_stack([x, np.full(len(x), float(mass))])
             scores = np.zeros(0, dtype=np.float32)
-            if len(x) and self.evaluation_backend == "onnx":
-                # as in dnn: ONNX scores an event alike in any batch, each model scores its fold only
+            if len(x):
+                # as in dnn: each fold model scores only the events whose score it gives
                 held_out = held_out_outputs(predictors, inputs, fold_indices, events_used_in_training)
                 scores = held_out[:, 0]
-            elif len(x):
-                outputs = [predict(inputs)[:, 0] for predict in predictors]
-                scores = combine_fold_outputs(outputs, fold_indices, events_used_in_training)
             events = set_ak_column(events, self.mass_score_column(mass), scores, value_type=np.float32)
         return events
 
