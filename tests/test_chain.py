@@ -6,6 +6,7 @@ variations of it (a shift, another chunk size, bad parameters, broken input file
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -237,6 +238,21 @@ def test_fused_production_writes_what_the_tasks_one_by_one_write(
     assert "done: cf.ProduceColumns" not in rerun.stdout
     assert produced[0].stat().st_mtime_ns == production_time
     _assert_same_files(fused_env.store, fresh_law_env.store)
+
+
+def _listed_requirements(status: str) -> set[str]:
+    """The task families that a ``--print-status 1`` tree lists as the root task's requirements."""
+    return set(re.findall(r"[├└]──1 > (cf\.\w+)\(", status))
+
+
+def test_print_status_lists_the_tasks_that_a_fusing_task_runs(fresh_law_env: LawEnv, law_run: LawRun) -> None:
+    # on an empty store the reduction and the ML inputs fuse the tasks before them: the tree shows that they run
+    reduce_status = law_run("cf.ReduceEvents", *SELECTED, "--print-status", "1", env=fresh_law_env.env).stdout
+    assert {"cf.CalibrateEvents", "cf.SelectEvents"} <= _listed_requirements(reduce_status)
+    prepare_status = law_run(*PREPARE, "--print-status", "1", env=fresh_law_env.env).stdout
+    assert {"cf.ReduceEvents", "cf.ProduceColumns"} <= _listed_requirements(prepare_status)
+    assert "absent" in prepare_status
+    assert not any(fresh_law_env.store.rglob("*.parquet"))
 
 
 def test_two_workers_write_the_same_outputs(

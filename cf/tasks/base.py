@@ -57,6 +57,7 @@ __all__ = [
     "cli_versions",
     "function_store_parts",
     "pinned_version",
+    "printing_status_tree",
     "producer_instances",
 ]
 
@@ -431,6 +432,15 @@ def remember_parameter_matching() -> None:
     law.task.base.multi_match = cached_multi_match
 
 
+#: True while law prints a run's status tree (``--print-status``): tasks may then list what they would run.
+_status_tree_printing: list[bool] = []
+
+
+def printing_status_tree() -> bool:
+    """Whether law is printing the status tree of the run (``--print-status``) in this process."""
+    return bool(_status_tree_printing)
+
+
 class AnalysisTask(law.Task):
     """A task of the analysis named in law.cfg; its outputs live under ``$CF_STORE_LOCAL``."""
 
@@ -489,6 +499,14 @@ class AnalysisTask(law.Task):
         check_workers()
         cli_versions()  # a bad --<family>-version fails when the root task is made, before anything runs
         return params
+
+    def _print_status(self, args: Any) -> Any:
+        """Print the status tree (``--print-status``), fusing tasks listing the tasks they run in their pass."""
+        _status_tree_printing.append(True)
+        try:
+            return super()._print_status(args)
+        finally:
+            _status_tree_printing.pop()
 
     def store_parts(self) -> list[str]:
         """The directories of this task's output path, from general to specific."""

@@ -28,6 +28,7 @@ import law
 from cf.columnar_util import take_ak_columns
 from cf.functions import ColumnFunction, apply_functions
 from cf.io import EventSource
+from cf.tasks.base import printing_status_tree
 
 __all__ = ["FUSED_PRIORITY_STEP", "ColumnFunctionStep", "FusingWorkflow"]
 
@@ -38,8 +39,10 @@ FUSED_PRIORITY_STEP = 1_000_000
 class FusingWorkflow:
     """A per-file workflow (``DatasetWorkflow``) that runs tasks before it on a file none of whose outputs exist.
 
-    Subclasses list those outputs in :meth:`fused_outputs`, require what the fused tasks require when
-    :meth:`fuses_upstream` is true and run them in their ``run()``.
+    Subclasses list those outputs in :meth:`fused_outputs` and the tasks in :meth:`fused_tasks`, require what the
+    fused tasks require when :meth:`fuses_upstream` is true (passed through :meth:`with_fused_tasks`) and run them
+    in their ``run()``. ``--print-status`` then lists the fused tasks among the requirements, so that its tree shows
+    every task the run runs; the scheduler never sees them as requirements.
     """
 
     #: The scheduler's priority of the task when it fuses (default 0): it runs before the workflows of the tasks it
@@ -61,6 +64,14 @@ class FusingWorkflow:
     def fused_outputs(self) -> list[law.FileSystemTarget]:
         """The outputs of this task's file that must all be missing for it to fuse: its own and the fused tasks'."""
         raise NotImplementedError
+
+    def fused_tasks(self) -> list[law.Task]:
+        """The tasks this one runs in its pass when it fuses (the same branch, or workflow, of each)."""
+        raise NotImplementedError
+
+    def with_fused_tasks(self, requirements: dict[str, Any]) -> dict[str, Any]:
+        """The requirements of the fusing task, with the fused tasks under ``fused`` while ``--print-status`` runs."""
+        return {**requirements, "fused": self.fused_tasks()} if printing_status_tree() else requirements
 
     def fuses_upstream(self) -> bool:
         """Whether this task also runs the tasks before it on its file(s); decided once per task.

@@ -256,16 +256,21 @@ class PrepareMLEvents(FusingWorkflow, MLTrainingEventsMixin, DatasetWorkflow):
     def fused_outputs(self) -> list[law.FileSystemTarget]:
         return [*law.util.flatten(self.output()), *ProduceColumns.req(self).output().values()]
 
+    def fused_tasks(self) -> list[law.Task]:
+        return [ProduceColumns.req(self)]
+
     def input_requirements(self) -> dict[str, Any]:
         functions = self.function_requirements(self.preparation_insts())
         if not self.fuses_upstream():
             return {"events": ReduceEvents.req(self), "columns": ProduceColumns.req(self), "functions": functions}
         production = ProduceColumns.req(self)
-        return {
-            "events": ReduceEvents.req(self),
-            "production_functions": production.function_requirements(production.producer_insts),
-            "functions": functions,
-        }
+        return self.with_fused_tasks(
+            {
+                "events": ReduceEvents.req(self),
+                "production_functions": production.function_requirements(production.producer_insts),
+                "functions": functions,
+            }
+        )
 
     def output(self) -> dict[str, Any]:
         folds = self.ml_model_inst.folds

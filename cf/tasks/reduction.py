@@ -64,11 +64,16 @@ class ReduceEvents(FusingWorkflow, SelectorMixin, CalibratorsMixin, ShiftMixin, 
         if not self.fuses_upstream():
             return {**super().input_requirements(), "calib": CalibrateEvents.req(self), "sel": SelectEvents.req(self)}
         calibration, selection = CalibrateEvents.req(self), SelectEvents.req(self)
-        return {
-            **super().input_requirements(),
-            "calib_functions": calibration.function_requirements(calibration.calibrator_insts),
-            "sel_functions": selection.function_requirements([selection.selector_inst]),
-        }
+        return self.with_fused_tasks(
+            {
+                **super().input_requirements(),
+                "calib_functions": calibration.function_requirements(calibration.calibrator_insts),
+                "sel_functions": selection.function_requirements([selection.selector_inst]),
+            }
+        )
+
+    def fused_tasks(self) -> list[law.Task]:
+        return [CalibrateEvents.req(self), SelectEvents.req(self)]
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"events": self.target(f"events_{self.branch}.parquet")}
