@@ -71,8 +71,8 @@ class Bench:
     reps: int
     epochs: int
     basket_size: int = DEFAULT_BASKET_SIZE
-    #: Repetitions of the ML evaluation lines (more than the others: short runs with ±10% noise each).
-    eval_reps: int = 5
+    #: Repetitions of the ML training and evaluation lines (more than the others: their noise per run is ±2-14%).
+    ml_reps: int = 5
     results: dict[str, Any] = field(default_factory=dict)
     samples: dict[int, SampleInfo] = field(default_factory=dict)
     #: Per size and source, the reduced events of its first measurement (see :meth:`_check_columns`).
@@ -285,7 +285,9 @@ class Bench:
             self.record("ml", "train_plain").append(run.to_dict())
 
         if "train" in items:
-            self.interleave([*(cf_training(key, extra) for key, extra in variants.items()), plain_training])
+            self.interleave(
+                [*(cf_training(key, extra) for key, extra in variants.items()), plain_training], reps=self.ml_reps
+            )
         evaluations = [item for item in items if item.startswith(("eval_", "predict_"))]
         if not evaluations:
             shutil.rmtree(store, ignore_errors=True)
@@ -318,7 +320,7 @@ class Bench:
             self.record("ml", "predict_plain").append(run.to_dict())
 
         steps = [plain_predict if key == "predict_plain" else cf_evaluation(key) for key in evaluations]
-        self.interleave(steps, reps=self.eval_reps)
+        self.interleave(steps, reps=self.ml_reps)
         shutil.rmtree(store, ignore_errors=True)
 
     def interleave(self, steps: Sequence[Callable[[int], None]], reps: int | None = None) -> None:
@@ -424,10 +426,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="repetitions at the main size (default 3)")
     parser.add_argument("--scaling-reps", type=int, default=2, help="repetitions at the scaling sizes (default 2)")
     parser.add_argument(
-        "--eval-reps",
+        "--ml-reps",
         type=int,
         default=5,
-        help="repetitions of the ML evaluation lines (default 5: ~4 s each, with ±10%% noise per run)",
+        help="repetitions of the ML training and evaluation lines (default 5: their noise per run is ±2-14%%)",
     )
     parser.add_argument(
         "--scaling-items",
@@ -476,8 +478,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         setattr(args, option, [item for item in choices if item in items])  # in the canonical order
     if args.skip_ml:
         args.ml_items = []
-    if min(args.reps, args.scaling_reps, args.eval_reps, args.epochs) < 1:
-        parser.error("--reps, --scaling-reps, --eval-reps and --epochs must be at least 1")
+    if min(args.reps, args.scaling_reps, args.ml_reps, args.epochs) < 1:
+        parser.error("--reps, --scaling-reps, --ml-reps and --epochs must be at least 1")
     return args
 
 
@@ -503,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         reps=args.reps,
         epochs=args.epochs,
         basket_size=args.basket_size,
-        eval_reps=args.eval_reps,
+        ml_reps=args.ml_reps,
     )
     started = time.time()
     bench.results.update(
@@ -516,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scaling_items": args.scaling_items,
                 "reps": args.reps,
                 "scaling_reps": args.scaling_reps,
-                "eval_reps": args.eval_reps,
+                "ml_reps": args.ml_reps,
                 "epochs": args.epochs if "train" in args.ml_items else None,
                 "items": args.items,
                 "ml_items": args.ml_items,

@@ -163,7 +163,7 @@ def test_report_renders_every_table_and_target() -> None:
             "events": 1_000_000,
             "scaling": [8_000_000],
             "reps": 2,
-            "eval_reps": 4,
+            "ml_reps": 4,
             "chunk_size": 50_000,
             "epochs": 5,
             "command": "python -m bench",
@@ -213,7 +213,7 @@ def test_report_renders_every_table_and_target() -> None:
     page = render(results)
     assert "$" not in page.replace("$$", "")  # every placeholder was filled
     assert "test cpu" in page
-    assert "(4 repetitions, interleaved); plain Keras" in page
+    assert "### ML training (5 epochs) and evaluation (4 repetitions, interleaved)" in page
     assert "| `law run` chain, 1 worker | 80k |" in page
     assert "0.80x baseline" in page
     assert "chain peak RSS flat 1M → 8M | within ±20% | +10%" in page
@@ -341,10 +341,10 @@ def test_bench_smoke_run_of_the_chain(tmp_path: Path) -> None:
 @pytest.mark.sandbox
 def test_bench_smoke_run_of_training_and_evaluation(tmp_path: Path) -> None:
     ml_items = "train,eval_onnx,eval_keras,predict_plain"
-    page, results = _smoke(tmp_path, "--items", "chain", "--ml-items", ml_items, "--epochs", "1", "--eval-reps", "2")
+    page, results = _smoke(tmp_path, "--items", "chain", "--ml-items", ml_items, "--epochs", "1", "--ml-reps", "2")
     ml = results["ml"]  # type: ignore[index]
     assert set(ml) == {"train_cf", "train_cf_deterministic", "train_plain", "eval_onnx", "eval_keras", "predict_plain"}
-    assert [len(ml[key]) for key in ("train_cf", "eval_onnx", "eval_keras", "predict_plain")] == [1, 2, 2, 2]
+    assert [len(ml[key]) for key in ("train_cf", "train_plain", "eval_onnx", "predict_plain")] == [2, 2, 2, 2]
     assert ml["train_cf"][0]["output"]["epochs"] == 1
     assert ml["train_plain"][0]["output"]["n_fit"] == ml["train_cf"][0]["output"]["n_fit"]
     events = ml["predict_plain"][0]["output"]["events"]
