@@ -251,10 +251,19 @@ class Bench:
         label = format_count(n_events)
         store = Path(self.results.pop("kept_store", None) or self.workdir / f"store_{label}_ml")
         env = self.env(n_events, store)
-        settings = ml_settings(self.epochs)
         _log(f"ML inputs in {store} (not timed)")
-        inputs = ["law", "run", "bench.tasks.BenchTrainingInputs", "--version", "v1", "--ml-model-settings", settings]
-        self.measure(f"{label}_ml_inputs", inputs, env)
+        inputs = ["law", "run", "bench.tasks.BenchTrainingInputs", "--version", "v1", "--ml-model-settings"]
+        self.measure(f"{label}_ml_inputs", [*inputs, ml_settings(self.epochs)], env)
+        if "train" in items:
+            self.measure_training(label, store, env)
+        evaluations = [item for item in items if item.startswith(("eval_", "predict_"))]
+        if evaluations:
+            self.measure_evaluation(label, store, env, evaluations)
+        shutil.rmtree(store, ignore_errors=True)
+
+    def measure_training(self, label: str, store: Path, env: dict[str, str]) -> None:
+        """``cf.MLTraining`` of fold 0, both variants, against plain ``keras.fit`` on the same arrays."""
+        settings = ml_settings(self.epochs)
         train = ["law", "run", "cf.MLTraining", *self.ml_common(), "--ml-model-settings"]
         # like plain keras.fit, without TensorFlow's op determinism; and the default, bit-identical re-training
         variants = {"train_cf": [f"{settings},deterministic=false"], "train_cf_deterministic": [settings]}
@@ -284,16 +293,18 @@ class Bench:
             run = self.measure(f"{label}_train_plain_{rep}", plain_train, env)
             self.record("ml", "train_plain").append(run.to_dict())
 
-        if "train" in items:
-            self.interleave(
-                [*(cf_training(key, extra) for key, extra in variants.items()), plain_training], reps=self.ml_reps
-            )
-        evaluations = [item for item in items if item.startswith(("eval_", "predict_"))]
-        if not evaluations:
-            shutil.rmtree(store, ignore_errors=True)
-            return
-        _log("training the (other) folds for the evaluation (not timed)")
-        self.measure(f"{label}_train_rest", [*train, settings], env)
+        steps = [*(cf_training(key, extra) for key, extra in variants.items()), plain_training]
+        self.interleave(steps, reps=self.ml_reps)
+        # the last variant trained may be deterministic=false (an even number of repetitions): its fold 0 would be
+        # a second model of that fold next to the evaluation's, which are those of the default settings
+        shutil.rmtree(store / "analysis_template" / "cf.MLTraining", ignore_errors=True)
+
+    def measure_evaluation(self, label: str, store: Path, env: dict[str, str], evaluations: list[str]) -> None:
+        """``cf.MLEvaluation`` of all bench datasets (ONNX, Keras) against plain ``model.predict``."""
+        settings = ml_settings(self.epochs)
+        _log("training the folds for the evaluation (not timed)")
+        train = ["law", "run", "cf.MLTraining", *self.ml_common(), "--ml-model-settings", settings]
+        self.measure(f"{label}_train_rest", train, env)
         evaluation = ["law", "run", "bench.tasks.BenchEvaluation", "--version", "v1"]
         predict = ["cf_sandbox", "venv_ml_tf", "python", "-m", "bench.predict_plain", str(store)]
 
@@ -321,7 +332,6 @@ class Bench:
 
         steps = [plain_predict if key == "predict_plain" else cf_evaluation(key) for key in evaluations]
         self.interleave(steps, reps=self.ml_reps)
-        shutil.rmtree(store, ignore_errors=True)
 
     def interleave(self, steps: Sequence[Callable[[int], None]], reps: int | None = None) -> None:
         """Run every step once per repetition, in alternating order (A B C, C B A, A B C, ...)."""
