@@ -376,7 +376,7 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
         "machine": _machine(results),
         "events": label,
         "reps": str(settings["reps"]),
-        "ml_reps": str(settings.get("ml_reps", settings.get("eval_reps", settings["reps"]))),
+        "ml_reps": str(settings.get("ml_reps", settings["reps"])),  # results of runs before --ml-reps: --reps
         "chunk_size": f"{settings['chunk_size']:,}",
         "basket_size": f"{settings['basket_size']:,}" if settings.get("basket_size") else "one basket per branch",
         "epochs": str(settings["epochs"]) if settings.get("epochs") else "—",

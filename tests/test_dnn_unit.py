@@ -35,6 +35,7 @@ from ml.dnn import (
     signal_vs_rest_auc,
     validation_mask,
 )
+from ml.param_dnn import param_dnn
 
 
 def make_model(**parameters: Any) -> DNNClassifier:
@@ -350,9 +351,11 @@ class ConstantModel:
 
     def __init__(self, probabilities: list[float]) -> None:
         self.probabilities = np.asarray(probabilities)
+        self.predicted_events = 0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         assert x.shape[1] == len(FEATURES)
+        self.predicted_events += len(x)
         return np.tile(self.probabilities, (len(x), 1))
 
 
@@ -370,6 +373,37 @@ def test_evaluate_writes_the_combined_scores(events: ak.Array, used_in_training:
         expected = np.tile(np.mean([m.probabilities for m in models], axis=0), (3, 1))
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
     assert sorted(scored.dnn.fields) == ["score_dy", "score_hh", "score_tt"]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "keras"])
+def test_evaluate_runs_each_fold_model_only_on_the_events_it_scores(events: ak.Array, backend: str) -> None:
+    model = make_model(evaluation_backend=backend)
+    models = [ConstantModel([0.7, 0.2, 0.1]), ConstantModel([0.1, 0.8, 0.1]), ConstantModel([0.1, 0.3, 0.6])]
+    model.evaluate(SimpleNamespace(), events, models, np.array([2, 0, 0]), events_used_in_training=True)
+    assert [fold_model.predicted_events for fold_model in models] == [2, 0, 1]
+    # events of a dataset the model did not train on are scored by every fold model (their mean)
+    model.evaluate(SimpleNamespace(), events, models, np.array([2, 0, 0]), events_used_in_training=False)
+    assert [fold_model.predicted_events for fold_model in models] == [5, 3, 4]
+
+
+class CountingNetwork:
+    """Stands in for a fold network of ``param_dnn``: counts the events it scores, whatever its inputs."""
+
+    def __init__(self) -> None:
+        self.predicted_events = 0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.predicted_events += len(x)
+        return np.full((len(x), 2), 0.5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "keras"])
+def test_param_dnn_runs_each_fold_model_only_on_the_events_it_scores(events: ak.Array, backend: str) -> None:
+    model = param_dnn(None, parameters={"evaluation_backend": backend, "masses": (300, 500)})
+    networks = [CountingNetwork() for _ in range(3)]
+    scored = model.evaluate(SimpleNamespace(), events, networks, np.array([2, 0, 0]), events_used_in_training=True)
+    assert [network.predicted_events for network in networks] == [4, 0, 2]  # two masses
+    assert sorted(scored.param_dnn.fields) == ["score_m300", "score_m500"]
 
 
 def test_evaluate_no_events(events: ak.Array) -> None:
