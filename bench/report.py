@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
@@ -16,9 +18,15 @@ from typing import Any
 from bench.common import format_count
 from bench.measure import summarize
 
-__all__ = ["Target", "render", "summary", "targets"]
+__all__ = ["Target", "page_numbers", "render", "summary", "target_notes", "targets"]
 
 TEMPLATE = Path(__file__).with_name("performance.md.in")
+#: What limits each group of targets, with this run's numbers (see its header).
+NOTES_TEMPLATE = Path(__file__).with_name("target_notes.md.in")
+#: How the page shows a number that the run did not measure (a smoke run has no scaling sizes or ML lines).
+NOT_MEASURED = "(not measured)"
+#: The width of the page's generated paragraphs.
+WIDTH = 118
 
 #: Row labels of the main table.
 LABELS = {
@@ -78,10 +86,14 @@ def best_ratio(ours: Sequence[Mapping[str, Any]], theirs: Sequence[Mapping[str, 
 
 
 class Target:
-    """One target of the issue: its description, the measured value, and whether it is met."""
+    """One target of the issue: its description, the measured value, whether it is met, and its group.
 
-    def __init__(self, name: str, goal: str, measured: str, met: bool | None, note: str = "") -> None:
+    The group names the note of ``target_notes.md.in`` that explains the target (several targets can share one).
+    """
+
+    def __init__(self, name: str, goal: str, measured: str, met: bool | None, note: str = "", group: str = "") -> None:
         self.name, self.goal, self.measured, self.met, self.note = name, goal, measured, met, note
+        self.group = group
 
     def row(self) -> list[str]:
         status = "n/a" if self.met is None else ("**met**" if self.met else "**not met**")
@@ -120,19 +132,18 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
     out = []
     chain = main.get("chain")
     runs = sizes[label]
-    for item, reference, name, goal in (
-        ("chain", "baseline", "chain vs hand-written", 0.8),
-        ("chain_w2", "baseline", "chain (`--workers 2`) vs hand-written", 0.8),
-        ("chain", "raw", "chain vs raw read", 0.5),
-        ("chain", PEER, "chain, 1 worker vs coffea peer", 1.2),
-        ("chain_w2", "chain", "chain, 2 workers vs 1 worker", 1.7),
+    for item, reference, name, goal, group in (
+        ("chain", "baseline", "chain vs hand-written", 0.8, "script"),
+        ("chain_w2", "baseline", "chain (`--workers 2`) vs hand-written", 0.8, "script"),
+        ("chain", "raw", "chain vs raw read", 0.5, "raw"),
+        ("chain", PEER, "chain, 1 worker vs coffea peer", 1.2, "coffea"),
+        ("chain_w2", "chain", "chain, 2 workers vs 1 worker", 1.7, "workers"),
     ):
         if item in main and reference in main:
             ratio = main[item]["rate"] / main[reference]["rate"]
             best = best_ratio(runs[item], runs[reference])
-            out.append(
-                Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, f"events/s; fastest runs: {best:.2f}x")
-            )
+            note = f"events/s; fastest runs: {best:.2f}x"
+            out.append(Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, note, group))
     ml = results.get("ml", {})
     rates = _training_rates(ml)
     if "train_cf" in rates and "train_plain" in rates:
@@ -155,6 +166,7 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
                 fit_ratio >= 0.95,
                 f"samples/s of load + fit; fastest runs: {best:.2f}x; the whole process adds law, model export "
                 f"and ONNX check{note}",
+                "training",
             )
         )
     for item, backend, goal in (("eval_onnx", "ONNX", 2.5), ("eval_keras", "Keras", 1.0)):
@@ -163,7 +175,7 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
             best = best_ratio(ml[item], ml["predict_plain"])
             name = f"MLEvaluation ({backend}) vs plain Keras `predict`"
             note = f"events/s; fastest runs: {best:.2f}x"
-            out.append(Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, note))
+            out.append(Target(name, f">= {goal}x", f"{ratio:.2f}x", ratio >= goal, note, item))
     scaled = [
         n for n in results["settings"]["scaling"] if format_count(n) in sizes and "chain" in sizes[format_count(n)]
     ]
@@ -173,9 +185,8 @@ def targets(results: Mapping[str, Any]) -> list[Target]:
             ratio = summary(sizes[largest]["chain_w2"])["rate"] / summary(sizes[largest]["chain"])["rate"]
             best = best_ratio(sizes[largest]["chain_w2"], sizes[largest]["chain"])
             note = f"events/s; fastest runs: {best:.2f}x"
-            out.append(
-                Target(f"chain, 2 workers vs 1 worker at {largest}", ">= 1.7x", f"{ratio:.2f}x", ratio >= 1.7, note)
-            )
+            name = f"chain, 2 workers vs 1 worker at {largest}"
+            out.append(Target(name, ">= 1.7x", f"{ratio:.2f}x", ratio >= 1.7, note, "workers"))
         rss = max(run["max_rss_mb"] for run in sizes[largest]["chain"]) / chain["max_rss_mb"] - 1.0
         out.append(
             Target(
@@ -365,6 +376,143 @@ def _machine(results: Mapping[str, Any]) -> str:
     )
 
 
+class _Numbers(dict[str, str]):
+    """The page's numbers by name; a name the run did not measure reads as ``NOT_MEASURED``."""
+
+    def __missing__(self, key: str) -> str:
+        return NOT_MEASURED
+
+
+#: The short names of the main table's lines in ``page_numbers``.
+_SHORT = {
+    "chain": "chain",
+    "baseline": "script",
+    "chain_nothread": "nothread",
+    "chain_w2": "w2",
+    "coffea": "coffea",
+    "raw": "raw",
+}
+#: The pairs of lines whose events/s ratio the text quotes (``<ours>_vs_<theirs>``).
+_RATIOS = (
+    ("chain", "baseline"),
+    ("chain", "raw"),
+    ("baseline", "raw"),
+    ("chain", "coffea"),
+    ("baseline", "coffea"),
+    ("chain_nothread", "coffea"),
+    ("chain_w2", "chain"),
+    ("chain_w2", "chain_nothread"),
+)
+
+
+def _ratio(value: float) -> str:
+    """A ratio as the text of the page writes it, with a multiplication sign."""
+    return f"{value:.2f}\N{MULTIPLICATION SIGN}"
+
+
+def _times(runs_by_item: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, float]]:
+    return {item: summary(runs) for item, runs in runs_by_item.items() if item != "chain_complete" and runs}
+
+
+def _chain_numbers(at: Mapping[str, Mapping[str, float]], suffix: str) -> dict[str, str]:
+    """Wall and CPU times, ratios and the two-worker bound of the chain lines at one size."""
+    numbers = {}
+    for item, s in at.items():
+        name = _SHORT.get(item, item)
+        numbers[f"{name}_wall{suffix}"] = f"{s['wall']:.1f} s"
+        numbers[f"{name}_wall_range{suffix}"] = f"{s['wall_min']:.1f}\N{EN DASH}{s['wall_max']:.1f} s"
+        numbers[f"{name}_cpu{suffix}"] = f"{s['cpu']:.1f} s"
+    for ours, theirs in _RATIOS:
+        if ours in at and theirs in at:
+            numbers[f"{_SHORT[ours]}_vs_{_SHORT[theirs]}{suffix}"] = _ratio(at[ours]["rate"] / at[theirs]["rate"])
+    if "chain" in at:
+        numbers[f"chain_cores{suffix}"] = f"{at['chain']['cpu'] / at['chain']['wall']:.2f}"
+    if "chain" in at and "chain_w2" in at:
+        # two workers on two cores need at least half their CPU time
+        numbers[f"w2_bound{suffix}"] = _ratio(at["chain"]["wall"] / (at["chain_w2"]["cpu"] / 2))
+    return numbers
+
+
+def _ml_numbers(ml: Mapping[str, Any]) -> dict[str, str]:
+    numbers = {}
+    if ml.get("predict_plain"):
+        plain = summary(ml["predict_plain"])["rate"]
+        for item, name in (("eval_keras", "keras"), ("eval_keras_in_sandbox", "keras_inside"), ("eval_onnx", "onnx")):
+            if ml.get(item):
+                numbers[f"{name}_vs_plain"] = _ratio(summary(ml[item])["rate"] / plain)
+    rates = _training_rates(ml)
+    if "train_plain" in rates:
+        plain_rates = rates["train_plain"]
+        if "train_cf" in rates:
+            numbers["training_vs_plain"] = _ratio(rates["train_cf"]["fit"] / plain_rates["fit"])
+            numbers["training_whole_vs_plain"] = _ratio(rates["train_cf"]["wall_rate"] / plain_rates["wall_rate"])
+        if "train_cf_deterministic" in rates:
+            numbers["training_det_vs_plain"] = _ratio(rates["train_cf_deterministic"]["fit"] / plain_rates["fit"])
+    return numbers
+
+
+def page_numbers(results: Mapping[str, Any]) -> _Numbers:
+    """The run's numbers that the page's text quotes, by the names its templates use.
+
+    Chain lines at the main size: ``<line>_wall``, ``<line>_wall_range``, ``<line>_cpu`` (lines: chain, script,
+    nothread, w2, coffea, raw), ``<ours>_vs_<theirs>`` (events/s ratios), ``chain_cores`` and ``w2_bound`` (the
+    most that two workers can gain over one with the CPU time they took); the same with ``_large`` at the largest
+    scaling size; ``w2_vs_nothread_by_size``; ``size`` and ``large``; the ML ratios ``keras_vs_plain``,
+    ``keras_inside_vs_plain``, ``onnx_vs_plain``, ``training_vs_plain``, ``training_det_vs_plain`` and
+    ``training_whole_vs_plain``.
+    """
+    settings = results["settings"]
+    sizes = results.get("sizes", {})
+    label = format_count(settings["events"])
+    numbers = _Numbers(size=label)
+    numbers.update(_chain_numbers(_times(sizes.get(label, {})), ""))
+    measured = [format_count(n) for n in [settings["events"], *sorted(settings.get("scaling", []))]]
+    measured = [size for size in dict.fromkeys(measured) if sizes.get(size)]
+    if len(measured) > 1:
+        numbers["large"] = measured[-1]
+        numbers.update(_chain_numbers(_times(sizes[measured[-1]]), "_large"))
+    by_size = []
+    for size in measured:
+        at = _times(sizes[size])
+        if "chain_w2" in at and "chain_nothread" in at:
+            by_size.append(f"{_ratio(at['chain_w2']['rate'] / at['chain_nothread']['rate'])} at {size}")
+    if by_size:
+        numbers["w2_vs_nothread_by_size"] = ", ".join(by_size)
+    numbers.update(_ml_numbers(results.get("ml", {})))
+    return numbers
+
+
+def _notes(template: Path) -> dict[str, tuple[str, str]]:
+    """The notes of ``target_notes.md.in``: group -> (title, text), the text as one line."""
+    text = re.sub(r"<!--.*?-->", "", template.read_text(), flags=re.DOTALL)
+    notes = {}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        heading, _, body = section.partition("\n")
+        group, _, title = heading.partition(":")
+        notes[group.strip()] = (title.strip(), " ".join(body.split()))
+    return notes
+
+
+def target_notes(tgts: Sequence[Target], numbers: Mapping[str, str], template: Path = NOTES_TEMPLATE) -> str:
+    """The notes on what limits each group of targets, under whether the run met them (groups without a note: none)."""
+    notes = _notes(template)
+    met: dict[str, bool] = {}
+    for target in tgts:
+        if target.group in notes and target.met is not None:
+            met[target.group] = met.get(target.group, True) and target.met
+    parts = []
+    for heading, wanted in (("Not met in this run", False), ("Met in this run", True)):
+        items = []
+        for group, title_text in notes.items():
+            if met.get(group) is wanted:
+                title, text = title_text
+                line = f"- **{title}**: {Template(text).substitute(numbers)}"
+                items.append(textwrap.fill(line, width=WIDTH, subsequent_indent="  ", break_on_hyphens=False))
+        if items:
+            parts.append(f"### {heading}\n\n" + "\n".join(items))
+    return "\n\n".join(parts) if parts else "*No target with a note was measured in this run.*"
+
+
 def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
     """The performance page for a results dict (as ``python -m bench`` writes it to results.json)."""
     settings = results["settings"]
@@ -372,7 +520,9 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
     # an ML-only run (--items none) measured nothing at the main size
     results = {**results, "sizes": {label: {}, **results.get("sizes", {})}}
     tgts = targets(results)
+    numbers = page_numbers(results)
     values = {
+        **numbers,
         "machine": _machine(results),
         "events": label,
         "reps": str(settings["reps"]),
@@ -387,8 +537,9 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
         "targets_table": _table(["target", "goal", "measured", "status", "note"], [t.row() for t in tgts]),
         "n_met": str(sum(1 for t in tgts if t.met)),
         "n_targets": str(len(tgts)),
+        "target_notes": target_notes(tgts, numbers),
     }
-    return Template(template.read_text()).substitute(values)
+    return Template(template.read_text()).substitute(_Numbers(values))
 
 
 def main(argv: list[str] | None = None) -> None:

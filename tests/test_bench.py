@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -20,7 +21,7 @@ import uproot
 from bench.check import compare_columns, compare_outputs, read_columns
 from bench.common import DATASETS, data_dir, format_count, parse_count, sample_scale
 from bench.measure import BenchError, run_measured, summarize
-from bench.report import render
+from bench.report import NOT_MEASURED, NOTES_TEMPLATE, Target, page_numbers, render, target_notes, targets
 from bench.run import Bench
 from bench.sample import write_file
 from cf.columnar_util import Route, strip_unused_options
@@ -147,8 +148,9 @@ def _run(wall: float, rss: float = 200.0, **output: float) -> dict[str, object]:
     return {"wall": wall, "cpu": wall, "max_rss_mb": rss, "load": 1.0, "output": output}
 
 
-def test_report_renders_every_table_and_target() -> None:
-    results = {
+def _full_results() -> dict[str, Any]:
+    """The results of a full run (every line at 1M, the chain lines at 8M, every ML line)."""
+    return {
         "date": "2026-01-01 00:00 UTC",
         "machine": {
             "cpu": "test cpu",
@@ -181,8 +183,11 @@ def test_report_renders_every_table_and_target() -> None:
             },
             "8M": {
                 "raw": [_run(16.0, events=8e6)],
+                "baseline": [_run(90.0, events=8e6)],
                 "chain": [_run(100.0, 330, events=8e6)],
+                "chain_nothread": [_run(120.0, events=8e6)],
                 "chain_w2": [_run(55.0, 200, events=8e6)],
+                "coffea": [_run(70.0, events=8e6)],
             },
         },
         "setup_sh": [_run(0.2), _run(0.3), _run(0.2)],
@@ -207,9 +212,14 @@ def test_report_renders_every_table_and_target() -> None:
             "train_plain": [_run(25.0, n_fit=1000, epochs=5, load_fit_seconds=21.0)],
             "eval_onnx": [_run(5.0, events=5e5)],
             "eval_keras": [_run(12.5, events=5e5)],
+            "eval_keras_in_sandbox": [_run(9.0, events=5e5)],
             "predict_plain": [_run(10.0, events=5e5)],
         },
     }
+
+
+def test_report_renders_every_table_and_target() -> None:
+    results = _full_results()
     page = render(results)
     assert "$" not in page.replace("$$", "")  # every placeholder was filled
     assert "test cpu" in page
@@ -243,6 +253,49 @@ def test_report_renders_every_table_and_target() -> None:
     assert "| 0.83x chain, 0.14x raw |" in page
     assert "`coffea` vs `chain`: the same 650,000 selected events" in page
     assert "49 columns bit-identical, 1 within float rounding (largest relative difference 6e-08, `m_bb`)" in page
+
+
+def test_report_explains_each_target_with_the_runs_numbers_under_its_verdict() -> None:
+    page = render(_full_results())
+    assert NOT_MEASURED not in page  # every number the text quotes was measured by a full run
+    notes = page[page.index("## What limits the targets") : page.index("## Sample layout")]
+    notes = " ".join(notes.split()).replace("\N{MULTIPLICATION SIGN}", "x")  # one line, ratios as in the tables
+    not_met, met = notes.split("### Met in this run")
+    # two workers: 1.11x at 1M (not met) and 1.82x at 8M (met): the group is not met
+    assert "**Chain, 2 workers vs 1 worker (≥ 1.7x)**: 1.11x at 1M and 1.82x at 8M in this run" in not_met
+    # 100 s of the one-worker chain against 55 s of CPU on two cores: 100 / 27.5
+    assert "the ratio cannot exceed 3.64x" in not_met
+    assert "`--workers 2` is 1.33x at 1M, 2.18x at 8M" in not_met
+    assert "**Chain vs raw read (≥ 0.5x)**: 0.17x" in not_met
+    assert "**Keras evaluation (≥ 1.0x)**: 0.80x" in not_met
+    assert "**Training (≥ 0.95x)**: 1.05x for" in met
+    # the page's text quotes the run's times, not those of the run that wrote the template
+    assert "takes 15.0 s instead of 12.5 s at 1M and 120.0 s" in page
+
+
+def test_target_notes_go_under_the_verdict_of_their_group(tmp_path: Path) -> None:
+    template = tmp_path / "notes.md.in"
+    template.write_text(
+        "<!-- ## not a note -->\n## a: First\n\nfirst at\n$size.\n\n## b: Second\n\nsecond $nothing.\n\n## c: Third\n\nx\n"
+    )
+    tgts = [
+        Target("a1", "", "", met=True, group="a"),
+        Target("a2", "", "", met=False, group="a"),
+        Target("b1", "", "", met=True, group="b"),
+        Target("d1", "", "", met=False, group="d"),  # a group without a note
+    ]
+    text = target_notes(tgts, page_numbers({"settings": {"events": 1_000_000}}), template)
+    assert text == (
+        "### Not met in this run\n\n- **First**: first at 1M.\n\n"
+        f"### Met in this run\n\n- **Second**: second {NOT_MEASURED}."
+    )
+
+
+def test_every_note_explains_a_group_of_targets() -> None:
+    groups = {target.group for target in targets(_full_results())}
+    headings = [line for line in NOTES_TEMPLATE.read_text().splitlines() if line.startswith("## ")]
+    assert headings
+    assert {line[3:].partition(":")[0] for line in headings} <= groups
 
 
 def _write_events(path: Path, events: dict[str, object]) -> list[str]:
