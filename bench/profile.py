@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import subprocess
@@ -19,10 +20,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.common import CONFIG, DEFAULT_BASKET_SIZE, ML_MODEL, data_dir, parse_count, sample_scale
 
-__all__ = ["main"]
+__all__ = ["main", "profile_chain", "profile_store"]
 
 #: The chain's per-file tasks in their order.
 TASKS = ("CalibrateEvents", "SelectEvents", "ReduceEvents", "ProduceColumns", "PrepareMLEvents")
@@ -112,6 +114,70 @@ def _categorize(stats: pstats.Stats) -> dict[str, float]:
     return totals
 
 
+def profile_store(data: Path) -> Path:
+    """The store of the profiled chain, beside the sample's data directory."""
+    return data.with_name(data.name.replace("data_", "profile_store_", 1))
+
+
+def _best(times: list[float], cpu_times: list[float]) -> dict[str, Any]:
+    return {"wall": min(times), "cpu": min(cpu_times), "runs": times}
+
+
+def profile_chain(args: argparse.Namespace) -> dict[str, Any]:
+    """Time each chain task of one file, then the two fused passes; print them and return them.
+
+    Returns:
+        ``dataset``, ``branch``, ``file_events`` (entries of the profiled input file), ``repeat``, and ``tasks`` and
+        ``fused`` (task name -> best ``wall`` and ``cpu`` seconds and every run's wall seconds).
+    """
+    n_events = parse_count(args.events)
+    workdir = Path(args.workdir)
+    data = data_dir(workdir, n_events, args.basket_size)
+    os.environ.update(
+        {
+            "CF_DATA": str(data),
+            "CF_SAMPLE_SCALE": repr(sample_scale(n_events)),
+            "CF_STORE_LOCAL": str(profile_store(data)),
+            "CF_JOB_BASE": str(workdir / "jobs"),
+        }
+    )
+    command = ["law", "run", "cf.PrepareMLEvents", "--version", "v1", "--config", CONFIG, "--dataset", args.dataset]
+    subprocess.run([*command, "--ml-model", ML_MODEL], check=True, stdout=subprocess.DEVNULL)
+    sample = json.loads((data / "sample.json").read_text())
+    result: dict[str, Any] = {
+        "dataset": args.dataset,
+        "branch": args.branch,
+        "file_events": sample["n_events"][args.dataset] // len(sample["files"][args.dataset]),
+        "repeat": args.repeat,
+        "tasks": {},
+        "fused": {},
+    }
+
+    profiler = cProfile.Profile() if args.cprofile else None
+    for name in TASKS:
+        times, cpu_times = _timed_runs(_task(name, args.dataset, args.branch, args.chunk_size), args.repeat, profiler)
+        result["tasks"][name] = _best(times, cpu_times)
+        _print_line(name, times, cpu_times)
+    total = sum(task["wall"] for task in result["tasks"].values())
+    total_cpu = sum(task["cpu"] for task in result["tasks"].values())
+    print(f"{'total':22s} best {total:6.2f} s wall {total_cpu:6.2f} s CPU")
+    # what a fresh chain runs instead of the first three and the last two (not profiled: the split above is per task)
+    for name, label in (("ReduceEvents", "fused Calib+Sel+Reduce"), ("PrepareMLEvents", "fused Produce+PrepareML")):
+        fused = _fused_task(name, args.dataset, args.branch, args.chunk_size)
+        times, cpu_times = _timed_runs(fused, args.repeat, None, before=_remove_fused_outputs)
+        result["fused"][name] = _best(times, cpu_times)
+        _print_line(label, times, cpu_times)
+    if profiler and args.cprofile:
+        profiler.dump_stats(args.cprofile)
+        stats = pstats.Stats(args.cprofile)
+        measured = sum(v[3] for k, v in stats.stats.items() if k[2] == "run" and "cf/tasks" in k[0])  # type: ignore[attr-defined]
+        print(f"\nprofiled task run() time: {measured:.2f} s (with profiler overhead), of which:")
+        for category, seconds in _categorize(stats).items():
+            print(f"  {category:34s} {seconds:6.2f} s  {seconds / measured:5.1%}")
+    sys.stdout.flush()
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", default="1M", help="sample size (as for python -m bench; default 1M)")
@@ -122,41 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="/tmp/cf_bench")
     parser.add_argument("--basket-size", type=int, default=DEFAULT_BASKET_SIZE, help="sample layout (as for bench)")
     parser.add_argument("--cprofile", default=None, help="write the profile of all runs to this file")
+    parser.add_argument("--json", default=None, help="write the times to this file (python -m bench reads it)")
     args = parser.parse_args(argv)
-    n_events = parse_count(args.events)
-    workdir = Path(args.workdir)
-    data = data_dir(workdir, n_events, args.basket_size)
-    os.environ.update(
-        {
-            "CF_DATA": str(data),
-            "CF_SAMPLE_SCALE": repr(sample_scale(n_events)),
-            "CF_STORE_LOCAL": str(data.with_name(data.name.replace("data_", "profile_store_", 1))),
-            "CF_JOB_BASE": str(workdir / "jobs"),
-        }
-    )
-    command = ["law", "run", "cf.PrepareMLEvents", "--version", "v1", "--config", CONFIG, "--dataset", args.dataset]
-    subprocess.run([*command, "--ml-model", ML_MODEL], check=True, stdout=subprocess.DEVNULL)
-
-    profiler = cProfile.Profile() if args.cprofile else None
-    total, total_cpu = 0.0, 0.0
-    for name in TASKS:
-        times, cpu_times = _timed_runs(_task(name, args.dataset, args.branch, args.chunk_size), args.repeat, profiler)
-        total += min(times)
-        total_cpu += min(cpu_times)
-        _print_line(name, times, cpu_times)
-    print(f"{'total':22s} best {total:6.2f} s wall {total_cpu:6.2f} s CPU")
-    # what a fresh chain runs instead of the first three and the last two (not profiled: the split above is per task)
-    for name, label in (("ReduceEvents", "fused Calib+Sel+Reduce"), ("PrepareMLEvents", "fused Produce+PrepareML")):
-        fused = _fused_task(name, args.dataset, args.branch, args.chunk_size)
-        _print_line(label, *_timed_runs(fused, args.repeat, None, before=_remove_fused_outputs))
-    if profiler and args.cprofile:
-        profiler.dump_stats(args.cprofile)
-        stats = pstats.Stats(args.cprofile)
-        measured = sum(v[3] for k, v in stats.stats.items() if k[2] == "run" and "cf/tasks" in k[0])  # type: ignore[attr-defined]
-        print(f"\nprofiled task run() time: {measured:.2f} s (with profiler overhead), of which:")
-        for category, seconds in _categorize(stats).items():
-            print(f"  {category:34s} {seconds:6.2f} s  {seconds / measured:5.1%}")
-    sys.stdout.flush()
+    result = profile_chain(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -362,6 +362,45 @@ def _scaling_table(results: Mapping[str, Any]) -> str:
     return _table(header, rows)
 
 
+#: What each task of the profile reads and writes, and the label of each fused pass.
+PROFILE_ROWS = {
+    "CalibrateEvents": "ROOT: 4 branches; writes the calibrated jets",
+    "SelectEvents": "ROOT: 19 branches, plus the calibrated jets; writes the masks and the statistics",
+    "ReduceEvents": "ROOT: 35 branches, plus the calibrated jets and the masks; writes the reduced events",
+    "ProduceColumns": "the reduced events; writes the produced columns",
+    "PrepareMLEvents": "the reduced events and the produced columns; writes the ML inputs per fold",
+}
+PROFILE_FUSED = {
+    "ReduceEvents": (
+        "fused `cf.ReduceEvents` (calibration, selection, reduction)",
+        "ROOT once; writes the calibrated jets, the masks, the statistics, the reduced events",
+    ),
+    "PrepareMLEvents": (
+        "fused `cf.PrepareMLEvents` (production, ML inputs)",
+        "the reduced events once; writes the produced columns and the ML inputs",
+    ),
+}
+
+
+def _profile_table(profile: Mapping[str, Any] | None) -> str:
+    """Seconds per file of each chain task and of the two fused passes (``bench.profile``)."""
+    if not profile:
+        return "*The chain was not profiled in this run (no `chain` among `--items`).*"
+    rows = [[f"`{name}`", f"{profile['tasks'][name]['wall']:.2f}", text] for name, text in PROFILE_ROWS.items()]
+    total = sum(task["wall"] for task in profile["tasks"].values())
+    rows.append(["**total, one task after the other**", f"**{total:.2f}**", ""])
+    rows += [[label, f"{profile['fused'][name]['wall']:.2f}", text] for name, (label, text) in PROFILE_FUSED.items()]
+    fused = sum(task["wall"] for task in profile["fused"].values())
+    rows.append(["**total, as a fresh chain runs them**", f"**{fused:.2f}**", ""])
+    return _table(["task", "s per file", "what it reads and writes"], rows)
+
+
+def _profile_file(profile: Mapping[str, Any] | None) -> str:
+    if not profile:
+        return NOT_MEASURED
+    return f"`{profile['dataset']}` file {profile['branch']}: {format_count(profile['file_events'])} events"
+
+
 def _machine(results: Mapping[str, Any]) -> str:
     m = results["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
@@ -538,6 +577,9 @@ def render(results: Mapping[str, Any], template: Path = TEMPLATE) -> str:
         "n_met": str(sum(1 for t in tgts if t.met)),
         "n_targets": str(len(tgts)),
         "target_notes": target_notes(tgts, numbers),
+        "profile_table": _profile_table(results.get("profile")),
+        "profile_file": _profile_file(results.get("profile")),
+        "profile_repeat": str(results.get("profile", {}).get("repeat", NOT_MEASURED)),
     }
     return Template(template.read_text()).substitute(_Numbers(values))
 

@@ -37,6 +37,7 @@ from bench.common import (
     sample_scale,
 )
 from bench.measure import BenchError, Run, run_measured
+from bench.profile import profile_store
 from cf.io import TASK_PROCESSES_ENV
 
 __all__ = ["main"]
@@ -242,6 +243,18 @@ class Bench:
         kept[source] = kept_files
 
     # ML
+
+    def run_profile(self, n_events: int) -> None:
+        """Each chain task of one file on its own and the two fused passes, in one process (``bench.profile``).
+
+        Not a line of the tables: the page's "Where the time goes" shows it. The profiling store is made anew.
+        """
+        shutil.rmtree(profile_store(data_dir(self.workdir, n_events, self.basket_size)), ignore_errors=True)
+        out = self.workdir / "profile.json"
+        command = [sys.executable, "-m", "bench.profile", "--events", str(n_events), "--workdir", str(self.workdir)]
+        command += ["--basket-size", str(self.basket_size), "--chunk-size", str(self.chunk_size), "--json", str(out)]
+        self.measure(f"{format_count(n_events)}_profile", command, dict(os.environ))
+        self.results["profile"] = json.loads(out.read_text())
 
     def ml_common(self) -> list[str]:
         return ["--version", "v1", "--config", CONFIG, "--ml-model", ML_MODEL]
@@ -496,6 +509,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def measure_main_size(bench: Bench, args: argparse.Namespace) -> None:
+    """Every item at the main size, interleaved; then the profile of one file's chain tasks."""
+    label = format_count(args.events)
+    _log(f"main size {label}: {', '.join(args.items)} x {args.reps}, interleaved")
+    keep = bool(args.ml_items)
+    steps = [
+        (
+            lambda rep, item=item: bench.run_item(
+                args.events, item, rep, keep_store=keep and item == "chain" and rep == 0
+            )
+        )
+        for item in args.items
+    ]
+    bench.interleave(steps)
+    if "chain" in args.items:
+        _log(f"profile of one file's chain tasks at {label} (its own times, not a line of the tables)")
+        bench.run_profile(args.events)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base_env = os.environ.get("CF_BASE")
@@ -545,19 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     for n_events in [args.events, *args.scaling]:
         bench.prepare_sample(n_events)
 
-    label = format_count(args.events)
-    _log(f"main size {label}: {', '.join(args.items)} x {args.reps}, interleaved")
-    keep = bool(args.ml_items)
-    steps = [
-        (
-            lambda rep, item=item: bench.run_item(
-                args.events, item, rep, keep_store=keep and item == "chain" and rep == 0
-            )
-        )
-        for item in args.items
-    ]
-    bench.interleave(steps)
+    measure_main_size(bench, args)
     bench.measure_setup()
+    label = format_count(args.events)
     if args.ml_items:
         if "kept_store" not in bench.results:
             _log("the chain for the ML measurements (not timed)")

@@ -191,6 +191,26 @@ def _full_results() -> dict[str, Any]:
             },
         },
         "setup_sh": [_run(0.2), _run(0.3), _run(0.2)],
+        "profile": {
+            "dataset": "tt_sl_powheg",
+            "branch": 0,
+            "file_events": 125_000,
+            "repeat": 3,
+            "tasks": {
+                name: {"wall": wall, "cpu": wall, "runs": [wall]}
+                for name, wall in (
+                    ("CalibrateEvents", 0.08),
+                    ("SelectEvents", 0.13),
+                    ("ReduceEvents", 0.16),
+                    ("ProduceColumns", 0.1),
+                    ("PrepareMLEvents", 0.06),
+                )
+            },
+            "fused": {
+                "ReduceEvents": {"wall": 0.25, "cpu": 0.3, "runs": [0.25]},
+                "PrepareMLEvents": {"wall": 0.14, "cpu": 0.15, "runs": [0.14]},
+            },
+        },
         "checks": {
             "1M": {
                 "columns": {
@@ -269,6 +289,11 @@ def test_report_explains_each_target_with_the_runs_numbers_under_its_verdict() -
     assert "**Chain vs raw read (≥ 0.5x)**: 0.17x" in not_met
     assert "**Keras evaluation (≥ 1.0x)**: 0.80x" in not_met
     assert "**Training (≥ 0.95x)**: 1.05x for" in met
+    # the per-file table is this run's profile
+    assert "(`tt_sl_powheg` file 0: 125k events)" in page
+    assert "| `SelectEvents` | 0.13 |" in page
+    assert "| **total, one task after the other** | **0.53** |  |" in page
+    assert "| **total, as a fresh chain runs them** | **0.39** |  |" in page
     # the page's text quotes the run's times, not those of the run that wrote the template
     assert "takes 15.0 s instead of 12.5 s at 1M and 120.0 s" in page
 
@@ -388,6 +413,19 @@ def test_bench_smoke_run_of_the_chain(tmp_path: Path) -> None:
     # the hand-written script and the chain wrote the same ML inputs
     assert results["checks"]["20k"]["chain_agrees"] or results["checks"]["20k"]["baseline_agrees"]  # type: ignore[index]
     assert results["setup_sh"]
+    # the page's per-file times come from this run's profile of one file (20k events over 8 files)
+    profile = results["profile"]  # type: ignore[index]
+    assert profile["file_events"] == 2_500
+    assert set(profile["tasks"]) == {
+        "CalibrateEvents",
+        "SelectEvents",
+        "ReduceEvents",
+        "ProduceColumns",
+        "PrepareMLEvents",
+    }
+    assert set(profile["fused"]) == {"ReduceEvents", "PrepareMLEvents"}
+    assert all(task["wall"] > 0 for task in [*profile["tasks"].values(), *profile["fused"].values()])
+    assert "(`tt_sl_powheg` file 0: 2500 events)" in page
 
 
 @pytest.mark.slow
