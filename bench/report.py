@@ -504,15 +504,15 @@ def page_numbers(results: Mapping[str, Any]) -> _Numbers:
     sizes = results.get("sizes", {})
     label = format_count(settings["events"])
     numbers = _Numbers(size=label)
-    numbers.update(_chain_numbers(_times(sizes.get(label, {})), ""))
-    measured = [format_count(n) for n in [settings["events"], *sorted(settings.get("scaling", []))]]
-    measured = [size for size in dict.fromkeys(measured) if sizes.get(size)]
-    if len(measured) > 1:
-        numbers["large"] = measured[-1]
-        numbers.update(_chain_numbers(_times(sizes[measured[-1]]), "_large"))
+    labels = [format_count(n) for n in [settings["events"], *sorted(settings.get("scaling", []))]]
+    times = {size: _times(sizes[size]) for size in dict.fromkeys(labels) if sizes.get(size)}
+    numbers.update(_chain_numbers(times.get(label, {}), ""))
+    if len(times) > 1:
+        large = list(times)[-1]
+        numbers["large"] = large
+        numbers.update(_chain_numbers(times[large], "_large"))
     by_size = []
-    for size in measured:
-        at = _times(sizes[size])
+    for size, at in times.items():
         if "chain_w2" in at and "chain_nothread" in at:
             by_size.append(f"{_ratio(at['chain_w2']['rate'] / at['chain_nothread']['rate'])} at {size}")
     if by_size:

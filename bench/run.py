@@ -242,7 +242,7 @@ class Bench:
                 raise BenchError(f"{source} and {reference} disagree at {label}: {problems}")
         kept[source] = kept_files
 
-    # ML
+    # profile
 
     def run_profile(self, n_events: int) -> None:
         """Each chain task of one file on its own and the two fused passes, in one process (``bench.profile``).
@@ -255,6 +255,8 @@ class Bench:
         command += ["--basket-size", str(self.basket_size), "--chunk-size", str(self.chunk_size), "--json", str(out)]
         self.measure(f"{format_count(n_events)}_profile", command, dict(os.environ))
         self.results["profile"] = json.loads(out.read_text())
+
+    # ML
 
     def ml_common(self) -> list[str]:
         return ["--version", "v1", "--config", CONFIG, "--ml-model", ML_MODEL]

@@ -437,6 +437,10 @@ def test_bench_smoke_run_of_training_and_evaluation(tmp_path: Path) -> None:
     assert set(ml) == {"train_cf", "train_cf_deterministic", "train_plain", "eval_onnx", "eval_keras", "predict_plain"}
     assert [len(ml[key]) for key in ("train_cf", "train_plain", "eval_onnx", "predict_plain")] == [2, 2, 2, 2]
     assert ml["train_cf"][0]["output"]["epochs"] == 1
+    # the TF sandbox was entered, not timed, before the first timed training (a missing venv is built there)
+    logs = tmp_path / "work" / "logs"
+    first_training = min((logs / f"20k_{key}_0.log").stat().st_mtime for key in ("train_cf", "train_plain"))
+    assert (logs / "20k_ml_sandbox.log").stat().st_mtime <= first_training
     assert ml["train_plain"][0]["output"]["n_fit"] == ml["train_cf"][0]["output"]["n_fit"]
     events = ml["predict_plain"][0]["output"]["events"]
     assert ml["eval_onnx"][0]["output"]["events"] == ml["eval_keras"][0]["output"]["events"] == events > 0
